@@ -1,0 +1,74 @@
+"""Entry point: ``python -m ferry_emulator --port PORT [--region us-east-1] [--verbose]``.
+
+Binds 127.0.0.1 only, prints ``ready http://127.0.0.1:PORT`` once it accepts
+connections, and exits 0 on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ferry_emulator", description=__doc__)
+    parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 (0 = pick a free one)")
+    parser.add_argument("--region", default="us-east-1", help="default region for unsigned requests")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    # Before moto is imported: no default AMIs (their snapshots would pollute DescribeSnapshots).
+    os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    os.environ.setdefault("AWS_DEFAULT_REGION", args.region)
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from . import install, lifecycle
+    from .middleware import EmulatorMiddleware
+
+    install()
+    app = EmulatorMiddleware(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    ticker = lifecycle.Ticker()
+    ticker.start()
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    serving = threading.Thread(target=server.serve_forever, name="ferry-emulator-http", daemon=True)
+    serving.start()
+    print(f"ready http://127.0.0.1:{server.server_port}", flush=True)
+    while not stop.wait(0.5):
+        if not serving.is_alive():
+            print("ferry-emulator: HTTP server stopped unexpectedly", file=sys.stderr)
+            return 1
+    ticker.stopped.set()
+    server.shutdown()
+    server.server_close()
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)  # do not wait for in-flight request threads (e.g. SQS long polls)

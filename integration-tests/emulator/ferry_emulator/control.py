@@ -1,0 +1,156 @@
+"""The ``/_emulator/*`` control endpoints (JSON in, JSON out; never faulted, never logged).
+
+    POST   /_emulator/reset        clear moto's and the extension's state
+    GET    /_emulator/config       current settings;  POST merges settings
+    GET    /_emulator/faults       current faults;    POST merges, DELETE clears
+    GET    /_emulator/placement    forced AZs;        POST {"group", "az"|null}
+    GET    /_emulator/calls        call log (?service=&action=&since=); DELETE clears
+    GET    /_emulator/lifecycle    lifecycle actions (active, completed, expired)
+    GET    /_emulator/health       {"ok": true}
+
+Bad input answers HTTP 400 ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any
+from urllib.parse import parse_qs
+
+from . import asg, lifecycle, state
+from .calllog import CALLS
+from .faults import FAULTS
+
+Response = tuple[int, list[tuple[str, str]], bytes]
+
+
+class BadRequest(Exception):
+    pass
+
+
+def known_azs() -> set[str]:
+    from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+
+    return {zone.name for zones in RegionsAndZonesBackend.zones.values() for zone in zones}
+
+
+def _json(code: int, data: Any) -> Response:
+    return code, [("Content-Type", "application/json")], json.dumps(data).encode()
+
+
+def _body(environ: dict[str, Any]) -> Any:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"invalid JSON body: {exc}") from None
+
+
+def _object(environ: dict[str, Any]) -> dict[str, Any]:
+    data = _body(environ)
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
+def reset_all() -> None:
+    from moto.moto_api._internal import moto_api_backend
+
+    with state.LOCK:
+        moto_api_backend.reset()
+        state.reset_extension()
+
+
+def _placement(method: str, environ: dict[str, Any]) -> Response:
+    if method == "GET":
+        return _json(200, {"placement": dict(asg.PLACEMENT)})
+    data = _object(environ)
+    unknown = set(data) - {"group", "az"}
+    if unknown:
+        raise BadRequest(f"unknown placement key(s) {sorted(unknown)}; known: ['az', 'group']")
+    group, az = data.get("group"), data.get("az", "missing")
+    if not isinstance(group, str) or not group:
+        raise BadRequest("placement.group must be a non-empty string")
+    if az == "missing":
+        raise BadRequest("placement.az is required (an AZ name, or null to clear)")
+    if az is not None and (not isinstance(az, str) or az not in known_azs()):
+        raise BadRequest(f"placement.az: unknown availability zone {az!r}")
+    with state.LOCK:
+        if az is None:
+            asg.PLACEMENT.pop(group, None)
+        else:
+            asg.PLACEMENT[group] = az
+        return _json(200, {"placement": dict(asg.PLACEMENT)})
+
+
+def _calls(method: str, environ: dict[str, Any]) -> Response:
+    if method == "DELETE":
+        CALLS.clear()
+        return _json(200, {"calls": []})
+    query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    unknown = set(query) - {"service", "action", "since"}
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s) {sorted(unknown)}; known: action, service, since")
+    since = None
+    if "since" in query:
+        try:
+            since = int(query["since"])
+        except ValueError:
+            raise BadRequest(f"since must be an integer, got {query['since']!r}") from None
+    return _json(200, {"calls": CALLS.query(query.get("service"), query.get("action"), since)})
+
+
+def _route(method: str, path: str, environ: dict[str, Any]) -> Response:
+    if path == "/_emulator/health" and method == "GET":
+        return _json(200, {"ok": True})
+    if path == "/_emulator/reset" and method == "POST":
+        reset_all()
+        return _json(200, {"reset": True})
+    if path == "/_emulator/config":
+        if method == "POST":
+            data = _object(environ)
+            with state.LOCK:
+                try:
+                    state.SETTINGS.update(data)
+                except ValueError as exc:
+                    raise BadRequest(str(exc)) from None
+        if method in ("GET", "POST"):
+            return _json(200, state.SETTINGS.to_json())
+    if path == "/_emulator/faults":
+        if method == "POST":
+            try:
+                FAULTS.update(_body(environ), known_azs())
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+        elif method == "DELETE":
+            FAULTS.clear()
+        if method in ("GET", "POST", "DELETE"):
+            return _json(200, FAULTS.to_json())
+    if path == "/_emulator/placement" and method in ("GET", "POST"):
+        return _placement(method, environ)
+    if path == "/_emulator/calls" and method in ("GET", "DELETE"):
+        return _calls(method, environ)
+    if path == "/_emulator/lifecycle" and method == "GET":
+        with state.LOCK:
+            return _json(200, {"actions": lifecycle.snapshot()})
+    return _json(404, {"error": f"no control endpoint {method} {path}"})
+
+
+def handle(environ: dict[str, Any]) -> Response:
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    path = environ.get("PATH_INFO", "").rstrip("/")
+    try:
+        return _route(method, path, environ)
+    except BadRequest as exc:
+        return _json(400, {"error": str(exc)})
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        return _json(500, {"error": f"internal error: {exc!r}"})

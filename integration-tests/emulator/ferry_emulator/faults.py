@@ -1,0 +1,203 @@
+"""Faults on demand: token-bucket throttling, random 5xx errors, latency and an AZ outage.
+
+The configuration is set through ``/_emulator/faults`` (see control.py) and
+read by the middleware (throttle, errors, latency) and by the EC2 patches
+(the AZ outage: impaired status checks, stuck snapshots and detaches).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from . import state
+
+SERVICES = ("ec2", "autoscaling", "sqs")
+SNAPSHOT_MODES = ("pending", "error")
+_KEYS = ("throttle", "error_rate", "latency_ms", "az_outage", "seed")
+
+
+@dataclass
+class Bucket:
+    """A token bucket: ``burst`` tokens, refilled at ``rate`` per second."""
+
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Faults:
+    """The current fault configuration and its runtime state (buckets, RNG)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.config: dict[str, Any] = {}
+            self.buckets: dict[str, Bucket] = {}
+            self.rng = random.Random()
+            self.outage_since: float | None = None
+
+    # -- configuration -------------------------------------------------
+    def update(self, data: Any, known_azs: set[str]) -> None:
+        """Validate and merge a partial update; raises ValueError naming the bad input."""
+        if not isinstance(data, dict):
+            raise ValueError("faults body must be a JSON object")
+        for key in data:
+            if key not in _KEYS:
+                raise ValueError(f"unknown faults key {key!r}; known: {list(_KEYS)}")
+        staged = dict(self.config)
+        if "throttle" in data:
+            staged["throttle"] = _merge_throttle(staged.get("throttle", {}), data["throttle"])
+        if "error_rate" in data:
+            rate = data["error_rate"]
+            if rate is not None and (not _is_number(rate) or not 0 <= rate <= 1):
+                raise ValueError(f"error_rate must be a number in [0, 1], got {rate!r}")
+            staged["error_rate"] = rate
+        if "latency_ms" in data:
+            staged["latency_ms"] = _latency(data["latency_ms"])
+        if "az_outage" in data:
+            staged["az_outage"] = _outage(data["az_outage"], known_azs)
+        if "seed" in data:
+            seed = data["seed"]
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+                raise ValueError(f"seed must be an integer, got {seed!r}")
+            staged["seed"] = seed
+        with self._lock:
+            old_outage = self.config.get("az_outage")
+            self.config = {k: v for k, v in staged.items() if v is not None and v != {}}
+            if "throttle" in data:
+                self.buckets = {}
+            if "seed" in data and data["seed"] is not None:
+                self.rng = random.Random(data["seed"])
+            new_outage = self.config.get("az_outage")
+            if new_outage is None:
+                self.outage_since = None
+            elif old_outage is None or old_outage["az"] != new_outage["az"]:
+                self.outage_since = state.now()
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.config)
+
+    # -- runtime -------------------------------------------------------
+    def latency_seconds(self) -> float:
+        with self._lock:
+            span = self.config.get("latency_ms")
+            if not span:
+                return 0.0
+            return self.rng.uniform(span[0], span[1]) / 1000.0
+
+    def throttled(self, service: str, action: str | None) -> bool:
+        """Consume a token from the service's and the action's bucket; True if either is empty."""
+        with self._lock:
+            throttle = self.config.get("throttle", {})
+            keys = [k for k in (service, f"{service}:{action}") if k in throttle]
+            now = state.now()
+            ok = True
+            for key in keys:
+                bucket = self.buckets.get(key)
+                if bucket is None:
+                    spec = throttle[key]
+                    bucket = Bucket(spec["rate"], spec["burst"], spec["burst"], now)
+                    self.buckets[key] = bucket
+                ok = bucket.take(now) and ok
+            return not ok
+
+    def injected_error(self) -> tuple[int, str, str] | None:
+        with self._lock:
+            rate = self.config.get("error_rate") or 0
+            if rate <= 0 or self.rng.random() >= rate:
+                return None
+            if self.rng.random() < 0.5:
+                return 500, "InternalError", "We encountered an internal error. Please try again."
+            return 503, "ServiceUnavailable", "The service is unavailable. Please try again shortly."
+
+    def outage(self) -> tuple[str, str, float] | None:
+        """(az, snapshot_mode, since) of the active AZ outage, if any."""
+        with self._lock:
+            spec = self.config.get("az_outage")
+            if not spec or self.outage_since is None:
+                return None
+            return spec["az"], spec["snapshot_mode"], self.outage_since
+
+    def az_down(self, az: str | None) -> bool:
+        out = self.outage()
+        return out is not None and az is not None and out[0] == az
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _merge_throttle(current: dict[str, Any], update: Any) -> dict[str, Any]:
+    if update is None:
+        return {}
+    if not isinstance(update, dict):
+        raise ValueError("throttle must be an object of {service or 'service:Action': {rate, burst}}")
+    merged = dict(current)
+    for key, spec in update.items():
+        service = key.split(":", 1)[0]
+        if service not in SERVICES or key.count(":") > 1 or key.endswith(":"):
+            raise ValueError(
+                f"throttle key {key!r} must be one of {list(SERVICES)} or 'service:Action'"
+            )
+        if spec is None:
+            merged.pop(key, None)
+            continue
+        if not isinstance(spec, dict) or set(spec) - {"rate", "burst"} or "rate" not in spec:
+            raise ValueError(f"throttle.{key} must be {{\"rate\": number, \"burst\": number}}")
+        rate, burst = spec["rate"], spec.get("burst", 1)
+        if not _is_number(rate) or rate < 0:
+            raise ValueError(f"throttle.{key}.rate must be a non-negative number, got {rate!r}")
+        if not _is_number(burst) or burst < 1:
+            raise ValueError(f"throttle.{key}.burst must be a number >= 1, got {burst!r}")
+        merged[key] = {"rate": float(rate), "burst": float(burst)}
+    return merged
+
+
+def _latency(value: Any) -> list[float] | None:
+    if value is None:
+        return None
+    if _is_number(value):
+        value = [value, value]
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(_is_number(v) for v in value)
+        or value[0] < 0
+        or value[1] < value[0]
+    ):
+        raise ValueError(f"latency_ms must be [min, max] with 0 <= min <= max, got {value!r}")
+    return [float(value[0]), float(value[1])]
+
+
+def _outage(value: Any, known_azs: set[str]) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"az", "snapshot_mode"} or "az" not in value:
+        raise ValueError('az_outage must be {"az": "...", "snapshot_mode": "pending"|"error"} or null')
+    az = value["az"]
+    if not isinstance(az, str) or az not in known_azs:
+        raise ValueError(f"az_outage.az: unknown availability zone {az!r}")
+    mode = value.get("snapshot_mode", "pending")
+    if mode not in SNAPSHOT_MODES:
+        raise ValueError(f"az_outage.snapshot_mode must be one of {list(SNAPSHOT_MODES)}, got {mode!r}")
+    return {"az": az, "snapshot_mode": mode}
+
+
+FAULTS = Faults()
+state.on_reset(FAULTS.clear)

@@ -1,0 +1,130 @@
+"""WSGI middleware around moto's app: control endpoints, faults, call log, error safety.
+
+For each AWS call it: adds latency, applies throttle buckets and injected 5xx
+errors, rejects unknown actions the AWS way, runs moto (under ``state.LOCK``
+for EC2 and Auto Scaling), records the call, and turns any exception into an
+AWS-shaped ``InternalError`` (logged to stderr) so the server never dies.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from . import control, state, wire
+from .calllog import CALLS
+from .faults import FAULTS
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _status_line(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Unknown"
+
+
+class EmulatorMiddleware:
+    def __init__(self, moto_app: WsgiApp) -> None:
+        self.moto_app = moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_emulator"):
+            code, headers, body = control.handle(environ)
+            start_response(_status_line(code), headers)
+            return [body]
+        req: wire.AwsRequest | None = None
+        try:
+            body = self._read_body(environ)
+            req = wire.parse_request(environ, body)
+            if req is None:
+                code, headers, body = self._call_moto(environ, lock=True)
+            else:
+                code, headers, body = self._aws_call(req, environ)
+        except Exception as exc:  # the server must survive anything
+            traceback.print_exc(file=sys.stderr)
+            fallback = req or wire.AwsRequest("ec2", None, "us-east-1", False)
+            code, headers, body = wire.error_response(fallback, 500, "InternalError", f"emulator error: {exc!r}")
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(_status_line(code), headers)
+        return [body]
+
+    @staticmethod
+    def _read_body(environ: dict[str, Any]) -> bytes:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        return body
+
+    def _aws_call(self, req: wire.AwsRequest, environ: dict[str, Any]) -> wire.Response:
+        started = state.now()
+        delay = FAULTS.latency_seconds()
+        if delay > 0:
+            time.sleep(delay)
+        response = self._precheck(req)
+        if response is None:
+            response = self._dispatch(req, environ)
+        code, _, body = response
+        error_code = wire.error_code_of(body) if code >= 400 else None
+        CALLS.record(req.service, req.action, req.params, code, error_code, started)
+        return response
+
+    def _precheck(self, req: wire.AwsRequest) -> wire.Response | None:
+        if not req.action:
+            return wire.unknown_action(req, "No action specified")
+        if not wire.known_operation(req.service, req.action):
+            return wire.unknown_action(req)
+        if FAULTS.throttled(req.service, req.action):
+            return wire.throttle_error(req)
+        injected = FAULTS.injected_error()
+        if injected is not None:
+            return wire.error_response(req, *injected)
+        return None
+
+    def _dispatch(self, req: wire.AwsRequest, environ: dict[str, Any]) -> wire.Response:
+        try:
+            code, headers, body = self._call_moto(environ, lock=req.service != "sqs")
+        except NotImplementedError as exc:
+            return wire.unknown_action(req, f"The action {req.action} is not implemented by the emulator: {exc}")
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            return wire.error_response(req, 500, "InternalError", f"emulator error in {req.action}: {exc!r}")
+        if code >= 500 and body.lstrip()[:1] == b"<" and b"<html" in body[:200].lower():
+            # moto/Flask rendered an HTML error page: answer in the service's shape instead
+            return wire.error_response(req, 500, "InternalError", f"emulator error in {req.action}")
+        return code, headers, body
+
+    def _call_moto(self, environ: dict[str, Any], lock: bool) -> wire.Response:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured["status"] = int(status.split(" ", 1)[0])
+            captured["headers"] = headers
+            return lambda data: None
+
+        if lock:
+            with state.LOCK:
+                body = self._collect(self.moto_app(environ, capture))
+        else:
+            body = self._collect(self.moto_app(environ, capture))
+        return captured["status"], list(captured["headers"]), body
+
+    @staticmethod
+    def _collect(chunks: Iterable[bytes]) -> bytes:
+        try:
+            return b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()

@@ -1,0 +1,18 @@
+"""Install all of the extension's patches into moto, once."""
+
+from __future__ import annotations
+
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    from . import asg, asg_api, ebs_api, ebs_models
+
+    asg.install()
+    asg_api.install()
+    ebs_models.install()
+    ebs_api.install()
+    _installed = True
