@@ -1,0 +1,176 @@
+//! The `LifecycleActions` port on `aws-sdk-autoscaling`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
+use aws_sdk_autoscaling::Client;
+
+use crate::error::{sdk_error, StepError};
+use crate::model::{ActionRef, LifecycleResult, Transition};
+use crate::port::{
+    is_no_active_action, CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions,
+};
+
+/// Auto Scaling through the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct AwsLifecycleActions {
+    client: Client,
+}
+
+impl AwsLifecycleActions {
+    /// Wraps an SDK client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn hook_spec(h: &aws_sdk_autoscaling::types::LifecycleHook) -> HookSpec {
+    HookSpec {
+        name: h.lifecycle_hook_name().unwrap_or_default().to_string(),
+        transition: h.lifecycle_transition().and_then(Transition::from_aws),
+        heartbeat_timeout: Duration::from_secs(
+            h.heartbeat_timeout().and_then(|t| u64::try_from(t).ok()).unwrap_or(3600),
+        ),
+        default_result: match h.default_result() {
+            Some("CONTINUE") => LifecycleResult::Continue,
+            _ => LifecycleResult::Abandon,
+        },
+        target_arn: h.notification_target_arn().map(str::to_string),
+    }
+}
+
+/// Maps "No active Lifecycle Action found" to `NotActive`; anything else is an error.
+fn action_result<T, E>(
+    op: &str,
+    res: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> Result<CompleteOutcome, StepError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match res {
+        Ok(_) => Ok(CompleteOutcome::Completed),
+        Err(e) if e.message().is_some_and(is_no_active_action) => Ok(CompleteOutcome::NotActive),
+        Err(e) => Err(sdk_error(op, &e)),
+    }
+}
+
+#[async_trait]
+impl LifecycleActions for AwsLifecycleActions {
+    async fn describe_hook(&self, group: &str, hook: &str) -> Result<Option<HookSpec>, StepError> {
+        let out = self
+            .client
+            .describe_lifecycle_hooks()
+            .auto_scaling_group_name(group)
+            .lifecycle_hook_names(hook)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.lifecycle_hooks().first().map(hook_spec)),
+            // A group that does not exist answers ValidationError: the hook does not exist either.
+            Err(e) if e.code() == Some("ValidationError") => Ok(None),
+            Err(e) => Err(sdk_error("autoscaling:DescribeLifecycleHooks", &e)),
+        }
+    }
+
+    async fn describe_hooks(&self, group: &str) -> Result<Vec<HookSpec>, StepError> {
+        let out = self
+            .client
+            .describe_lifecycle_hooks()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+            .map_err(|e| sdk_error("autoscaling:DescribeLifecycleHooks", &e))?;
+        Ok(out.lifecycle_hooks().iter().map(hook_spec).collect())
+    }
+
+    async fn heartbeat(&self, action: &ActionRef) -> Result<CompleteOutcome, StepError> {
+        let mut req = self
+            .client
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&action.group)
+            .lifecycle_hook_name(&action.hook_name);
+        req = match &action.token {
+            Some(t) => req.lifecycle_action_token(t),
+            None => req.instance_id(&action.instance_id),
+        };
+        action_result("autoscaling:RecordLifecycleActionHeartbeat", req.send().await)
+    }
+
+    async fn complete(
+        &self,
+        action: &ActionRef,
+        result: LifecycleResult,
+    ) -> Result<CompleteOutcome, StepError> {
+        let mut req = self
+            .client
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&action.group)
+            .lifecycle_hook_name(&action.hook_name)
+            .lifecycle_action_result(result.as_aws());
+        req = match &action.token {
+            Some(t) => req.lifecycle_action_token(t).instance_id(&action.instance_id),
+            None => req.instance_id(&action.instance_id),
+        };
+        action_result("autoscaling:CompleteLifecycleAction", req.send().await)
+    }
+
+    async fn describe_instance(&self, instance_id: &str) -> Result<Option<GroupInstance>, StepError> {
+        let out = self
+            .client
+            .describe_auto_scaling_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingInstances", &e))?;
+        Ok(out.auto_scaling_instances().first().map(|i| GroupInstance {
+            instance_id: i.instance_id().unwrap_or_default().to_string(),
+            group: i.auto_scaling_group_name().unwrap_or_default().to_string(),
+            availability_zone: i.availability_zone().unwrap_or_default().to_string(),
+            lifecycle_state: i.lifecycle_state().unwrap_or_default().to_string(),
+            health_status: i.health_status().unwrap_or_default().to_string(),
+        }))
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError> {
+        let out = self
+            .client
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingGroups", &e))?;
+        let Some(g) = out.auto_scaling_groups().first() else {
+            return Ok(None);
+        };
+        let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+        Ok(Some(GroupInfo {
+            tags: g
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect(),
+            availability_zones: g.availability_zones().to_vec(),
+            instances: g
+                .instances()
+                .iter()
+                .map(|i| GroupInstance {
+                    instance_id: i.instance_id().unwrap_or_default().to_string(),
+                    group: name.clone(),
+                    availability_zone: i.availability_zone().unwrap_or_default().to_string(),
+                    lifecycle_state: i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    health_status: i.health_status().unwrap_or_default().to_string(),
+                })
+                .collect(),
+            capacity: (
+                g.min_size().unwrap_or_default(),
+                g.max_size().unwrap_or_default(),
+                g.desired_capacity().unwrap_or_default(),
+            ),
+            maintenance_policy: g.instance_maintenance_policy().and_then(|p| {
+                Some((p.min_healthy_percentage()?, p.max_healthy_percentage()?))
+            }),
+            name,
+        }))
+    }
+}

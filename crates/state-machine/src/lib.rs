@@ -1,0 +1,20 @@
+//! ferry's shared hook model: the vocabulary (hook, transition, slot, generation), the pure transition core,
+//! and the driver that runs one hook and is the only place a lifecycle action is completed.
+
+pub mod aws;
+pub mod driver;
+pub mod error;
+pub mod fake;
+pub mod lock;
+pub mod machine;
+pub mod model;
+pub mod observe;
+pub mod port;
+pub mod tags;
+pub mod verdict;
+
+pub use driver::{Driver, DriverConfig, HookObserver, HookOutcome, HookWork, NoObserver, Progress};
+pub use error::{Disposition, StepError};
+pub use model::{ActionRef, Destination, Generation, HookEvent, LifecycleResult, SlotKey, Transition};
+pub use port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
+pub use verdict::{AttachedData, Verdict};

@@ -1,0 +1,365 @@
+//! Table-driven tests of the pure launch and terminate decisions.
+
+use super::*;
+use crate::observe::Attachment;
+
+const ME: &str = "i-new";
+const OLD: &str = "i-old";
+const TOKEN: &str = "tok-launch";
+
+fn instance(az: &str) -> ObservedInstance {
+    ObservedInstance {
+        id: ME.into(),
+        availability_zone: az.into(),
+        state: "running".into(),
+        volume_ids: vec![],
+        root_volume_id: None,
+        tags: vec![],
+    }
+}
+
+fn vol(id: &str, az: &str, state: VolumeState, gen: u64) -> ObservedVolume {
+    ObservedVolume {
+        id: id.into(),
+        availability_zone: az.into(),
+        state,
+        attachment: None,
+        logical: Some("data".into()),
+        generation: Some(Generation(gen)),
+        hook: Some("tok-old".into()),
+        source_snapshot: None,
+        size_gib: 20,
+    }
+}
+
+fn attached(mut v: ObservedVolume, to: &str, state: AttachState) -> ObservedVolume {
+    v.state = VolumeState::InUse;
+    v.attachment = Some(Attachment {
+        instance_id: to.into(),
+        device: "/dev/sdf".into(),
+        state,
+    });
+    v
+}
+
+fn mine(mut v: ObservedVolume) -> ObservedVolume {
+    v.hook = Some(TOKEN.into());
+    v
+}
+
+fn snap(id: &str, vol: &str, state: SnapshotState, gen: u64, reason: SnapshotReason) -> ObservedSnapshot {
+    ObservedSnapshot {
+        id: id.into(),
+        volume_id: vol.into(),
+        state,
+        progress: None,
+        logical: Some("data".into()),
+        generation: Some(Generation(gen)),
+        hook: Some("tok-term".into()),
+        reason: Some(reason),
+        start_time: Some(100),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    az: &'static str,
+    volumes: Vec<ObservedVolume>,
+    snapshots: Vec<ObservedSnapshot>,
+    holder: Option<HolderState>,
+    elapsed_s: u64,
+    want: VolumeStep,
+}
+
+fn run(c: &Case) -> VolumeStep {
+    let inst = instance(c.az);
+    let holders: HashMap<String, HolderState> = c.holder.map(|h| (OLD.to_string(), h)).into_iter().collect();
+    decide_launch_volume(&LaunchView {
+        instance: &inst,
+        token: TOKEN,
+        volumes: &c.volumes,
+        snapshots: &c.snapshots,
+        holders: &holders,
+        elapsed: Duration::from_secs(c.elapsed_s),
+        staying_holder_timeout: Duration::from_secs(600),
+    })
+}
+
+#[test]
+fn launch_table() {
+    use SnapshotReason::*;
+    use SnapshotState::*;
+    use VolumeState::*;
+    let cases = vec![
+        Case {
+            name: "first boot: no data at all",
+            az: "a",
+            volumes: vec![],
+            snapshots: vec![],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::CreateEmpty { generation: Generation(1) },
+        },
+        Case {
+            name: "same AZ: claim the detached newest volume",
+            az: "a",
+            volumes: vec![vol("vol-1", "a", Available, 3)],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Claim { volume_id: "vol-1".into(), generation: Generation(4) },
+        },
+        Case {
+            name: "other AZ: restore the final snapshot of the newest volume",
+            az: "b",
+            volumes: vec![vol("vol-1", "a", Available, 3)],
+            snapshots: vec![
+                snap("snap-old", "vol-0", Completed, 2, Terminate),
+                snap("snap-1", "vol-1", Completed, 3, Terminate),
+            ],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Restore {
+                snapshot_id: "snap-1".into(),
+                source_volume: "vol-1".into(),
+                generation: Generation(4),
+            },
+        },
+        Case {
+            name: "other AZ: a manual snapshot is not final; snapshot the detached volume",
+            az: "b",
+            volumes: vec![vol("vol-1", "a", Available, 3)],
+            snapshots: vec![snap("snap-m", "vol-1", Completed, 3, Manual)],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::SnapshotVolume { volume_id: "vol-1".into(), generation: Generation(3) },
+        },
+        Case {
+            name: "other AZ: the terminate snapshot failed; snapshot the detached volume",
+            az: "b",
+            volumes: vec![vol("vol-1", "a", Available, 3)],
+            snapshots: vec![snap("snap-1", "vol-1", SnapshotState::Error, 3, Terminate)],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::SnapshotVolume { volume_id: "vol-1".into(), generation: Generation(3) },
+        },
+        Case {
+            name: "other AZ: final snapshot pending; wait, never restore an older one",
+            az: "b",
+            volumes: vec![vol("vol-1", "a", Available, 3)],
+            snapshots: vec![
+                snap("snap-old", "vol-0", Completed, 2, Terminate),
+                snap("snap-1", "vol-1", Pending, 3, Terminate),
+            ],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Wait(WaitFor::Snapshot("snap-1".into())),
+        },
+        Case {
+            name: "barrier: old instance still terminating with the volume attached",
+            az: "b",
+            volumes: vec![attached(vol("vol-1", "a", Available, 3), OLD, AttachState::Attached)],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            holder: Some(HolderState::Leaving),
+            elapsed_s: 5000,
+            want: VolumeStep::Wait(WaitFor::Holder { instance_id: OLD.into(), volume_id: "vol-1".into() }),
+        },
+        Case {
+            name: "launch-before-terminate: wait within the bound",
+            az: "b",
+            volumes: vec![attached(vol("vol-1", "a", Available, 3), OLD, AttachState::Attached)],
+            snapshots: vec![],
+            holder: Some(HolderState::Staying),
+            elapsed_s: 10,
+            want: VolumeStep::Wait(WaitFor::StayingHolder { instance_id: OLD.into(), volume_id: "vol-1".into() }),
+        },
+        Case {
+            name: "volume detaching from the old instance: wait (fencing)",
+            az: "a",
+            volumes: vec![attached(vol("vol-1", "a", Available, 3), OLD, AttachState::Detaching)],
+            snapshots: vec![],
+            holder: Some(HolderState::Leaving),
+            elapsed_s: 0,
+            want: VolumeStep::Wait(WaitFor::Holder { instance_id: OLD.into(), volume_id: "vol-1".into() }),
+        },
+        Case {
+            name: "resume: my restored volume is still creating",
+            az: "b",
+            volumes: vec![vol("vol-1", "a", Available, 3), mine(vol("vol-2", "b", Creating, 4))],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Wait(WaitFor::VolumeCreating("vol-2".into())),
+        },
+        Case {
+            name: "resume: my restored volume is available; attach it",
+            az: "b",
+            volumes: vec![vol("vol-1", "a", Available, 3), mine(vol("vol-2", "b", Available, 4))],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Attach { volume_id: "vol-2".into() },
+        },
+        Case {
+            name: "resume: attaching to me; wait",
+            az: "b",
+            volumes: vec![attached(mine(vol("vol-2", "b", Available, 4)), ME, AttachState::Attaching)],
+            snapshots: vec![],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Wait(WaitFor::Attachment("vol-2".into())),
+        },
+        Case {
+            name: "done: newest attached to me",
+            az: "b",
+            volumes: vec![
+                vol("vol-1", "a", Available, 3),
+                attached(mine(vol("vol-2", "b", Available, 4)), ME, AttachState::Attached),
+            ],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Ready { volume_id: "vol-2".into(), generation: Generation(4) },
+        },
+        Case {
+            name: "stale copy attached to me while a newer generation exists: abandon",
+            az: "a",
+            volumes: vec![
+                attached(vol("vol-0", "a", Available, 2), ME, AttachState::Attached),
+                vol("vol-1", "b", Available, 3),
+            ],
+            snapshots: vec![],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Abandon(String::new()),
+        },
+        Case {
+            name: "only snapshots left: restore the newest generation, final first",
+            az: "c",
+            volumes: vec![],
+            snapshots: vec![
+                snap("snap-2", "vol-0", Completed, 2, Terminate),
+                snap("snap-3m", "vol-1", Completed, 3, Manual),
+            ],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Restore {
+                snapshot_id: "snap-3m".into(),
+                source_volume: "vol-1".into(),
+                generation: Generation(4),
+            },
+        },
+        Case {
+            name: "error snapshots hold no data: fall back to the previous generation",
+            az: "c",
+            volumes: vec![],
+            snapshots: vec![
+                snap("snap-2", "vol-0", Completed, 2, Terminate),
+                snap("snap-3", "vol-1", SnapshotState::Error, 3, Terminate),
+            ],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Restore {
+                snapshot_id: "snap-2".into(),
+                source_volume: "vol-0".into(),
+                generation: Generation(3),
+            },
+        },
+        Case {
+            name: "a deleted volume is not data",
+            az: "a",
+            volumes: vec![vol("vol-9", "a", Deleting, 9)],
+            snapshots: vec![],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::CreateEmpty { generation: Generation(1) },
+        },
+    ];
+    for c in &cases {
+        let got = run(c);
+        match (&c.want, &got) {
+            (VolumeStep::Abandon(_), VolumeStep::Abandon(_)) => {}
+            _ => assert_eq!(got, c.want, "case: {}", c.name),
+        }
+    }
+}
+
+#[test]
+fn staying_holder_is_abandoned_after_the_bound() {
+    let c = Case {
+        name: "launch-before-terminate past the bound",
+        az: "b",
+        volumes: vec![attached(vol("vol-1", "a", VolumeState::Available, 3), OLD, AttachState::Attached)],
+        snapshots: vec![],
+        holder: Some(HolderState::Staying),
+        elapsed_s: 600,
+        want: VolumeStep::Abandon(String::new()),
+    };
+    match run(&c) {
+        VolumeStep::Abandon(why) => assert!(why.contains("launch-before-terminate"), "{why}"),
+        other => panic!("expected abandon, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_holder_counts_as_staying() {
+    let c = Case {
+        name: "foreign holder",
+        az: "b",
+        volumes: vec![attached(vol("vol-1", "a", VolumeState::Available, 3), OLD, AttachState::Attached)],
+        snapshots: vec![],
+        holder: None,
+        elapsed_s: 0,
+        want: VolumeStep::Wait(WaitFor::StayingHolder { instance_id: OLD.into(), volume_id: "vol-1".into() }),
+    };
+    assert_eq!(run(&c), c.want);
+}
+
+fn tview<'a>(v: &'a [ObservedVolume], s: &'a [ObservedSnapshot], elapsed: u64) -> TerminateView<'a> {
+    TerminateView {
+        volumes: v,
+        snapshots: s,
+        elapsed: Duration::from_secs(elapsed),
+        snapshot_timeout: Duration::from_secs(3600),
+    }
+}
+
+#[test]
+fn terminate_table() {
+    use SnapshotReason::Terminate;
+    let v1 = attached(vol("vol-1", "a", VolumeState::Available, 3), OLD, AttachState::Attached);
+    let v2 = attached(vol("vol-2", "a", VolumeState::Available, 3), OLD, AttachState::Attached);
+    let vols = vec![v1.clone(), v2.clone()];
+
+    assert_eq!(decide_terminate(&tview(&[], &[], 0)), TerminateStep::Done, "nothing managed");
+    assert_eq!(
+        decide_terminate(&tview(&vols, &[], 0)),
+        TerminateStep::Snapshot(vec!["vol-1".into(), "vol-2".into()])
+    );
+    let mut untagged = snap("snap-1", "vol-1", SnapshotState::Pending, 3, Terminate);
+    untagged.generation = None;
+    let s2 = snap("snap-2", "vol-2", SnapshotState::Pending, 3, Terminate);
+    assert_eq!(
+        decide_terminate(&tview(&vols, &[untagged, s2.clone()], 0)),
+        TerminateStep::TagSnapshots(vec![("snap-1".into(), "vol-1".into())])
+    );
+    let s1 = snap("snap-1", "vol-1", SnapshotState::Completed, 3, Terminate);
+    assert_eq!(
+        decide_terminate(&tview(&vols, &[s1.clone(), s2.clone()], 10)),
+        TerminateStep::Wait(vec!["snap-2".into()])
+    );
+    let s2done = snap("snap-2", "vol-2", SnapshotState::Completed, 3, Terminate);
+    assert_eq!(
+        decide_terminate(&tview(&vols, &[s1.clone(), s2done], 10)),
+        TerminateStep::Done
+    );
+    match decide_terminate(&tview(&vols, &[s1.clone(), s2.clone()], 3600)) {
+        TerminateStep::DoneDegraded(why) => assert!(why.contains("snap-2"), "{why}"),
+        other => panic!("expected degraded, got {other:?}"),
+    }
+    let s2err = snap("snap-2", "vol-2", SnapshotState::Error, 3, Terminate);
+    match decide_terminate(&tview(&vols, &[s1, s2err], 10)) {
+        TerminateStep::DoneDegraded(why) => assert!(why.contains("vol-2"), "{why}"),
+        other => panic!("expected degraded, got {other:?}"),
+    }
+}

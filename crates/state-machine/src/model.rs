@@ -1,0 +1,158 @@
+//! The shared vocabulary of a hook: transitions, slots, generations and the parsed lifecycle event.
+
+use std::fmt;
+use std::time::SystemTime;
+
+/// The transition a lifecycle hook holds an instance in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transition {
+    /// `autoscaling:EC2_INSTANCE_LAUNCHING`: the instance waits in `Pending:Wait`.
+    Launching,
+    /// `autoscaling:EC2_INSTANCE_TERMINATING`: the instance waits in `Terminating:Wait`.
+    Terminating,
+}
+
+impl Transition {
+    /// The AWS wire name of the transition.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
+            Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
+        }
+    }
+
+    /// Parses the AWS wire name; `None` for anything else.
+    pub fn from_aws(s: &str) -> Option<Self> {
+        match s {
+            "autoscaling:EC2_INSTANCE_LAUNCHING" => Some(Transition::Launching),
+            "autoscaling:EC2_INSTANCE_TERMINATING" => Some(Transition::Terminating),
+            _ => None,
+        }
+    }
+
+    /// A short label for logs and metrics: `launch` or `terminate`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transition::Launching => "launch",
+            Transition::Terminating => "terminate",
+        }
+    }
+}
+
+impl fmt::Display for Transition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The result a lifecycle action is completed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleResult {
+    /// Let the transition proceed.
+    Continue,
+    /// Stop the transition: a launching instance is terminated and replaced.
+    Abandon,
+}
+
+impl LifecycleResult {
+    /// The AWS wire name.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            LifecycleResult::Continue => "CONTINUE",
+            LifecycleResult::Abandon => "ABANDON",
+        }
+    }
+}
+
+/// A slot of a group: the unit that owns one copy of each logical volume. A group of one has slot 0.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotKey {
+    /// The Auto Scaling group name.
+    pub group: String,
+    /// The slot number within the group.
+    pub slot: u32,
+}
+
+impl fmt::Display for SlotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.group, self.slot)
+    }
+}
+
+/// A monotonic counter of the data's moves. The highest generation holds the newest data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Generation(pub u64);
+
+impl Generation {
+    /// The generation of an empty first-boot volume.
+    pub const FIRST: Generation = Generation(1);
+
+    /// The generation after this one.
+    pub fn next(self) -> Generation {
+        Generation(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a terminating instance goes; `WarmPool` means it is stopped, not terminated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Destination {
+    /// The ordinary case: the instance leaves the group for good.
+    #[default]
+    Default,
+    /// The instance returns to the group's warm pool.
+    WarmPool,
+}
+
+/// One lifecycle action, as announced by a hook notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookEvent {
+    /// The lifecycle hook's name.
+    pub hook_name: String,
+    /// The Auto Scaling group's name.
+    pub group: String,
+    /// The EC2 instance held by the hook.
+    pub instance_id: String,
+    /// The lifecycle action token: the action's identity and ferry's dedupe key.
+    pub token: String,
+    /// Launch or terminate.
+    pub transition: Transition,
+    /// When Auto Scaling put the instance into the wait state, if the message said.
+    pub time: Option<SystemTime>,
+    /// Where the instance goes (warm pool or not).
+    pub destination: Destination,
+    /// Where the instance comes from, e.g. `WarmPool`, if the message said.
+    pub origin: Option<String>,
+    /// The hook's notification metadata, if set.
+    pub metadata: Option<String>,
+}
+
+impl HookEvent {
+    /// The reference that identifies this action to `CompleteLifecycleAction`.
+    pub fn action(&self) -> ActionRef {
+        ActionRef {
+            group: self.group.clone(),
+            hook_name: self.hook_name.clone(),
+            instance_id: self.instance_id.clone(),
+            token: Some(self.token.clone()),
+        }
+    }
+}
+
+/// Identifies one lifecycle action to Auto Scaling: by token when known, else by instance id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRef {
+    /// The Auto Scaling group's name.
+    pub group: String,
+    /// The lifecycle hook's name.
+    pub hook_name: String,
+    /// The instance held by the hook.
+    pub instance_id: String,
+    /// The lifecycle action token, if known.
+    pub token: Option<String>,
+}

@@ -1,0 +1,198 @@
+//! What ferry observed of AWS for one hook: plain data, read fresh before every decision.
+
+use crate::model::Generation;
+
+/// A volume's state, as EC2 reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeState {
+    /// Being created.
+    Creating,
+    /// Detached and usable.
+    Available,
+    /// Attached (or attaching / detaching).
+    InUse,
+    /// Being deleted or gone.
+    Deleting,
+    /// Failed; holds no usable data.
+    Error,
+}
+
+/// An attachment's state, as EC2 reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachState {
+    /// Being attached.
+    Attaching,
+    /// Attached.
+    Attached,
+    /// Being detached.
+    Detaching,
+}
+
+/// A volume's attachment to an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The instance it is attached to.
+    pub instance_id: String,
+    /// The device name, e.g. `/dev/sdf`.
+    pub device: String,
+    /// The attachment's state.
+    pub state: AttachState,
+}
+
+/// A ferry-managed volume as observed, with its ledger tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedVolume {
+    /// The volume id.
+    pub id: String,
+    /// Its Availability Zone.
+    pub availability_zone: String,
+    /// Its state.
+    pub state: VolumeState,
+    /// Its attachment, if any.
+    pub attachment: Option<Attachment>,
+    /// The logical volume name (`ferry:volume`).
+    pub logical: Option<String>,
+    /// The data generation (`ferry:generation`).
+    pub generation: Option<Generation>,
+    /// The hook that created or last claimed it (`ferry:hook`).
+    pub hook: Option<String>,
+    /// The snapshot it was restored from (`ferry:source-snapshot`), if any.
+    pub source_snapshot: Option<String>,
+    /// The size in GiB.
+    pub size_gib: i32,
+}
+
+impl ObservedVolume {
+    /// Whether the volume holds usable data (not failing, not being deleted).
+    pub fn holds_data(&self) -> bool {
+        !matches!(self.state, VolumeState::Deleting | VolumeState::Error)
+    }
+
+    /// Whether the volume is attached, attaching or detaching to some instance.
+    pub fn attached_to(&self) -> Option<&str> {
+        self.attachment.as_ref().map(|a| a.instance_id.as_str())
+    }
+}
+
+/// A snapshot's state, as EC2 reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotState {
+    /// Still being copied; not usable yet.
+    Pending,
+    /// Usable.
+    Completed,
+    /// Failed; holds no data.
+    Error,
+}
+
+/// Why a snapshot was taken (`ferry:reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotReason {
+    /// By the terminate hook of the instance holding the volume: the final copy of a generation.
+    Terminate,
+    /// By a launch hook, of a detached volume in another AZ: also final.
+    Launch,
+    /// On demand (`ferryd snapshot`): a recovery point, not necessarily final.
+    Manual,
+}
+
+impl SnapshotReason {
+    /// The tag value.
+    pub fn as_tag(self) -> &'static str {
+        match self {
+            SnapshotReason::Terminate => "terminate",
+            SnapshotReason::Launch => "launch",
+            SnapshotReason::Manual => "manual",
+        }
+    }
+
+    /// Parses a tag value.
+    pub fn from_tag(s: &str) -> Option<Self> {
+        match s {
+            "terminate" => Some(SnapshotReason::Terminate),
+            "launch" => Some(SnapshotReason::Launch),
+            "manual" => Some(SnapshotReason::Manual),
+            _ => None,
+        }
+    }
+
+    /// Whether a snapshot taken for this reason holds the final state of its generation.
+    pub fn is_final(self) -> bool {
+        matches!(self, SnapshotReason::Terminate | SnapshotReason::Launch)
+    }
+}
+
+/// A ferry snapshot as observed, with its ledger tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedSnapshot {
+    /// The snapshot id.
+    pub id: String,
+    /// The volume it was taken from.
+    pub volume_id: String,
+    /// Its state.
+    pub state: SnapshotState,
+    /// `Progress`, e.g. `42%`, when EC2 reports it.
+    pub progress: Option<String>,
+    /// The logical volume name (`ferry:volume`); missing until tagged.
+    pub logical: Option<String>,
+    /// The data generation (`ferry:generation`); missing until tagged.
+    pub generation: Option<Generation>,
+    /// The hook that created it (`ferry:hook`).
+    pub hook: Option<String>,
+    /// Why it was taken (`ferry:reason`).
+    pub reason: Option<SnapshotReason>,
+    /// When it was started, in seconds since the Unix epoch.
+    pub start_time: Option<i64>,
+}
+
+/// An EC2 instance as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedInstance {
+    /// The instance id.
+    pub id: String,
+    /// Its Availability Zone.
+    pub availability_zone: String,
+    /// Its EC2 state name: `pending`, `running`, `shutting-down`, `terminated`, `stopping`, `stopped`.
+    pub state: String,
+    /// The volume ids attached to it, root included.
+    pub volume_ids: Vec<String>,
+    /// Its root volume's id, if known.
+    pub root_volume_id: Option<String>,
+    /// Its tags.
+    pub tags: Vec<(String, String)>,
+}
+
+impl ObservedInstance {
+    /// Whether EC2 is terminating or has terminated the instance.
+    pub fn is_gone(&self) -> bool {
+        matches!(self.state.as_str(), "shutting-down" | "terminated")
+    }
+
+    /// The value of one tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How the holder of another attached copy stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderState {
+    /// The holder is terminating (Terminating:Wait, shutting-down, terminated): its copy will be released.
+    Leaving,
+    /// The holder is in service or otherwise staying: launch-before-terminate, or a foreign instance.
+    Staying,
+}
+
+/// An Elastic IP as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedAddress {
+    /// The allocation id.
+    pub allocation_id: String,
+    /// The public IP.
+    pub public_ip: String,
+    /// The instance it is associated with, if any.
+    pub instance_id: Option<String>,
+}

@@ -1,0 +1,117 @@
+//! The `LifecycleActions` port: the Auto Scaling calls ferry makes, behind one narrow trait.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StepError;
+use crate::model::{ActionRef, LifecycleResult, Transition};
+
+/// A lifecycle hook's settings, as `DescribeLifecycleHooks` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSpec {
+    /// The hook's name.
+    pub name: String,
+    /// Launch or terminate; `None` for a transition ferry does not know.
+    pub transition: Option<Transition>,
+    /// How long Auto Scaling waits for a heartbeat or completion.
+    pub heartbeat_timeout: Duration,
+    /// What applies when the timeout passes.
+    pub default_result: LifecycleResult,
+    /// The hook's notification target (an SQS queue or SNS topic ARN), if any.
+    pub target_arn: Option<String>,
+}
+
+impl HookSpec {
+    /// The longest an action of this hook may be kept waiting: min(48 h, 100 × heartbeat timeout).
+    pub fn global_timeout(&self) -> Duration {
+        (self.heartbeat_timeout * 100).min(Duration::from_secs(48 * 3600))
+    }
+}
+
+/// An instance as Auto Scaling sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInstance {
+    /// The EC2 instance id.
+    pub instance_id: String,
+    /// The group it belongs to.
+    pub group: String,
+    /// Its Availability Zone.
+    pub availability_zone: String,
+    /// Its lifecycle state, e.g. `InService`, `Pending:Wait`, `Terminating:Wait`.
+    pub lifecycle_state: String,
+    /// `Healthy` or `Unhealthy`.
+    pub health_status: String,
+}
+
+impl GroupInstance {
+    /// Whether the instance is on its way out of the group.
+    pub fn is_terminating(&self) -> bool {
+        self.lifecycle_state.starts_with("Terminating") || self.lifecycle_state == "Terminated"
+    }
+}
+
+/// A group as Auto Scaling sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupInfo {
+    /// The group's name.
+    pub name: String,
+    /// The group's tags.
+    pub tags: HashMap<String, String>,
+    /// The group's Availability Zones.
+    pub availability_zones: Vec<String>,
+    /// Its instances.
+    pub instances: Vec<GroupInstance>,
+    /// Min, max and desired capacity.
+    pub capacity: (i32, i32, i32),
+    /// The instance maintenance policy's (MinHealthyPercentage, MaxHealthyPercentage), if set.
+    pub maintenance_policy: Option<(i32, i32)>,
+}
+
+impl GroupInfo {
+    /// Whether the group opted in to ferry with the `ferry:managed=true` tag.
+    pub fn is_managed(&self) -> bool {
+        self.tags.get(crate::tags::MANAGED).map(String::as_str) == Some("true")
+    }
+}
+
+/// What `CompleteLifecycleAction` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompleteOutcome {
+    /// The action was completed by this call.
+    Completed,
+    /// No active action matched: it was completed before, or it expired. Terminal, not an error.
+    NotActive,
+}
+
+/// The Auto Scaling calls ferry makes. Only the driver completes actions.
+#[async_trait]
+pub trait LifecycleActions: Send + Sync {
+    /// `DescribeLifecycleHooks` for one hook of one group; `None` when it does not exist.
+    async fn describe_hook(&self, group: &str, hook: &str) -> Result<Option<HookSpec>, StepError>;
+
+    /// All hooks of one group.
+    async fn describe_hooks(&self, group: &str) -> Result<Vec<HookSpec>, StepError>;
+
+    /// `RecordLifecycleActionHeartbeat`. `Ok(NotActive)` when the action is no longer active.
+    async fn heartbeat(&self, action: &ActionRef) -> Result<CompleteOutcome, StepError>;
+
+    /// `CompleteLifecycleAction`. `Ok(NotActive)` when no active action matched.
+    async fn complete(
+        &self,
+        action: &ActionRef,
+        result: LifecycleResult,
+    ) -> Result<CompleteOutcome, StepError>;
+
+    /// `DescribeAutoScalingInstances` for one instance; `None` when Auto Scaling does not know it.
+    async fn describe_instance(&self, instance_id: &str) -> Result<Option<GroupInstance>, StepError>;
+
+    /// `DescribeAutoScalingGroups` for one group; `None` when it does not exist.
+    async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError>;
+}
+
+/// Whether an Auto Scaling error message says the action is no longer active.
+pub fn is_no_active_action(message: &str) -> bool {
+    message.contains("No active Lifecycle Action found")
+}

@@ -1,0 +1,24 @@
+//! The tag ledger's keys (see docs/tags.md). ferry's durable state is these tags on AWS resources.
+
+/// The Auto Scaling group name, on volumes and snapshots.
+pub const GROUP: &str = "ferry:group";
+/// The slot within the group (`0` for a group of one).
+pub const SLOT: &str = "ferry:slot";
+/// The logical volume name from config (`data`, `wal`, ...).
+pub const VOLUME: &str = "ferry:volume";
+/// The generation of the data; the highest generation is the newest data.
+pub const GENERATION: &str = "ferry:generation";
+/// The lifecycle action token that created or last claimed the resource: the dedupe key.
+pub const HOOK: &str = "ferry:hook";
+/// Why a snapshot was taken: `terminate`, `launch` (of a detached volume) or `manual`.
+pub const REASON: &str = "ferry:reason";
+/// On a volume: the snapshot it was restored from, for lineage.
+pub const SOURCE_SNAPSHOT: &str = "ferry:source-snapshot";
+/// On a volume: the volume it descends from, for lineage.
+pub const SOURCE_VOLUME: &str = "ferry:source-volume";
+/// On an Auto Scaling group: the opt-in marker, `true`.
+pub const MANAGED: &str = "ferry:managed";
+/// On an instance: the prefix of `ferry:attached:<logical volume>` = volume id.
+pub const ATTACHED_PREFIX: &str = "ferry:attached:";
+/// A name tag, for people reading the console.
+pub const NAME: &str = "Name";
