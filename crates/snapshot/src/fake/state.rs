@@ -1,0 +1,308 @@
+//! The fake's records and its clock: timed transitions settle lazily, on every access.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use ferry_state_machine::observe::{
+    AttachState, ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume,
+    SnapshotState, VolumeState,
+};
+use tokio::time::Instant;
+
+use super::{FailMode, FakeSnapshot, FakeVolume, Timings};
+use crate::aws_ec2::ledger;
+use crate::ports::{NewVolume, Tag};
+
+/// The Unix time the fake's clock starts at.
+const EPOCH_BASE: i64 = 1_700_000_000;
+
+/// A volume with the instants of its pending transitions.
+#[derive(Debug, Clone)]
+pub(super) struct VolRec {
+    pub v: FakeVolume,
+    /// When `creating` becomes `available`.
+    pub ready_at: Option<Instant>,
+    /// When `attaching` becomes `attached`, or `detaching` ends.
+    pub attach_due: Option<Instant>,
+}
+
+impl VolRec {
+    pub fn new(v: FakeVolume) -> Self {
+        Self {
+            v,
+            ready_at: None,
+            attach_due: None,
+        }
+    }
+
+    pub fn observe(&self) -> ObservedVolume {
+        let l = ledger(self.v.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        ObservedVolume {
+            id: self.v.id.clone(),
+            availability_zone: self.v.availability_zone.clone(),
+            state: self.v.state,
+            attachment: self.v.attachment.clone(),
+            logical: l.logical,
+            generation: l.generation,
+            hook: l.hook,
+            source_snapshot: l.source_snapshot,
+            size_gib: self.v.size_gib,
+        }
+    }
+}
+
+/// A snapshot with its start and due instants.
+#[derive(Debug, Clone)]
+pub(super) struct SnapRec {
+    pub s: FakeSnapshot,
+    pub started: Instant,
+    pub duration: Duration,
+}
+
+impl SnapRec {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: &str,
+        volume_id: &str,
+        size_gib: i32,
+        description: &str,
+        tags: Vec<Tag>,
+        start_time: i64,
+        now: Instant,
+        timings: Timings,
+    ) -> Self {
+        let s = FakeSnapshot {
+            id: id.to_string(),
+            volume_id: volume_id.to_string(),
+            size_gib,
+            state: SnapshotState::Pending,
+            progress: 0,
+            description: description.to_string(),
+            tags,
+            start_time,
+        };
+        Self {
+            s,
+            started: now,
+            duration: timings.snapshot,
+        }
+    }
+
+    pub fn observe(&self) -> ObservedSnapshot {
+        let l = ledger(self.s.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        ObservedSnapshot {
+            id: self.s.id.clone(),
+            volume_id: self.s.volume_id.clone(),
+            state: self.s.state,
+            progress: Some(format!("{}%", self.s.progress)),
+            logical: l.logical,
+            generation: l.generation,
+            hook: l.hook,
+            reason: l.reason,
+            start_time: Some(self.s.start_time),
+        }
+    }
+
+    fn settle(&mut self, now: Instant, fault: Option<FailMode>) {
+        if self.s.state != SnapshotState::Pending {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.started);
+        let due = elapsed >= self.duration;
+        let pct = if self.duration.is_zero() {
+            100
+        } else {
+            elapsed.as_millis() * 100 / self.duration.as_millis()
+        };
+        self.s.progress = u8::try_from(pct.min(99)).unwrap_or(99);
+        match (due, fault) {
+            (true, None) => {
+                self.s.state = SnapshotState::Completed;
+                self.s.progress = 100;
+            }
+            (true, Some(FailMode::Error)) => self.s.state = SnapshotState::Error,
+            _ => {}
+        }
+    }
+}
+
+/// An instance.
+#[derive(Debug, Clone)]
+pub(super) struct InstRec {
+    pub id: String,
+    pub az: String,
+    pub state: String,
+    pub root_volume_id: Option<String>,
+    pub root_device: String,
+    pub tags: Vec<Tag>,
+}
+
+/// Everything the fake holds.
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub azs: Vec<String>,
+    pub timings: Timings,
+    next_id: u64,
+    origin: Instant,
+    pub volumes: BTreeMap<String, VolRec>,
+    pub snapshots: BTreeMap<String, SnapRec>,
+    pub instances: BTreeMap<String, InstRec>,
+    pub addresses: BTreeMap<String, ObservedAddress>,
+    /// `ClientToken` → (the request, the volume it made).
+    pub tokens: HashMap<String, (NewVolume, String)>,
+    pub snapshot_faults: HashMap<String, FailMode>,
+    pub snapshot_interval: Option<Duration>,
+    pub last_snapshot: HashMap<String, Instant>,
+    pub calls: Vec<String>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            azs: ["us-east-1a", "us-east-1b", "us-east-1c"]
+                .map(String::from)
+                .to_vec(),
+            timings: Timings::default(),
+            next_id: 0,
+            origin: Instant::now(),
+            volumes: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            addresses: BTreeMap::new(),
+            tokens: HashMap::new(),
+            snapshot_faults: HashMap::new(),
+            snapshot_interval: None,
+            last_snapshot: HashMap::new(),
+            calls: Vec::new(),
+        }
+    }
+}
+
+impl Inner {
+    /// A fresh id; fixed-width hex keeps creation order in the maps' order.
+    pub fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{:017x}", self.next_id)
+    }
+
+    /// The fake's wall clock at `now`, in seconds since the Unix epoch.
+    pub fn epoch_secs(&self, now: Instant) -> i64 {
+        let secs = now.saturating_duration_since(self.origin).as_secs();
+        EPOCH_BASE.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX - EPOCH_BASE))
+    }
+
+    /// Applies every timed transition due by `now`.
+    pub fn settle(&mut self, now: Instant) {
+        for rec in self.volumes.values_mut() {
+            if rec.v.state == VolumeState::Creating && rec.ready_at.is_some_and(|t| t <= now) {
+                rec.v.state = VolumeState::Available;
+                rec.ready_at = None;
+            }
+            if rec.attach_due.is_some_and(|t| t <= now) {
+                rec.attach_due = None;
+                match rec.v.attachment.as_ref().map(|a| a.state) {
+                    Some(AttachState::Attaching) => {
+                        if let Some(a) = rec.v.attachment.as_mut() {
+                            a.state = AttachState::Attached;
+                        }
+                    }
+                    Some(AttachState::Detaching) => {
+                        rec.v.attachment = None;
+                        rec.v.state = VolumeState::Available;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for rec in self.snapshots.values_mut() {
+            let fault = self.snapshot_faults.get(&rec.s.volume_id).copied();
+            rec.settle(now, fault);
+        }
+    }
+
+    /// What EC2 does when an instance terminates.
+    pub fn terminate(&mut self, instance_id: &str) {
+        let root = self
+            .instances
+            .get(instance_id)
+            .and_then(|i| i.root_volume_id.clone());
+        if let Some(root) = root {
+            self.volumes.remove(&root);
+        }
+        for rec in self.volumes.values_mut() {
+            if rec
+                .v
+                .attachment
+                .as_ref()
+                .is_some_and(|a| a.instance_id == instance_id)
+            {
+                rec.v.attachment = None;
+                rec.v.state = VolumeState::Available;
+                rec.attach_due = None;
+            }
+        }
+        for addr in self.addresses.values_mut() {
+            if addr.instance_id.as_deref() == Some(instance_id) {
+                addr.instance_id = None;
+            }
+        }
+    }
+
+    /// The volumes attached (attaching, detaching) to an instance, root first, then by device.
+    pub fn attached_to(&self, instance_id: &str) -> Vec<&VolRec> {
+        let root = self
+            .instances
+            .get(instance_id)
+            .and_then(|i| i.root_volume_id.as_deref());
+        let mut out: Vec<&VolRec> = self
+            .volumes
+            .values()
+            .filter(|r| {
+                r.v.attachment
+                    .as_ref()
+                    .is_some_and(|a| a.instance_id == instance_id)
+            })
+            .collect();
+        out.sort_by_key(|r| {
+            (
+                Some(r.v.id.as_str()) != root,
+                r.v.attachment.as_ref().map(|a| a.device.clone()),
+            )
+        });
+        out
+    }
+
+    pub fn observe_instance(&self, id: &str) -> Option<ObservedInstance> {
+        let inst = self.instances.get(id)?;
+        Some(ObservedInstance {
+            id: inst.id.clone(),
+            availability_zone: inst.az.clone(),
+            state: inst.state.clone(),
+            volume_ids: self
+                .attached_to(id)
+                .iter()
+                .map(|r| r.v.id.clone())
+                .collect(),
+            root_volume_id: inst
+                .root_volume_id
+                .clone()
+                .filter(|r| self.volumes.contains_key(r)),
+            tags: inst.tags.clone(),
+        })
+    }
+}
+
+/// Sets tags like `CreateTags`: existing keys get the new value, new keys are appended.
+pub(super) fn merge_tags(tags: &mut Vec<Tag>, new: &[Tag]) {
+    for (k, v) in new {
+        match tags.iter_mut().find(|(ek, _)| ek == k) {
+            Some(existing) => existing.1 = v.clone(),
+            None => tags.push((k.clone(), v.clone())),
+        }
+    }
+}
+
+/// Whether a tag is set to exactly this value, as a `tag:<key>` filter matches.
+pub(super) fn has_tag(tags: &[Tag], key: &str, value: &str) -> bool {
+    tags.iter().any(|(k, v)| k == key && v == value)
+}

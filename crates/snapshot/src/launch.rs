@@ -1,0 +1,225 @@
+//! The launch hook's effectful shell: observe the slot's volumes and snapshots, ask the pure machine,
+//! and perform one step: claim, restore, snapshot, create, attach, move the Elastic IP, tag the instance.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferry_state_machine::machine::{decide_launch_volume, LaunchView, VolumeStep, WaitFor};
+use ferry_state_machine::observe::{HolderState, ObservedInstance, ObservedVolume, SnapshotReason};
+use ferry_state_machine::{tags, AttachedData, HookEvent, HookWork, LifecycleActions, Progress, StepError, Verdict};
+use tracing::info;
+
+use crate::ledger::{self, SLOT};
+use crate::ports::{Ec2, NewVolume, SnapshotQuery, VolumeQuery};
+use crate::spec::{GroupSpec, VolumeSpec};
+
+/// Runs launch hooks of one group.
+pub struct LaunchWork {
+    ec2: Arc<dyn Ec2>,
+    asg: Arc<dyn LifecycleActions>,
+    group: GroupSpec,
+}
+
+impl LaunchWork {
+    /// A launch executor for `group`.
+    pub fn new(ec2: Arc<dyn Ec2>, asg: Arc<dyn LifecycleActions>, group: GroupSpec) -> Self {
+        Self { ec2, asg, group }
+    }
+
+    /// Whether another instance holding a copy is leaving (terminating) or staying.
+    async fn holder_state(&self, instance_id: &str) -> Result<HolderState, StepError> {
+        if let Some(asg) = self.asg.describe_instance(instance_id).await? {
+            if asg.is_terminating() {
+                return Ok(HolderState::Leaving);
+            }
+        }
+        Ok(match self.ec2.describe_instance(instance_id).await? {
+            None => HolderState::Leaving,
+            Some(i) if i.is_gone() => HolderState::Leaving,
+            Some(_) => HolderState::Staying,
+        })
+    }
+
+    /// Observes and decides for one logical volume.
+    async fn volume_step(
+        &self,
+        hook: &HookEvent,
+        me: &ObservedInstance,
+        spec: &VolumeSpec,
+        elapsed: Duration,
+    ) -> Result<VolumeStep, StepError> {
+        let volumes = self
+            .ec2
+            .find_volumes(&VolumeQuery {
+                group: self.group.name.clone(),
+                slot: Some(SLOT),
+                logical: Some(spec.name.clone()),
+                attached_instance: None,
+            })
+            .await?;
+        let snapshots = self
+            .ec2
+            .find_snapshots(&SnapshotQuery {
+                group: self.group.name.clone(),
+                slot: Some(SLOT),
+                logical: Some(spec.name.clone()),
+                ..SnapshotQuery::default()
+            })
+            .await?;
+        let mut holders = HashMap::new();
+        for holder in volumes.iter().filter_map(ObservedVolume::attached_to) {
+            if holder != me.id && !holders.contains_key(holder) {
+                holders.insert(holder.to_string(), self.holder_state(holder).await?);
+            }
+        }
+        Ok(decide_launch_volume(&LaunchView {
+            instance: me,
+            token: &hook.token,
+            volumes: &volumes,
+            snapshots: &snapshots,
+            holders: &holders,
+            elapsed,
+            staying_holder_timeout: self.group.staying_holder_timeout,
+        }))
+    }
+
+    /// Performs one mutating volume step. Returns a description of what was done.
+    async fn act(&self, hook: &HookEvent, me: &ObservedInstance, spec: &VolumeSpec, step: VolumeStep) -> Result<String, StepError> {
+        let group = self.group.name.as_str();
+        match step {
+            VolumeStep::Claim { volume_id, generation } => {
+                let mut t = ledger::base_tags(group, &hook.token);
+                t.extend(ledger::data_tags(&spec.name, generation));
+                self.ec2.tag_volume(&volume_id, &t).await?;
+                info!(volume.id = %volume_id, generation = generation.0, "claimed detached volume in this AZ (fast path, no restore)");
+                Ok(format!("claimed {volume_id}"))
+            }
+            VolumeStep::Attach { volume_id } => {
+                self.ec2.attach_volume(&volume_id, &me.id, &spec.device).await?;
+                info!(volume.id = %volume_id, device = %spec.device, "attaching volume");
+                Ok(format!("attaching {volume_id}"))
+            }
+            VolumeStep::Restore { snapshot_id, source_volume, generation } => {
+                let req = NewVolume {
+                    snapshot_id: Some(snapshot_id.clone()),
+                    size_gib: None,
+                    client_token: ledger::client_token(&hook.token, &spec.name, Some(&snapshot_id)),
+                    tags: ledger::new_volume_tags(group, &hook.token, &spec.name, generation, Some((&snapshot_id, &source_volume))),
+                    ..self.new_volume(me, spec)
+                };
+                let id = self.ec2.create_volume(&req).await?;
+                info!(volume.id = %id, snapshot.id = %snapshot_id, source.volume = %source_volume, az = %me.availability_zone, generation = generation.0, "restoring snapshot into a new volume");
+                Ok(format!("restoring {snapshot_id} into {id}"))
+            }
+            VolumeStep::SnapshotVolume { volume_id, generation } => {
+                let mut t = ledger::base_tags(group, &hook.token);
+                t.extend(ledger::data_tags(&spec.name, generation));
+                t.push((tags::REASON.into(), SnapshotReason::Launch.as_tag().into()));
+                let desc = format!("ferry {group}: detached {} gen {generation} for a launch in {}", spec.name, me.availability_zone);
+                let id = self.ec2.create_snapshot(&volume_id, &desc, &t).await?;
+                info!(snapshot.id = %id, volume.id = %volume_id, generation = generation.0, "snapshotting the newest detached volume from another AZ");
+                Ok(format!("snapshotting {volume_id} as {id}"))
+            }
+            VolumeStep::CreateEmpty { generation } => {
+                let req = NewVolume {
+                    size_gib: Some(spec.size_gib),
+                    client_token: ledger::client_token(&hook.token, &spec.name, None),
+                    tags: ledger::new_volume_tags(group, &hook.token, &spec.name, generation, None),
+                    ..self.new_volume(me, spec)
+                };
+                let id = self.ec2.create_volume(&req).await?;
+                info!(volume.id = %id, az = %me.availability_zone, size_gib = spec.size_gib, "first boot: creating an empty volume");
+                Ok(format!("creating empty {id}"))
+            }
+            VolumeStep::Ready { .. } | VolumeStep::Wait(_) | VolumeStep::Abandon(_) => Ok(String::new()),
+        }
+    }
+
+    fn new_volume(&self, me: &ObservedInstance, spec: &VolumeSpec) -> NewVolume {
+        NewVolume {
+            availability_zone: me.availability_zone.clone(),
+            volume_type: spec.volume_type.clone(),
+            iops: spec.iops,
+            throughput: spec.throughput,
+            encrypted: spec.encrypted,
+            kms_key_id: spec.kms_key_id.clone(),
+            ..NewVolume::default()
+        }
+    }
+
+    /// After the data: move the Elastic IP, then tag the instance. `None` when both are in place.
+    async fn finish_steps(&self, me: &ObservedInstance, attached: &[AttachedData]) -> Result<Option<String>, StepError> {
+        if let Some(alloc) = &self.group.elastic_ip {
+            let addr = self.ec2.describe_address(alloc).await?.ok_or_else(|| {
+                StepError::permanent("ec2:DescribeAddresses", format!("Elastic IP {alloc} does not exist"))
+            })?;
+            if addr.instance_id.as_deref() != Some(me.id.as_str()) {
+                self.ec2.associate_address(alloc, &me.id).await?;
+                info!(eip = %alloc, public_ip = %addr.public_ip, from = ?addr.instance_id, "moving the Elastic IP");
+                return Ok(Some(format!("associating {alloc}")));
+            }
+        }
+        let mut want: Vec<(String, String)> = attached
+            .iter()
+            .map(|a| (format!("{}{}", tags::ATTACHED_PREFIX, a.logical), a.volume_id.clone()))
+            .collect();
+        want.push((tags::GROUP.into(), self.group.name.clone()));
+        want.push((tags::SLOT.into(), SLOT.to_string()));
+        if want.iter().any(|(k, v)| me.tag(k) != Some(v.as_str())) {
+            self.ec2.tag_instance(&me.id, &want).await?;
+            return Ok(Some("tagging the instance".into()));
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl HookWork for LaunchWork {
+    async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
+        let me = match self.ec2.describe_instance(&hook.instance_id).await? {
+            Some(i) if !i.is_gone() => i,
+            Some(i) => return Ok(Progress::Finished(Verdict::abandon(format!("instance {} is {}", i.id, i.state)))),
+            None => return Ok(Progress::Finished(Verdict::abandon(format!("instance {} does not exist", hook.instance_id)))),
+        };
+        let mut attached = Vec::new();
+        let mut waits = Vec::new();
+        for spec in &self.group.volumes {
+            match self.volume_step(hook, &me, spec, elapsed).await? {
+                VolumeStep::Ready { volume_id, generation } => attached.push(AttachedData {
+                    logical: spec.name.clone(),
+                    volume_id,
+                    generation,
+                }),
+                VolumeStep::Wait(w) => waits.push(describe_wait(&spec.name, &w)),
+                VolumeStep::Abandon(why) => return Ok(Progress::Finished(Verdict::abandon(format!("{}: {why}", spec.name)))),
+                step => return Ok(Progress::Acted(self.act(hook, &me, spec, step).await?)),
+            }
+        }
+        if !waits.is_empty() {
+            return Ok(Progress::Waiting(waits.join("; ")));
+        }
+        if let Some(done) = self.finish_steps(&me, &attached).await? {
+            return Ok(Progress::Acted(done));
+        }
+        Ok(Progress::Finished(
+            Verdict::launch_ready(&self.group.volume_names(), attached)
+                .unwrap_or_else(|| Verdict::abandon("not every configured volume is attached")),
+        ))
+    }
+}
+
+fn describe_wait(logical: &str, w: &WaitFor) -> String {
+    match w {
+        WaitFor::VolumeCreating(v) => format!("{logical}: volume {v} creating"),
+        WaitFor::Attachment(v) => format!("{logical}: volume {v} attaching or detaching"),
+        WaitFor::Snapshot(s) => format!("{logical}: snapshot {s} pending"),
+        WaitFor::Holder { instance_id, volume_id } => {
+            format!("{logical}: barrier: {instance_id} is terminating with {volume_id}; waiting for its snapshot and detach")
+        }
+        WaitFor::StayingHolder { instance_id, volume_id } => {
+            format!("{logical}: {instance_id} is still in service with {volume_id} (launch-before-terminate); waiting")
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Reading and writing the tag ledger: the tags ferry puts on what it creates, and deterministic tokens.
+
+use ferry_state_machine::tags;
+use ferry_state_machine::Generation;
+use sha2::{Digest, Sha256};
+
+use crate::ports::Tag;
+
+/// The slot of a group of one. Multi-slot groups are future work; the tag is written so they can come.
+pub const SLOT: u32 = 0;
+
+fn tag(k: &str, v: impl Into<String>) -> Tag {
+    (k.to_string(), v.into())
+}
+
+/// The tags every ferry volume and snapshot of a (group, slot) carries.
+pub fn base_tags(group: &str, hook_token: &str) -> Vec<Tag> {
+    vec![
+        tag(tags::GROUP, group),
+        tag(tags::SLOT, SLOT.to_string()),
+        tag(tags::HOOK, hook_token),
+    ]
+}
+
+/// The per-volume tags: logical name and generation.
+pub fn data_tags(logical: &str, generation: Generation) -> Vec<Tag> {
+    vec![
+        tag(tags::VOLUME, logical),
+        tag(tags::GENERATION, generation.0.to_string()),
+    ]
+}
+
+/// Every tag of a volume a launch creates.
+pub fn new_volume_tags(
+    group: &str,
+    hook_token: &str,
+    logical: &str,
+    generation: Generation,
+    source: Option<(&str, &str)>,
+) -> Vec<Tag> {
+    let mut t = base_tags(group, hook_token);
+    t.extend(data_tags(logical, generation));
+    if let Some((snapshot, volume)) = source {
+        t.push(tag(tags::SOURCE_SNAPSHOT, snapshot));
+        t.push(tag(tags::SOURCE_VOLUME, volume));
+    }
+    t.push(tag(tags::NAME, format!("ferry {group}/{SLOT} {logical} gen {generation}")));
+    t
+}
+
+/// A `CreateVolume` `ClientToken` (at most 64 characters) derived from the hook, the logical volume and
+/// the source, so that a repeated step returns the same volume and a different source never collides.
+pub fn client_token(hook_token: &str, logical: &str, source: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    for part in [hook_token, logical, source.unwrap_or("empty")] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = hex::encode(h.finalize());
+    format!("ferry-{}", &digest[..58])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_token_is_deterministic_bounded_and_source_specific() {
+        let a = client_token("tok", "data", Some("snap-1"));
+        assert_eq!(a, client_token("tok", "data", Some("snap-1")));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, client_token("tok", "data", Some("snap-2")));
+        assert_ne!(a, client_token("tok", "wal", Some("snap-1")));
+        assert_ne!(client_token("tok", "data", None), client_token("tok2", "data", None));
+    }
+
+    #[test]
+    fn volume_tags_carry_lineage() {
+        let t = new_volume_tags("db", "tok", "data", Generation(4), Some(("snap-1", "vol-1")));
+        let get = |k: &str| t.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get(tags::GENERATION), Some("4"));
+        assert_eq!(get(tags::SOURCE_SNAPSHOT), Some("snap-1"));
+        assert_eq!(get(tags::SOURCE_VOLUME), Some("vol-1"));
+        assert_eq!(get(tags::SLOT), Some("0"));
+        assert_eq!(get(tags::HOOK), Some("tok"));
+    }
+}

@@ -1,0 +1,16 @@
+//! ferry's EBS and Elastic IP work: snapshot on terminate, restore or reattach on launch, ledger queries,
+//! and the EC2 ports with their real, fake and fault-injecting implementations.
+
+pub mod aws_ec2;
+pub mod fake;
+pub mod faulty;
+pub mod launch;
+pub mod ledger;
+pub mod ports;
+pub mod spec;
+pub mod terminate;
+
+pub use launch::LaunchWork;
+pub use ports::{Addresses, Ec2, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, VolumeQuery, Volumes};
+pub use spec::{GroupSpec, VolumeSpec};
+pub use terminate::TerminateWork;

@@ -1,0 +1,47 @@
+//! What ferry manages for one group: its logical volumes, its Elastic IP and its time bounds.
+
+use std::time::Duration;
+
+/// One logical volume of a group, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// The logical name, stored in `ferry:volume`.
+    pub name: String,
+    /// The device name to attach at, e.g. `/dev/sdf`.
+    pub device: String,
+    /// Size in GiB of the first-boot volume.
+    pub size_gib: i32,
+    /// Volume type, e.g. `gp3`.
+    pub volume_type: String,
+    /// Provisioned IOPS, if any.
+    pub iops: Option<i32>,
+    /// Provisioned throughput (gp3), if any.
+    pub throughput: Option<i32>,
+    /// Encrypt new volumes.
+    pub encrypted: Option<bool>,
+    /// The KMS key for encryption.
+    pub kms_key_id: Option<String>,
+}
+
+/// One managed group, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The Auto Scaling group name.
+    pub name: String,
+    /// The Elastic IP allocation moved to each new instance, if any.
+    pub elastic_ip: Option<String>,
+    /// The logical volumes.
+    pub volumes: Vec<VolumeSpec>,
+    /// How long a launch waits for another instance that stays in service with the data attached
+    /// (launch-before-terminate) before it abandons.
+    pub staying_holder_timeout: Duration,
+    /// How long a terminate waits for its snapshots before completing anyway.
+    pub snapshot_timeout: Duration,
+}
+
+impl GroupSpec {
+    /// The logical volume names, in config order.
+    pub fn volume_names(&self) -> Vec<String> {
+        self.volumes.iter().map(|v| v.name.clone()).collect()
+    }
+}
