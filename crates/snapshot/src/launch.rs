@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_state_machine::machine::{decide_launch_volume, LaunchView, VolumeStep, WaitFor};
 use ferry_state_machine::observe::{HolderState, ObservedInstance, ObservedVolume, SnapshotReason};
-use ferry_state_machine::{tags, AttachedData, HookEvent, HookWork, LifecycleActions, Progress, StepError, Verdict};
+use ferry_state_machine::{
+    tags, AttachedData, HookEvent, HookWork, LifecycleActions, Progress, StepError, Verdict,
+};
 use tracing::info;
 
 use crate::ledger::{self, SLOT};
@@ -86,10 +88,19 @@ impl LaunchWork {
     }
 
     /// Performs one mutating volume step. Returns a description of what was done.
-    async fn act(&self, hook: &HookEvent, me: &ObservedInstance, spec: &VolumeSpec, step: VolumeStep) -> Result<String, StepError> {
+    async fn act(
+        &self,
+        hook: &HookEvent,
+        me: &ObservedInstance,
+        spec: &VolumeSpec,
+        step: VolumeStep,
+    ) -> Result<String, StepError> {
         let group = self.group.name.as_str();
         match step {
-            VolumeStep::Claim { volume_id, generation } => {
+            VolumeStep::Claim {
+                volume_id,
+                generation,
+            } => {
                 let mut t = ledger::base_tags(group, &hook.token);
                 t.extend(ledger::data_tags(&spec.name, generation));
                 self.ec2.tag_volume(&volume_id, &t).await?;
@@ -97,27 +108,45 @@ impl LaunchWork {
                 Ok(format!("claimed {volume_id}"))
             }
             VolumeStep::Attach { volume_id } => {
-                self.ec2.attach_volume(&volume_id, &me.id, &spec.device).await?;
+                self.ec2
+                    .attach_volume(&volume_id, &me.id, &spec.device)
+                    .await?;
                 info!(volume.id = %volume_id, device = %spec.device, "attaching volume");
                 Ok(format!("attaching {volume_id}"))
             }
-            VolumeStep::Restore { snapshot_id, source_volume, generation } => {
+            VolumeStep::Restore {
+                snapshot_id,
+                source_volume,
+                generation,
+            } => {
                 let req = NewVolume {
                     snapshot_id: Some(snapshot_id.clone()),
                     size_gib: None,
                     client_token: ledger::client_token(&hook.token, &spec.name, Some(&snapshot_id)),
-                    tags: ledger::new_volume_tags(group, &hook.token, &spec.name, generation, Some((&snapshot_id, &source_volume))),
+                    tags: ledger::new_volume_tags(
+                        group,
+                        &hook.token,
+                        &spec.name,
+                        generation,
+                        Some((&snapshot_id, &source_volume)),
+                    ),
                     ..self.new_volume(me, spec)
                 };
                 let id = self.ec2.create_volume(&req).await?;
                 info!(volume.id = %id, snapshot.id = %snapshot_id, source.volume = %source_volume, az = %me.availability_zone, generation = generation.0, "restoring snapshot into a new volume");
                 Ok(format!("restoring {snapshot_id} into {id}"))
             }
-            VolumeStep::SnapshotVolume { volume_id, generation } => {
+            VolumeStep::SnapshotVolume {
+                volume_id,
+                generation,
+            } => {
                 let mut t = ledger::base_tags(group, &hook.token);
                 t.extend(ledger::data_tags(&spec.name, generation));
                 t.push((tags::REASON.into(), SnapshotReason::Launch.as_tag().into()));
-                let desc = format!("ferry {group}: detached {} gen {generation} for a launch in {}", spec.name, me.availability_zone);
+                let desc = format!(
+                    "ferry {group}: detached {} gen {generation} for a launch in {}",
+                    spec.name, me.availability_zone
+                );
                 let id = self.ec2.create_snapshot(&volume_id, &desc, &t).await?;
                 info!(snapshot.id = %id, volume.id = %volume_id, generation = generation.0, "snapshotting the newest detached volume from another AZ");
                 Ok(format!("snapshotting {volume_id} as {id}"))
@@ -133,7 +162,9 @@ impl LaunchWork {
                 info!(volume.id = %id, az = %me.availability_zone, size_gib = spec.size_gib, "first boot: creating an empty volume");
                 Ok(format!("creating empty {id}"))
             }
-            VolumeStep::Ready { .. } | VolumeStep::Wait(_) | VolumeStep::Abandon(_) => Ok(String::new()),
+            VolumeStep::Ready { .. } | VolumeStep::Wait(_) | VolumeStep::Abandon(_) => {
+                Ok(String::new())
+            }
         }
     }
 
@@ -150,10 +181,17 @@ impl LaunchWork {
     }
 
     /// After the data: move the Elastic IP, then tag the instance. `None` when both are in place.
-    async fn finish_steps(&self, me: &ObservedInstance, attached: &[AttachedData]) -> Result<Option<String>, StepError> {
+    async fn finish_steps(
+        &self,
+        me: &ObservedInstance,
+        attached: &[AttachedData],
+    ) -> Result<Option<String>, StepError> {
         if let Some(alloc) = &self.group.elastic_ip {
             let addr = self.ec2.describe_address(alloc).await?.ok_or_else(|| {
-                StepError::permanent("ec2:DescribeAddresses", format!("Elastic IP {alloc} does not exist"))
+                StepError::permanent(
+                    "ec2:DescribeAddresses",
+                    format!("Elastic IP {alloc} does not exist"),
+                )
             })?;
             if addr.instance_id.as_deref() != Some(me.id.as_str()) {
                 self.ec2.associate_address(alloc, &me.id).await?;
@@ -163,7 +201,12 @@ impl LaunchWork {
         }
         let mut want: Vec<(String, String)> = attached
             .iter()
-            .map(|a| (format!("{}{}", tags::ATTACHED_PREFIX, a.logical), a.volume_id.clone()))
+            .map(|a| {
+                (
+                    format!("{}{}", tags::ATTACHED_PREFIX, a.logical),
+                    a.volume_id.clone(),
+                )
+            })
             .collect();
         want.push((tags::GROUP.into(), self.group.name.clone()));
         want.push((tags::SLOT.into(), SLOT.to_string()));
@@ -180,20 +223,38 @@ impl HookWork for LaunchWork {
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
         let me = match self.ec2.describe_instance(&hook.instance_id).await? {
             Some(i) if !i.is_gone() => i,
-            Some(i) => return Ok(Progress::Finished(Verdict::abandon(format!("instance {} is {}", i.id, i.state)))),
-            None => return Ok(Progress::Finished(Verdict::abandon(format!("instance {} does not exist", hook.instance_id)))),
+            Some(i) => {
+                return Ok(Progress::Finished(Verdict::abandon(format!(
+                    "instance {} is {}",
+                    i.id, i.state
+                ))))
+            }
+            None => {
+                return Ok(Progress::Finished(Verdict::abandon(format!(
+                    "instance {} does not exist",
+                    hook.instance_id
+                ))))
+            }
         };
         let mut attached = Vec::new();
         let mut waits = Vec::new();
         for spec in &self.group.volumes {
             match self.volume_step(hook, &me, spec, elapsed).await? {
-                VolumeStep::Ready { volume_id, generation } => attached.push(AttachedData {
+                VolumeStep::Ready {
+                    volume_id,
+                    generation,
+                } => attached.push(AttachedData {
                     logical: spec.name.clone(),
                     volume_id,
                     generation,
                 }),
                 VolumeStep::Wait(w) => waits.push(describe_wait(&spec.name, &w)),
-                VolumeStep::Abandon(why) => return Ok(Progress::Finished(Verdict::abandon(format!("{}: {why}", spec.name)))),
+                VolumeStep::Abandon(why) => {
+                    return Ok(Progress::Finished(Verdict::abandon(format!(
+                        "{}: {why}",
+                        spec.name
+                    ))))
+                }
                 step => return Ok(Progress::Acted(self.act(hook, &me, spec, step).await?)),
             }
         }
@@ -215,10 +276,16 @@ fn describe_wait(logical: &str, w: &WaitFor) -> String {
         WaitFor::VolumeCreating(v) => format!("{logical}: volume {v} creating"),
         WaitFor::Attachment(v) => format!("{logical}: volume {v} attaching or detaching"),
         WaitFor::Snapshot(s) => format!("{logical}: snapshot {s} pending"),
-        WaitFor::Holder { instance_id, volume_id } => {
+        WaitFor::Holder {
+            instance_id,
+            volume_id,
+        } => {
             format!("{logical}: barrier: {instance_id} is terminating with {volume_id}; waiting for its snapshot and detach")
         }
-        WaitFor::StayingHolder { instance_id, volume_id } => {
+        WaitFor::StayingHolder {
+            instance_id,
+            volume_id,
+        } => {
             format!("{logical}: {instance_id} is still in service with {volume_id} (launch-before-terminate); waiting")
         }
     }

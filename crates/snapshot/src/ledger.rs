@@ -44,7 +44,10 @@ pub fn new_volume_tags(
         t.push(tag(tags::SOURCE_SNAPSHOT, snapshot));
         t.push(tag(tags::SOURCE_VOLUME, volume));
     }
-    t.push(tag(tags::NAME, format!("ferry {group}/{SLOT} {logical} gen {generation}")));
+    t.push(tag(
+        tags::NAME,
+        format!("ferry {group}/{SLOT} {logical} gen {generation}"),
+    ));
     t
 }
 
@@ -71,12 +74,21 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_ne!(a, client_token("tok", "data", Some("snap-2")));
         assert_ne!(a, client_token("tok", "wal", Some("snap-1")));
-        assert_ne!(client_token("tok", "data", None), client_token("tok2", "data", None));
+        assert_ne!(
+            client_token("tok", "data", None),
+            client_token("tok2", "data", None)
+        );
     }
 
     #[test]
     fn volume_tags_carry_lineage() {
-        let t = new_volume_tags("db", "tok", "data", Generation(4), Some(("snap-1", "vol-1")));
+        let t = new_volume_tags(
+            "db",
+            "tok",
+            "data",
+            Generation(4),
+            Some(("snap-1", "vol-1")),
+        );
         let get = |k: &str| t.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!(get(tags::GENERATION), Some("4"));
         assert_eq!(get(tags::SOURCE_SNAPSHOT), Some("snap-1"));

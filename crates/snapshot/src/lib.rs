@@ -11,6 +11,8 @@ pub mod spec;
 pub mod terminate;
 
 pub use launch::LaunchWork;
-pub use ports::{Addresses, Ec2, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, VolumeQuery, Volumes};
+pub use ports::{
+    Addresses, Ec2, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, VolumeQuery, Volumes,
+};
 pub use spec::{GroupSpec, VolumeSpec};
 pub use terminate::TerminateWork;

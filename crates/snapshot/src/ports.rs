@@ -1,7 +1,9 @@
 //! The EC2 ports: one narrow trait per capability (volumes, snapshots, instances, addresses).
 
 use async_trait::async_trait;
-use ferry_state_machine::observe::{ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume};
+use ferry_state_machine::observe::{
+    ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume,
+};
 use ferry_state_machine::StepError;
 
 /// A tag: key and value.
@@ -70,7 +72,12 @@ pub trait Volumes: Send + Sync {
     /// `CreateVolume` with a `ClientToken`; returns the volume id.
     async fn create_volume(&self, req: &NewVolume) -> Result<String, StepError>;
     /// `AttachVolume`.
-    async fn attach_volume(&self, volume_id: &str, instance_id: &str, device: &str) -> Result<(), StepError>;
+    async fn attach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<(), StepError>;
     /// `DetachVolume` (with the instance id, which some implementations require).
     async fn detach_volume(&self, volume_id: &str, instance_id: &str) -> Result<(), StepError>;
     /// `DeleteVolume`. A volume that no longer exists is success.
@@ -83,7 +90,10 @@ pub trait Volumes: Send + Sync {
 #[async_trait]
 pub trait Snapshots: Send + Sync {
     /// `DescribeSnapshots` (owner self) with ferry's tag filters; every page.
-    async fn find_snapshots(&self, query: &SnapshotQuery) -> Result<Vec<ObservedSnapshot>, StepError>;
+    async fn find_snapshots(
+        &self,
+        query: &SnapshotQuery,
+    ) -> Result<Vec<ObservedSnapshot>, StepError>;
     /// `DescribeSnapshots` of given ids; missing ids are left out, not an error.
     async fn describe_snapshots(&self, ids: &[String]) -> Result<Vec<ObservedSnapshot>, StepError>;
     /// `CreateSnapshots`: one crash-consistent set of every volume of the instance except the boot volume and
@@ -95,7 +105,12 @@ pub trait Snapshots: Send + Sync {
         tags: &[Tag],
     ) -> Result<Vec<(String, String)>, StepError>;
     /// `CreateSnapshot` of one volume, tagged with `tags`. Returns the snapshot id.
-    async fn create_snapshot(&self, volume_id: &str, description: &str, tags: &[Tag]) -> Result<String, StepError>;
+    async fn create_snapshot(
+        &self,
+        volume_id: &str,
+        description: &str,
+        tags: &[Tag],
+    ) -> Result<String, StepError>;
     /// `DeleteSnapshot`. A snapshot that no longer exists is success.
     async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), StepError>;
     /// `CreateTags` on a snapshot.
@@ -106,7 +121,10 @@ pub trait Snapshots: Send + Sync {
 #[async_trait]
 pub trait Instances: Send + Sync {
     /// `DescribeInstances` of one instance; `None` when EC2 does not know it.
-    async fn describe_instance(&self, instance_id: &str) -> Result<Option<ObservedInstance>, StepError>;
+    async fn describe_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<ObservedInstance>, StepError>;
     /// `CreateTags` on an instance.
     async fn tag_instance(&self, instance_id: &str, tags: &[Tag]) -> Result<(), StepError>;
 }
@@ -115,9 +133,16 @@ pub trait Instances: Send + Sync {
 #[async_trait]
 pub trait Addresses: Send + Sync {
     /// `DescribeAddresses` of one allocation; `None` when it does not exist.
-    async fn describe_address(&self, allocation_id: &str) -> Result<Option<ObservedAddress>, StepError>;
+    async fn describe_address(
+        &self,
+        allocation_id: &str,
+    ) -> Result<Option<ObservedAddress>, StepError>;
     /// `AssociateAddress` with `AllowReassociation=true`.
-    async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<(), StepError>;
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> Result<(), StepError>;
 }
 
 /// Everything ferry does with EC2, as one object.

@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_state_machine::machine::{decide_terminate, TerminateStep, TerminateView};
 use ferry_state_machine::observe::{ObservedVolume, SnapshotReason};
-use ferry_state_machine::{tags, Destination, Generation, HookEvent, HookWork, Progress, StepError, Verdict};
+use ferry_state_machine::{
+    tags, Destination, Generation, HookEvent, HookWork, Progress, StepError, Verdict,
+};
 use tracing::{info, warn};
 
 use crate::ledger::{self, SLOT};
@@ -28,12 +30,26 @@ impl TerminateWork {
 
     fn snapshot_tags(&self, hook: &HookEvent) -> Vec<Tag> {
         let mut t = ledger::base_tags(&self.group.name, &hook.token);
-        t.push((tags::REASON.into(), SnapshotReason::Terminate.as_tag().into()));
-        t.push((tags::NAME.into(), format!("ferry {} terminate of {}", self.group.name, hook.instance_id)));
+        t.push((
+            tags::REASON.into(),
+            SnapshotReason::Terminate.as_tag().into(),
+        ));
+        t.push((
+            tags::NAME.into(),
+            format!(
+                "ferry {} terminate of {}",
+                self.group.name, hook.instance_id
+            ),
+        ));
         t
     }
 
-    async fn snapshot(&self, hook: &HookEvent, managed: &[ObservedVolume], missing: &[String]) -> Result<String, StepError> {
+    async fn snapshot(
+        &self,
+        hook: &HookEvent,
+        managed: &[ObservedVolume],
+        missing: &[String],
+    ) -> Result<String, StepError> {
         let t = self.snapshot_tags(hook);
         if missing.len() == 1 || missing.len() < managed.len() {
             // One volume (or a retry of some): CreateSnapshot per volume, with every ledger tag at creation.
@@ -41,7 +57,12 @@ impl TerminateWork {
             for vol in managed.iter().filter(|v| missing.contains(&v.id)) {
                 let mut vt = t.clone();
                 vt.extend(volume_data_tags(vol));
-                let desc = format!("ferry {}: {} at terminate of {}", self.group.name, vol.logical.as_deref().unwrap_or("?"), hook.instance_id);
+                let desc = format!(
+                    "ferry {}: {} at terminate of {}",
+                    self.group.name,
+                    vol.logical.as_deref().unwrap_or("?"),
+                    hook.instance_id
+                );
                 let id = self.ec2.create_snapshot(&vol.id, &desc, &vt).await?;
                 info!(snapshot.id = %id, volume.id = %vol.id, "snapshot started");
                 made.push(id);
@@ -49,16 +70,29 @@ impl TerminateWork {
             return Ok(format!("snapshotting {}", made.join(",")));
         }
         // Several volumes: one crash-consistent CreateSnapshots, excluding the boot volume and unmanaged volumes.
-        let instance = self.ec2.describe_instance(&hook.instance_id).await?.ok_or_else(|| {
-            StepError::retry("ec2:DescribeInstances", format!("instance {} not found while its volumes are attached", hook.instance_id))
-        })?;
+        let instance = self
+            .ec2
+            .describe_instance(&hook.instance_id)
+            .await?
+            .ok_or_else(|| {
+                StepError::retry(
+                    "ec2:DescribeInstances",
+                    format!(
+                        "instance {} not found while its volumes are attached",
+                        hook.instance_id
+                    ),
+                )
+            })?;
         let exclude: Vec<String> = instance
             .volume_ids
             .iter()
             .filter(|id| !missing.contains(id) && instance.root_volume_id.as_ref() != Some(id))
             .cloned()
             .collect();
-        let made = self.ec2.create_snapshots(&hook.instance_id, &exclude, &t).await?;
+        let made = self
+            .ec2
+            .create_snapshots(&hook.instance_id, &exclude, &t)
+            .await?;
         let ids: Vec<&str> = made.iter().map(|(s, _)| s.as_str()).collect();
         info!(snapshots = ?ids, "crash-consistent snapshot set started");
         Ok(format!("snapshotting {}", ids.join(",")))
@@ -67,7 +101,10 @@ impl TerminateWork {
 
 /// The logical-name and generation tags of a managed volume, copied onto its snapshot.
 fn volume_data_tags(vol: &ObservedVolume) -> Vec<Tag> {
-    ledger::data_tags(vol.logical.as_deref().unwrap_or_default(), vol.generation.unwrap_or(Generation(0)))
+    ledger::data_tags(
+        vol.logical.as_deref().unwrap_or_default(),
+        vol.generation.unwrap_or(Generation(0)),
+    )
 }
 
 #[async_trait]
@@ -106,26 +143,39 @@ impl HookWork for TerminateWork {
             snapshot_timeout: self.group.snapshot_timeout,
         });
         match step {
-            TerminateStep::Snapshot(missing) => Ok(Progress::Acted(self.snapshot(hook, &managed, &missing).await?)),
+            TerminateStep::Snapshot(missing) => Ok(Progress::Acted(
+                self.snapshot(hook, &managed, &missing).await?,
+            )),
             TerminateStep::TagSnapshots(pairs) => {
                 for (snap, vol_id) in &pairs {
                     if let Some(vol) = managed.iter().find(|v| &v.id == vol_id) {
                         self.ec2.tag_snapshot(snap, &volume_data_tags(vol)).await?;
                     }
                 }
-                Ok(Progress::Acted(format!("tagged {} snapshot(s)", pairs.len())))
+                Ok(Progress::Acted(format!(
+                    "tagged {} snapshot(s)",
+                    pairs.len()
+                )))
             }
-            TerminateStep::Wait(pending) => Ok(Progress::Waiting(format!("snapshots pending: {}", pending.join(",")))),
-            TerminateStep::Done if managed.is_empty() => Ok(Progress::Finished(Verdict::terminate_done(
-                "no managed volume attached: nothing to snapshot",
+            TerminateStep::Wait(pending) => Ok(Progress::Waiting(format!(
+                "snapshots pending: {}",
+                pending.join(",")
             ))),
+            TerminateStep::Done if managed.is_empty() => Ok(Progress::Finished(
+                Verdict::terminate_done("no managed volume attached: nothing to snapshot"),
+            )),
             TerminateStep::Done => {
                 let ids: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
-                Ok(Progress::Finished(Verdict::terminate_done(format!("snapshots completed: {}", ids.join(",")))))
+                Ok(Progress::Finished(Verdict::terminate_done(format!(
+                    "snapshots completed: {}",
+                    ids.join(",")
+                ))))
             }
             TerminateStep::DoneDegraded(why) => {
                 warn!(reason = %why, "completing the terminate without a completed snapshot; the detached volume keeps the data");
-                Ok(Progress::Finished(Verdict::terminate_done(format!("degraded: {why}"))))
+                Ok(Progress::Finished(Verdict::terminate_done(format!(
+                    "degraded: {why}"
+                ))))
             }
         }
     }

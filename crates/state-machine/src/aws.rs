@@ -30,7 +30,9 @@ fn hook_spec(h: &aws_sdk_autoscaling::types::LifecycleHook) -> HookSpec {
         name: h.lifecycle_hook_name().unwrap_or_default().to_string(),
         transition: h.lifecycle_transition().and_then(Transition::from_aws),
         heartbeat_timeout: Duration::from_secs(
-            h.heartbeat_timeout().and_then(|t| u64::try_from(t).ok()).unwrap_or(3600),
+            h.heartbeat_timeout()
+                .and_then(|t| u64::try_from(t).ok())
+                .unwrap_or(3600),
         ),
         default_result: match h.default_result() {
             Some("CONTINUE") => LifecycleResult::Continue,
@@ -43,7 +45,10 @@ fn hook_spec(h: &aws_sdk_autoscaling::types::LifecycleHook) -> HookSpec {
 /// Maps "No active Lifecycle Action found" to `NotActive`; anything else is an error.
 fn action_result<T, E>(
     op: &str,
-    res: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+    res: Result<
+        T,
+        aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    >,
 ) -> Result<CompleteOutcome, StepError>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -94,7 +99,10 @@ impl LifecycleActions for AwsLifecycleActions {
             Some(t) => req.lifecycle_action_token(t),
             None => req.instance_id(&action.instance_id),
         };
-        action_result("autoscaling:RecordLifecycleActionHeartbeat", req.send().await)
+        action_result(
+            "autoscaling:RecordLifecycleActionHeartbeat",
+            req.send().await,
+        )
     }
 
     async fn complete(
@@ -109,13 +117,18 @@ impl LifecycleActions for AwsLifecycleActions {
             .lifecycle_hook_name(&action.hook_name)
             .lifecycle_action_result(result.as_aws());
         req = match &action.token {
-            Some(t) => req.lifecycle_action_token(t).instance_id(&action.instance_id),
+            Some(t) => req
+                .lifecycle_action_token(t)
+                .instance_id(&action.instance_id),
             None => req.instance_id(&action.instance_id),
         };
         action_result("autoscaling:CompleteLifecycleAction", req.send().await)
     }
 
-    async fn describe_instance(&self, instance_id: &str) -> Result<Option<GroupInstance>, StepError> {
+    async fn describe_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<GroupInstance>, StepError> {
         let out = self
             .client
             .describe_auto_scaling_instances()
@@ -158,7 +171,10 @@ impl LifecycleActions for AwsLifecycleActions {
                     instance_id: i.instance_id().unwrap_or_default().to_string(),
                     group: name.clone(),
                     availability_zone: i.availability_zone().unwrap_or_default().to_string(),
-                    lifecycle_state: i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    lifecycle_state: i
+                        .lifecycle_state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                     health_status: i.health_status().unwrap_or_default().to_string(),
                 })
                 .collect(),
@@ -167,9 +183,9 @@ impl LifecycleActions for AwsLifecycleActions {
                 g.max_size().unwrap_or_default(),
                 g.desired_capacity().unwrap_or_default(),
             ),
-            maintenance_policy: g.instance_maintenance_policy().and_then(|p| {
-                Some((p.min_healthy_percentage()?, p.max_healthy_percentage()?))
-            }),
+            maintenance_policy: g
+                .instance_maintenance_policy()
+                .and_then(|p| Some((p.min_healthy_percentage()?, p.max_healthy_percentage()?))),
             name,
         }))
     }

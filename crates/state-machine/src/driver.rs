@@ -165,7 +165,9 @@ impl Driver {
             HookOutcome::AlreadyEnded => {
                 info!("lifecycle action no longer active (completed before or expired)")
             }
-            HookOutcome::Interrupted(why) => warn!(why = %why, "hook interrupted; its message will return"),
+            HookOutcome::Interrupted(why) => {
+                warn!(why = %why, "hook interrupted; its message will return")
+            }
         }
         self.observer.on_end(hook, &outcome, began.elapsed());
         outcome
@@ -183,7 +185,9 @@ impl Driver {
             Err(e) => return HookOutcome::Interrupted(format!("cannot describe hook: {e}")),
         };
         let global = spec.global_timeout();
-        let heartbeat_every = spec.heartbeat_timeout.mul_f64(self.cfg.heartbeat_fraction.clamp(0.05, 0.95));
+        let heartbeat_every = spec
+            .heartbeat_timeout
+            .mul_f64(self.cfg.heartbeat_fraction.clamp(0.05, 0.95));
         let began = Instant::now();
         // The action's clock started when Auto Scaling announced it; heartbeat at once if that was long ago.
         let mut next_heartbeat = began + heartbeat_every.saturating_sub(started_ago);
@@ -256,7 +260,8 @@ impl Driver {
                         Ok(CompleteOutcome::NotActive) => return HookOutcome::AlreadyEnded,
                         Err(e) => {
                             warn!(error = %e, "heartbeat failed; retrying soon");
-                            next_heartbeat = Instant::now() + heartbeat_every.min(self.cfg.retry_max) / 4;
+                            next_heartbeat =
+                                Instant::now() + heartbeat_every.min(self.cfg.retry_max) / 4;
                         }
                     }
                 }
@@ -268,7 +273,9 @@ impl Driver {
     }
 
     fn poll_delays(&self) -> impl Iterator<Item = Duration> {
-        let min_ms = u64::try_from(self.cfg.poll_min.as_millis()).unwrap_or(500).max(1);
+        let min_ms = u64::try_from(self.cfg.poll_min.as_millis())
+            .unwrap_or(500)
+            .max(1);
         let max = self.cfg.poll_max;
         // 1x, 1.5x, 2.25x ... of poll_min, capped; fast state changes are seen quickly, long waits cost little.
         std::iter::successors(Some(min_ms as f64), |ms| Some(ms * 1.5))
@@ -325,3 +332,7 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

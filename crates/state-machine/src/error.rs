@@ -120,7 +120,10 @@ impl StepError {
 }
 
 /// Builds a `StepError` from any smithy SDK error, classifying it by its AWS code.
-pub fn sdk_error<E, R>(operation: &str, err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> StepError
+pub fn sdk_error<E, R>(
+    operation: &str,
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> StepError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HttpStatus,
@@ -180,23 +183,45 @@ mod tests {
 
     #[test]
     fn throttles_retry_and_validation_is_permanent() {
-        let t = StepError::from_aws("ec2:CreateVolume", Some("RequestLimitExceeded"), None, Some(400));
+        let t = StepError::from_aws(
+            "ec2:CreateVolume",
+            Some("RequestLimitExceeded"),
+            None,
+            Some(400),
+        );
         assert_eq!(t.disposition, Disposition::Retry);
         assert!(t.is_throttle());
-        let a = StepError::from_aws("autoscaling:Complete", Some("Throttling"), Some("Rate exceeded"), Some(400));
+        let a = StepError::from_aws(
+            "autoscaling:Complete",
+            Some("Throttling"),
+            Some("Rate exceeded"),
+            Some(400),
+        );
         assert_eq!(a.disposition, Disposition::Retry);
-        let v = StepError::from_aws("ec2:AttachVolume", Some("InvalidVolume.ZoneMismatch"), Some("x"), Some(400));
+        let v = StepError::from_aws(
+            "ec2:AttachVolume",
+            Some("InvalidVolume.ZoneMismatch"),
+            Some("x"),
+            Some(400),
+        );
         assert_eq!(v.disposition, Disposition::Permanent);
         assert_eq!(v.message, "InvalidVolume.ZoneMismatch: x");
         let s = StepError::from_aws("ec2:X", Some("Weird"), None, Some(503));
-        assert_eq!(s.disposition, Disposition::Retry, "a 5xx retries whatever its code");
+        assert_eq!(
+            s.disposition,
+            Disposition::Retry,
+            "a 5xx retries whatever its code"
+        );
         let n = StepError::from_aws("ec2:X", None, None, Some(503));
         assert_eq!(n.disposition, Disposition::Retry);
     }
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let delays: Vec<Duration> = step_backoff(Duration::from_millis(200), Duration::from_secs(5)).take(10).collect();
+        let delays: Vec<Duration> =
+            step_backoff(Duration::from_millis(200), Duration::from_secs(5))
+                .take(10)
+                .collect();
         assert_eq!(delays.len(), 10);
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(5)));
     }

@@ -93,7 +93,9 @@ impl FakeLifecycleActions {
             None => s
                 .active
                 .iter()
-                .find(|(_, (g, h, i))| g == &action.group && h == &action.hook_name && i == &action.instance_id)
+                .find(|(_, (g, h, i))| {
+                    g == &action.group && h == &action.hook_name && i == &action.instance_id
+                })
                 .map(|(t, _)| t.clone()),
         }
     }
@@ -142,7 +144,10 @@ impl LifecycleActions for FakeLifecycleActions {
             match Self::find(s, action) {
                 Some(t) => {
                     if let Some((_, _, instance_id)) = s.active.remove(&t) {
-                        s.completions.push(Completion { instance_id, result });
+                        s.completions.push(Completion {
+                            instance_id,
+                            result,
+                        });
                     }
                     CompleteOutcome::Completed
                 }
@@ -151,7 +156,10 @@ impl LifecycleActions for FakeLifecycleActions {
         }))
     }
 
-    async fn describe_instance(&self, instance_id: &str) -> Result<Option<GroupInstance>, StepError> {
+    async fn describe_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<GroupInstance>, StepError> {
         Ok(self.with(|s| {
             s.calls.push("DescribeAutoScalingInstances".into());
             s.instances.get(instance_id).cloned()
@@ -223,7 +231,10 @@ impl<T: LifecycleActions> LifecycleActions for FaultyLifecycleActions<T> {
         self.inner.complete(action, result).await
     }
 
-    async fn describe_instance(&self, instance_id: &str) -> Result<Option<GroupInstance>, StepError> {
+    async fn describe_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<GroupInstance>, StepError> {
         self.fault("DescribeAutoScalingInstances")?;
         self.inner.describe_instance(instance_id).await
     }

@@ -15,6 +15,8 @@ pub mod verdict;
 
 pub use driver::{Driver, DriverConfig, HookObserver, HookOutcome, HookWork, NoObserver, Progress};
 pub use error::{Disposition, StepError};
-pub use model::{ActionRef, Destination, Generation, HookEvent, LifecycleResult, SlotKey, Transition};
+pub use model::{
+    ActionRef, Destination, Generation, HookEvent, LifecycleResult, SlotKey, Transition,
+};
 pub use port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
 pub use verdict::{AttachedData, Verdict};

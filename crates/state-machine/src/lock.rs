@@ -45,12 +45,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn same_slot_is_exclusive_other_slots_are_not() {
         let locks = LocalSlotLocks::default();
-        let a = SlotKey { group: "db".into(), slot: 0 };
-        let b = SlotKey { group: "db".into(), slot: 1 };
+        let a = SlotKey {
+            group: "db".into(),
+            slot: 0,
+        };
+        let b = SlotKey {
+            group: "db".into(),
+            slot: 1,
+        };
         let held = locks.lock(&a).await;
-        assert!(tokio::time::timeout(Duration::from_secs(1), locks.lock(&b)).await.is_ok());
-        assert!(tokio::time::timeout(Duration::from_secs(1), locks.lock(&a)).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_secs(1), locks.lock(&b))
+            .await
+            .is_ok());
+        assert!(tokio::time::timeout(Duration::from_secs(1), locks.lock(&a))
+            .await
+            .is_err());
         drop(held);
-        assert!(tokio::time::timeout(Duration::from_secs(1), locks.lock(&a)).await.is_ok());
+        assert!(tokio::time::timeout(Duration::from_secs(1), locks.lock(&a))
+            .await
+            .is_ok());
     }
 }

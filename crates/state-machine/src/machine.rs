@@ -172,7 +172,10 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
         .iter()
         .find(|x| x.hook.as_deref() == Some(v.token) && x.state == VolumeState::Error)
     {
-        return VolumeStep::Abandon(format!("volume {} created by this hook is in error state", vol.id));
+        return VolumeStep::Abandon(format!(
+            "volume {} created by this hook is in error state",
+            vol.id
+        ));
     }
 
     let Some(g) = newest else {
@@ -262,7 +265,10 @@ fn pick_source(v: &LaunchView<'_>, live: &[&ObservedVolume], g: Generation) -> V
 }
 
 /// The highest generation held by a live volume or by a pending or completed snapshot.
-pub fn newest_generation(volumes: &[&ObservedVolume], snapshots: &[ObservedSnapshot]) -> Option<Generation> {
+pub fn newest_generation(
+    volumes: &[&ObservedVolume],
+    snapshots: &[ObservedSnapshot],
+) -> Option<Generation> {
     let v = volumes.iter().filter_map(|x| x.generation);
     let s = snapshots
         .iter()
@@ -302,7 +308,10 @@ pub enum TerminateStep {
 /// Decides the next step of a terminate hook.
 pub fn decide_terminate(v: &TerminateView<'_>) -> TerminateStep {
     let of = |vol: &ObservedVolume| -> Vec<&ObservedSnapshot> {
-        v.snapshots.iter().filter(|s| s.volume_id == vol.id).collect()
+        v.snapshots
+            .iter()
+            .filter(|s| s.volume_id == vol.id)
+            .collect()
     };
     let missing: Vec<String> = v
         .volumes

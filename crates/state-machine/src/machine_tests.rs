@@ -47,7 +47,13 @@ fn mine(mut v: ObservedVolume) -> ObservedVolume {
     v
 }
 
-fn snap(id: &str, vol: &str, state: SnapshotState, gen: u64, reason: SnapshotReason) -> ObservedSnapshot {
+fn snap(
+    id: &str,
+    vol: &str,
+    state: SnapshotState,
+    gen: u64,
+    reason: SnapshotReason,
+) -> ObservedSnapshot {
     ObservedSnapshot {
         id: id.into(),
         volume_id: vol.into(),
@@ -73,7 +79,8 @@ struct Case {
 
 fn run(c: &Case) -> VolumeStep {
     let inst = instance(c.az);
-    let holders: HashMap<String, HolderState> = c.holder.map(|h| (OLD.to_string(), h)).into_iter().collect();
+    let holders: HashMap<String, HolderState> =
+        c.holder.map(|h| (OLD.to_string(), h)).into_iter().collect();
     decide_launch_volume(&LaunchView {
         instance: &inst,
         token: TOKEN,
@@ -98,7 +105,9 @@ fn launch_table() {
             snapshots: vec![],
             holder: None,
             elapsed_s: 0,
-            want: VolumeStep::CreateEmpty { generation: Generation(1) },
+            want: VolumeStep::CreateEmpty {
+                generation: Generation(1),
+            },
         },
         Case {
             name: "same AZ: claim the detached newest volume",
@@ -107,7 +116,10 @@ fn launch_table() {
             snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
             holder: None,
             elapsed_s: 0,
-            want: VolumeStep::Claim { volume_id: "vol-1".into(), generation: Generation(4) },
+            want: VolumeStep::Claim {
+                volume_id: "vol-1".into(),
+                generation: Generation(4),
+            },
         },
         Case {
             name: "other AZ: restore the final snapshot of the newest volume",
@@ -132,7 +144,10 @@ fn launch_table() {
             snapshots: vec![snap("snap-m", "vol-1", Completed, 3, Manual)],
             holder: None,
             elapsed_s: 0,
-            want: VolumeStep::SnapshotVolume { volume_id: "vol-1".into(), generation: Generation(3) },
+            want: VolumeStep::SnapshotVolume {
+                volume_id: "vol-1".into(),
+                generation: Generation(3),
+            },
         },
         Case {
             name: "other AZ: the terminate snapshot failed; snapshot the detached volume",
@@ -141,7 +156,10 @@ fn launch_table() {
             snapshots: vec![snap("snap-1", "vol-1", SnapshotState::Error, 3, Terminate)],
             holder: None,
             elapsed_s: 0,
-            want: VolumeStep::SnapshotVolume { volume_id: "vol-1".into(), generation: Generation(3) },
+            want: VolumeStep::SnapshotVolume {
+                volume_id: "vol-1".into(),
+                generation: Generation(3),
+            },
         },
         Case {
             name: "other AZ: final snapshot pending; wait, never restore an older one",
@@ -158,34 +176,58 @@ fn launch_table() {
         Case {
             name: "barrier: old instance still terminating with the volume attached",
             az: "b",
-            volumes: vec![attached(vol("vol-1", "a", Available, 3), OLD, AttachState::Attached)],
+            volumes: vec![attached(
+                vol("vol-1", "a", Available, 3),
+                OLD,
+                AttachState::Attached,
+            )],
             snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
             holder: Some(HolderState::Leaving),
             elapsed_s: 5000,
-            want: VolumeStep::Wait(WaitFor::Holder { instance_id: OLD.into(), volume_id: "vol-1".into() }),
+            want: VolumeStep::Wait(WaitFor::Holder {
+                instance_id: OLD.into(),
+                volume_id: "vol-1".into(),
+            }),
         },
         Case {
             name: "launch-before-terminate: wait within the bound",
             az: "b",
-            volumes: vec![attached(vol("vol-1", "a", Available, 3), OLD, AttachState::Attached)],
+            volumes: vec![attached(
+                vol("vol-1", "a", Available, 3),
+                OLD,
+                AttachState::Attached,
+            )],
             snapshots: vec![],
             holder: Some(HolderState::Staying),
             elapsed_s: 10,
-            want: VolumeStep::Wait(WaitFor::StayingHolder { instance_id: OLD.into(), volume_id: "vol-1".into() }),
+            want: VolumeStep::Wait(WaitFor::StayingHolder {
+                instance_id: OLD.into(),
+                volume_id: "vol-1".into(),
+            }),
         },
         Case {
             name: "volume detaching from the old instance: wait (fencing)",
             az: "a",
-            volumes: vec![attached(vol("vol-1", "a", Available, 3), OLD, AttachState::Detaching)],
+            volumes: vec![attached(
+                vol("vol-1", "a", Available, 3),
+                OLD,
+                AttachState::Detaching,
+            )],
             snapshots: vec![],
             holder: Some(HolderState::Leaving),
             elapsed_s: 0,
-            want: VolumeStep::Wait(WaitFor::Holder { instance_id: OLD.into(), volume_id: "vol-1".into() }),
+            want: VolumeStep::Wait(WaitFor::Holder {
+                instance_id: OLD.into(),
+                volume_id: "vol-1".into(),
+            }),
         },
         Case {
             name: "resume: my restored volume is still creating",
             az: "b",
-            volumes: vec![vol("vol-1", "a", Available, 3), mine(vol("vol-2", "b", Creating, 4))],
+            volumes: vec![
+                vol("vol-1", "a", Available, 3),
+                mine(vol("vol-2", "b", Creating, 4)),
+            ],
             snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
             holder: None,
             elapsed_s: 0,
@@ -194,16 +236,25 @@ fn launch_table() {
         Case {
             name: "resume: my restored volume is available; attach it",
             az: "b",
-            volumes: vec![vol("vol-1", "a", Available, 3), mine(vol("vol-2", "b", Available, 4))],
+            volumes: vec![
+                vol("vol-1", "a", Available, 3),
+                mine(vol("vol-2", "b", Available, 4)),
+            ],
             snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
             holder: None,
             elapsed_s: 0,
-            want: VolumeStep::Attach { volume_id: "vol-2".into() },
+            want: VolumeStep::Attach {
+                volume_id: "vol-2".into(),
+            },
         },
         Case {
             name: "resume: attaching to me; wait",
             az: "b",
-            volumes: vec![attached(mine(vol("vol-2", "b", Available, 4)), ME, AttachState::Attaching)],
+            volumes: vec![attached(
+                mine(vol("vol-2", "b", Available, 4)),
+                ME,
+                AttachState::Attaching,
+            )],
             snapshots: vec![],
             holder: None,
             elapsed_s: 0,
@@ -214,12 +265,19 @@ fn launch_table() {
             az: "b",
             volumes: vec![
                 vol("vol-1", "a", Available, 3),
-                attached(mine(vol("vol-2", "b", Available, 4)), ME, AttachState::Attached),
+                attached(
+                    mine(vol("vol-2", "b", Available, 4)),
+                    ME,
+                    AttachState::Attached,
+                ),
             ],
             snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
             holder: None,
             elapsed_s: 0,
-            want: VolumeStep::Ready { volume_id: "vol-2".into(), generation: Generation(4) },
+            want: VolumeStep::Ready {
+                volume_id: "vol-2".into(),
+                generation: Generation(4),
+            },
         },
         Case {
             name: "stale copy attached to me while a newer generation exists: abandon",
@@ -272,7 +330,9 @@ fn launch_table() {
             snapshots: vec![],
             holder: None,
             elapsed_s: 0,
-            want: VolumeStep::CreateEmpty { generation: Generation(1) },
+            want: VolumeStep::CreateEmpty {
+                generation: Generation(1),
+            },
         },
     ];
     for c in &cases {
@@ -289,7 +349,11 @@ fn staying_holder_is_abandoned_after_the_bound() {
     let c = Case {
         name: "launch-before-terminate past the bound",
         az: "b",
-        volumes: vec![attached(vol("vol-1", "a", VolumeState::Available, 3), OLD, AttachState::Attached)],
+        volumes: vec![attached(
+            vol("vol-1", "a", VolumeState::Available, 3),
+            OLD,
+            AttachState::Attached,
+        )],
         snapshots: vec![],
         holder: Some(HolderState::Staying),
         elapsed_s: 600,
@@ -306,16 +370,27 @@ fn unknown_holder_counts_as_staying() {
     let c = Case {
         name: "foreign holder",
         az: "b",
-        volumes: vec![attached(vol("vol-1", "a", VolumeState::Available, 3), OLD, AttachState::Attached)],
+        volumes: vec![attached(
+            vol("vol-1", "a", VolumeState::Available, 3),
+            OLD,
+            AttachState::Attached,
+        )],
         snapshots: vec![],
         holder: None,
         elapsed_s: 0,
-        want: VolumeStep::Wait(WaitFor::StayingHolder { instance_id: OLD.into(), volume_id: "vol-1".into() }),
+        want: VolumeStep::Wait(WaitFor::StayingHolder {
+            instance_id: OLD.into(),
+            volume_id: "vol-1".into(),
+        }),
     };
     assert_eq!(run(&c), c.want);
 }
 
-fn tview<'a>(v: &'a [ObservedVolume], s: &'a [ObservedSnapshot], elapsed: u64) -> TerminateView<'a> {
+fn tview<'a>(
+    v: &'a [ObservedVolume],
+    s: &'a [ObservedSnapshot],
+    elapsed: u64,
+) -> TerminateView<'a> {
     TerminateView {
         volumes: v,
         snapshots: s,
@@ -327,11 +402,23 @@ fn tview<'a>(v: &'a [ObservedVolume], s: &'a [ObservedSnapshot], elapsed: u64) -
 #[test]
 fn terminate_table() {
     use SnapshotReason::Terminate;
-    let v1 = attached(vol("vol-1", "a", VolumeState::Available, 3), OLD, AttachState::Attached);
-    let v2 = attached(vol("vol-2", "a", VolumeState::Available, 3), OLD, AttachState::Attached);
+    let v1 = attached(
+        vol("vol-1", "a", VolumeState::Available, 3),
+        OLD,
+        AttachState::Attached,
+    );
+    let v2 = attached(
+        vol("vol-2", "a", VolumeState::Available, 3),
+        OLD,
+        AttachState::Attached,
+    );
     let vols = vec![v1.clone(), v2.clone()];
 
-    assert_eq!(decide_terminate(&tview(&[], &[], 0)), TerminateStep::Done, "nothing managed");
+    assert_eq!(
+        decide_terminate(&tview(&[], &[], 0)),
+        TerminateStep::Done,
+        "nothing managed"
+    );
     assert_eq!(
         decide_terminate(&tview(&vols, &[], 0)),
         TerminateStep::Snapshot(vec!["vol-1".into(), "vol-2".into()])

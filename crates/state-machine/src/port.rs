@@ -105,7 +105,10 @@ pub trait LifecycleActions: Send + Sync {
     ) -> Result<CompleteOutcome, StepError>;
 
     /// `DescribeAutoScalingInstances` for one instance; `None` when Auto Scaling does not know it.
-    async fn describe_instance(&self, instance_id: &str) -> Result<Option<GroupInstance>, StepError>;
+    async fn describe_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<GroupInstance>, StepError>;
 
     /// `DescribeAutoScalingGroups` for one group; `None` when it does not exist.
     async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError>;

@@ -1,0 +1,268 @@
+//! Driver tests on the fake Auto Scaling with paused time: heartbeats, retries, timeouts, shutdown.
+
+use super::*;
+use crate::fake::{FakeLifecycleActions, FaultyLifecycleActions};
+use crate::lock::LocalSlotLocks;
+use crate::model::{Destination, Transition};
+use std::sync::Mutex;
+
+/// A `HookWork` that plays a script of results, then keeps returning the last one.
+struct Script {
+    steps: Mutex<Vec<Result<Progress, StepError>>>,
+    calls: Mutex<u32>,
+}
+
+impl Script {
+    fn new(mut steps: Vec<Result<Progress, StepError>>) -> Self {
+        steps.reverse();
+        Self {
+            steps: Mutex::new(steps),
+            calls: Mutex::new(0),
+        }
+    }
+    fn calls(&self) -> u32 {
+        *self.calls.lock().unwrap()
+    }
+}
+
+#[async_trait]
+impl HookWork for Script {
+    async fn step(&self, _hook: &HookEvent, _elapsed: Duration) -> Result<Progress, StepError> {
+        *self.calls.lock().unwrap() += 1;
+        let mut s = self.steps.lock().unwrap();
+        if s.len() > 1 {
+            s.pop().unwrap()
+        } else {
+            s.last().cloned().unwrap()
+        }
+    }
+}
+
+fn hook() -> HookEvent {
+    HookEvent {
+        hook_name: "launch".into(),
+        group: "db".into(),
+        instance_id: "i-1".into(),
+        token: "tok-1".into(),
+        transition: Transition::Launching,
+        time: None,
+        destination: Destination::Default,
+        origin: None,
+        metadata: None,
+    }
+}
+
+fn fake(heartbeat_s: u64) -> FakeLifecycleActions {
+    let f = FakeLifecycleActions::default();
+    f.put_hook(
+        "db",
+        HookSpec {
+            name: "launch".into(),
+            transition: Some(Transition::Launching),
+            heartbeat_timeout: Duration::from_secs(heartbeat_s),
+            default_result: LifecycleResult::Abandon,
+            target_arn: None,
+        },
+    );
+    f.open_action("db", "launch", "i-1", "tok-1");
+    f
+}
+
+fn driver(actions: Arc<dyn LifecycleActions>) -> Driver {
+    Driver::new(
+        actions,
+        Arc::new(LocalSlotLocks::default()),
+        Arc::new(NoObserver),
+        DriverConfig::default(),
+    )
+}
+
+fn ready() -> Verdict {
+    Verdict::launch_ready(
+        &["data".to_string()],
+        vec![crate::verdict::AttachedData {
+            logical: "data".into(),
+            volume_id: "vol-1".into(),
+            generation: crate::model::Generation(1),
+        }],
+    )
+    .unwrap()
+}
+
+fn no_shutdown() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    std::mem::forget(tx);
+    rx
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_wait_heartbeats_then_continues() {
+    let f = fake(60);
+    // 200 waits at up to 15 s each: well past several heartbeat intervals of 30 s.
+    let mut steps: Vec<_> = (0..200)
+        .map(|_| Ok(Progress::Waiting("snapshot pending".into())))
+        .collect();
+    steps.push(Ok(Progress::Finished(ready())));
+    let work = Script::new(steps);
+    let began = Instant::now();
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::ZERO, no_shutdown())
+        .await;
+    assert_eq!(out.label(), "continue");
+    let waited = began.elapsed();
+    let beats = f.heartbeats("tok-1");
+    // One heartbeat every 30 s (half the 60 s timeout), never more often.
+    let expected = (waited.as_secs() / 30) as u32;
+    assert!(
+        beats >= expected.saturating_sub(1) && beats <= expected + 1,
+        "{beats} beats in {waited:?}"
+    );
+    assert_eq!(f.completions().len(), 1);
+    assert_eq!(f.completions()[0].result, LifecycleResult::Continue);
+}
+
+#[tokio::test(start_paused = true)]
+async fn old_action_heartbeats_at_once() {
+    let f = fake(60);
+    let work = Script::new(vec![
+        Ok(Progress::Waiting("x".into())),
+        Ok(Progress::Finished(ready())),
+    ]);
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::from_secs(45), no_shutdown())
+        .await;
+    assert_eq!(out.label(), "continue");
+    assert_eq!(
+        f.heartbeats("tok-1"),
+        1,
+        "45 s old with a 30 s interval: heartbeat before the first wait ends"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_error_abandons() {
+    let f = fake(60);
+    let work = Script::new(vec![Err(StepError::from_aws(
+        "ec2:AttachVolume",
+        Some("InvalidVolume.ZoneMismatch"),
+        Some("zones differ"),
+        Some(400),
+    ))]);
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::ZERO, no_shutdown())
+        .await;
+    assert_eq!(out.label(), "abandon");
+    assert_eq!(f.completions()[0].result, LifecycleResult::Abandon);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_retries_with_backoff_never_abandons() {
+    let f = fake(60);
+    let throttle = || {
+        Err(StepError::from_aws(
+            "ec2:CreateVolume",
+            Some("RequestLimitExceeded"),
+            None,
+            Some(400),
+        ))
+    };
+    let mut steps: Vec<_> = (0..12).map(|_| throttle()).collect();
+    steps.push(Ok(Progress::Finished(ready())));
+    let work = Script::new(steps);
+    let began = Instant::now();
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::ZERO, no_shutdown())
+        .await;
+    assert_eq!(out.label(), "continue");
+    assert_eq!(work.calls(), 13);
+    // Backoff, not a tight loop: twelve retries took real (virtual) time.
+    assert!(
+        began.elapsed() >= Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn global_timeout_abandons_before_it_passes() {
+    let f = fake(30); // global timeout = 3000 s
+    let work = Script::new(vec![Ok(Progress::Waiting("stuck".into()))]);
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::ZERO, no_shutdown())
+        .await;
+    match out {
+        HookOutcome::Completed { result, reason } => {
+            assert_eq!(result, LifecycleResult::Abandon);
+            assert!(reason.contains("global timeout"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_action_ends_without_error() {
+    let f = fake(60);
+    f.expire_action("tok-1");
+    let work = Script::new(vec![Ok(Progress::Finished(ready()))]);
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::ZERO, no_shutdown())
+        .await;
+    assert_eq!(out, HookOutcome::AlreadyEnded);
+    assert!(f.completions().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeat_on_expired_action_stops_the_work() {
+    let f = fake(60);
+    let work = Script::new(vec![Ok(Progress::Waiting("x".into()))]);
+    let fc = f.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        fc.expire_action("tok-1");
+    });
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::ZERO, no_shutdown())
+        .await;
+    assert_eq!(out, HookOutcome::AlreadyEnded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_complete_failure_is_retried() {
+    let f = FaultyLifecycleActions::new(fake(60));
+    for _ in 0..3 {
+        f.fail_next(
+            "CompleteLifecycleAction",
+            StepError::from_aws(
+                "autoscaling:CompleteLifecycleAction",
+                Some("Throttling"),
+                None,
+                Some(400),
+            ),
+        );
+    }
+    let work = Script::new(vec![Ok(Progress::Finished(ready()))]);
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::ZERO, no_shutdown())
+        .await;
+    assert_eq!(out.label(), "continue");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_interrupts_a_wait_without_completing() {
+    let f = fake(60);
+    let work = Script::new(vec![Ok(Progress::Waiting("x".into()))]);
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let _ = tx.send(true);
+        std::mem::forget(tx);
+    });
+    let out = driver(Arc::new(f.clone()))
+        .run(&hook(), &work, Duration::ZERO, rx)
+        .await;
+    assert_eq!(out, HookOutcome::Interrupted("shutdown".into()));
+    assert!(
+        f.completions().is_empty(),
+        "an interrupted hook is not completed"
+    );
+}
