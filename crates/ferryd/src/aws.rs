@@ -1,0 +1,50 @@
+//! Building the AWS SDK clients: the standard credential and endpoint chain, the SDK's retry and timeouts.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+
+use crate::config::{AwsConfig, RetryMode};
+
+/// The three SDK clients ferry uses.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+    /// Auto Scaling.
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+/// Loads the shared SDK config: credentials, region and endpoint (`AWS_ENDPOINT_URL`) from the standard
+/// chain, with ferry's retry mode and timeouts.
+pub async fn clients(cfg: &AwsConfig) -> Clients {
+    let retry = match cfg.retry_mode {
+        RetryMode::Standard => RetryConfig::standard(),
+        RetryMode::Adaptive => RetryConfig::adaptive(),
+    }
+    .with_max_attempts(cfg.max_attempts)
+    .with_initial_backoff(Duration::from_millis(200))
+    .with_max_backoff(Duration::from_secs(10));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(cfg.attempt_timeout_secs))
+        // A long poll holds the connection for 20 s; leave room for it.
+        .read_timeout(Duration::from_secs(cfg.attempt_timeout_secs.max(25)))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry)
+        .timeout_config(timeouts);
+    if let Some(region) = &cfg.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    let shared = loader.load().await;
+    Clients {
+        ec2: aws_sdk_ec2::Client::new(&shared),
+        autoscaling: aws_sdk_autoscaling::Client::new(&shared),
+        sqs: aws_sdk_sqs::Client::new(&shared),
+    }
+}

@@ -1,0 +1,395 @@
+//! ferry's one typed configuration: read from TOML, overridden by `FERRY_*` variables and flags, validated once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_snapshot::{GroupSpec, VolumeSpec};
+use serde::Deserialize;
+
+/// A configuration error that names the offending key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not match the schema (the message names the key).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with the key and line.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `groups[0].volumes[1].device`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The SQS queue the lifecycle hooks notify.
+    pub queue: QueueConfig,
+    /// The groups ferry manages.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    /// Daemon settings.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// AWS SDK settings.
+    #[serde(default)]
+    pub aws: AwsConfig,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The queue URL.
+    pub url: String,
+    /// The visibility timeout ferry extends running hooks' messages to, in seconds.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout_secs: u64,
+    /// Delete messages of groups ferry does not manage (default: leave them for another consumer).
+    #[serde(default)]
+    pub delete_unmanaged: bool,
+}
+
+fn default_visibility() -> u64 {
+    120
+}
+
+/// `[[groups]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The Auto Scaling group name.
+    pub name: String,
+    /// The Elastic IP allocation id moved to each new instance.
+    pub elastic_ip: Option<String>,
+    /// Require the group's `ferry:managed=true` tag before touching its hooks (default true).
+    #[serde(default = "yes")]
+    pub require_managed_tag: bool,
+    /// How long a launch waits for an instance still in service with the data (launch-before-terminate)
+    /// before it abandons, in seconds.
+    #[serde(default = "default_staying")]
+    pub launch_before_terminate_timeout_secs: u64,
+    /// How long a terminate waits for its snapshots before completing anyway, in seconds.
+    #[serde(default = "default_snapshot_timeout")]
+    pub snapshot_timeout_secs: u64,
+    /// The logical volumes.
+    pub volumes: Vec<VolumeConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_staying() -> u64 {
+    600
+}
+fn default_snapshot_timeout() -> u64 {
+    6 * 3600
+}
+
+/// `[[groups.volumes]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    /// The logical name, stored in the `ferry:volume` tag.
+    pub name: String,
+    /// The device to attach at, e.g. `/dev/sdf`.
+    pub device: String,
+    /// The size of the first-boot volume, in GiB.
+    pub size_gib: i32,
+    /// The volume type (default `gp3`).
+    #[serde(rename = "type", default = "default_type")]
+    pub volume_type: String,
+    /// Provisioned IOPS.
+    pub iops: Option<i32>,
+    /// Provisioned throughput in MiB/s (gp3).
+    pub throughput: Option<i32>,
+    /// Encrypt new volumes.
+    pub encrypted: Option<bool>,
+    /// KMS key for encryption.
+    pub kms_key_id: Option<String>,
+}
+
+fn default_type() -> String {
+    "gp3".into()
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// Most hooks worked at once.
+    pub max_in_flight: usize,
+    /// Heartbeat when this fraction of a hook's heartbeat timeout has passed.
+    pub heartbeat_fraction: f64,
+    /// First poll interval while waiting on AWS, in milliseconds.
+    pub poll_min_ms: u64,
+    /// Longest poll interval, in milliseconds.
+    pub poll_max_ms: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Pretty,
+            max_in_flight: 16,
+            heartbeat_fraction: 0.5,
+            poll_min_ms: 500,
+            poll_max_ms: 15_000,
+        }
+    }
+}
+
+/// The log format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[aws]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// The region; default from the standard AWS chain.
+    pub region: Option<String>,
+    /// `standard` or `adaptive` SDK retry mode.
+    pub retry_mode: RetryMode,
+    /// Attempts per SDK call, first included.
+    pub max_attempts: u32,
+    /// Timeout of one SDK call attempt, in seconds.
+    pub attempt_timeout_secs: u64,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            retry_mode: RetryMode::Standard,
+            max_attempts: 5,
+            attempt_timeout_secs: 30,
+        }
+    }
+}
+
+/// The SDK's retry mode.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryMode {
+    /// Exponential backoff with jitter.
+    Standard,
+    /// Standard plus a client-side rate limiter that learns from throttling.
+    Adaptive,
+}
+
+impl Config {
+    /// Reads and parses a TOML file (no validation).
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: p,
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.queue.url.as_str();
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.split('/').count() < 5
+        {
+            return Err(invalid("queue.url", format!("{url:?} is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")));
+        }
+        if !(2..=43_200).contains(&self.queue.visibility_timeout_secs) {
+            return Err(invalid(
+                "queue.visibility_timeout_secs",
+                "must be 2..=43200",
+            ));
+        }
+        if self.groups.is_empty() {
+            return Err(invalid(
+                "groups",
+                "at least one [[groups]] entry is required",
+            ));
+        }
+        let d = &self.daemon;
+        if d.max_in_flight == 0 {
+            return Err(invalid("daemon.max_in_flight", "must be at least 1"));
+        }
+        if !(0.05..=0.9).contains(&d.heartbeat_fraction) {
+            return Err(invalid(
+                "daemon.heartbeat_fraction",
+                "must be between 0.05 and 0.9",
+            ));
+        }
+        if d.poll_min_ms == 0 || d.poll_max_ms < d.poll_min_ms {
+            return Err(invalid(
+                "daemon.poll_min_ms",
+                "must be positive and at most daemon.poll_max_ms",
+            ));
+        }
+        if !(1..=20).contains(&self.aws.max_attempts) {
+            return Err(invalid("aws.max_attempts", "must be 1..=20"));
+        }
+        if self.aws.attempt_timeout_secs == 0 {
+            return Err(invalid("aws.attempt_timeout_secs", "must be positive"));
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            validate_group(i, g)?;
+            if self.groups[..i].iter().any(|o| o.name == g.name) {
+                return Err(invalid(
+                    format!("groups[{i}].name"),
+                    format!("group {:?} is listed twice", g.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The group specs the executors work from.
+    pub fn group_specs(&self) -> Vec<GroupSpec> {
+        self.groups
+            .iter()
+            .map(|g| GroupSpec {
+                name: g.name.clone(),
+                elastic_ip: g.elastic_ip.clone(),
+                staying_holder_timeout: Duration::from_secs(g.launch_before_terminate_timeout_secs),
+                snapshot_timeout: Duration::from_secs(g.snapshot_timeout_secs),
+                volumes: g
+                    .volumes
+                    .iter()
+                    .map(|v| VolumeSpec {
+                        name: v.name.clone(),
+                        device: v.device.clone(),
+                        size_gib: v.size_gib,
+                        volume_type: v.volume_type.clone(),
+                        iops: v.iops,
+                        throughput: v.throughput,
+                        encrypted: v.encrypted,
+                        kms_key_id: v.kms_key_id.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
+
+fn validate_group(i: usize, g: &GroupConfig) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("groups[{i}].{k}");
+    if g.name.is_empty() || g.name.len() > 255 {
+        return Err(invalid(key("name"), "must be 1..=255 characters"));
+    }
+    if let Some(e) = &g.elastic_ip {
+        if !e.starts_with("eipalloc-") {
+            return Err(invalid(
+                key("elastic_ip"),
+                format!("{e:?} is not an allocation id (eipalloc-...)"),
+            ));
+        }
+    }
+    if g.snapshot_timeout_secs == 0 {
+        return Err(invalid(key("snapshot_timeout_secs"), "must be positive"));
+    }
+    if g.volumes.is_empty() {
+        return Err(invalid(
+            key("volumes"),
+            "at least one [[groups.volumes]] entry is required",
+        ));
+    }
+    for (j, v) in g.volumes.iter().enumerate() {
+        let vkey = |k: &str| format!("groups[{i}].volumes[{j}].{k}");
+        let name_ok = !v.name.is_empty()
+            && v.name.len() <= 64
+            && v.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(invalid(
+                vkey("name"),
+                format!("{:?} must be 1..=64 of [A-Za-z0-9_-]", v.name),
+            ));
+        }
+        if !valid_device(&v.device) {
+            return Err(invalid(
+                vkey("device"),
+                format!(
+                    "{:?} is not a device name like /dev/sdf or /dev/xvdf",
+                    v.device
+                ),
+            ));
+        }
+        if !(1..=65_536).contains(&v.size_gib) {
+            return Err(invalid(
+                vkey("size_gib"),
+                format!("{} is outside 1..=65536", v.size_gib),
+            ));
+        }
+        if !VOLUME_TYPES.contains(&v.volume_type.as_str()) {
+            return Err(invalid(
+                vkey("type"),
+                format!(
+                    "{:?} is not one of {}",
+                    v.volume_type,
+                    VOLUME_TYPES.join(", ")
+                ),
+            ));
+        }
+        if g.volumes[..j].iter().any(|o| o.name == v.name) {
+            return Err(invalid(
+                vkey("name"),
+                format!("{:?} is listed twice", v.name),
+            ));
+        }
+        if g.volumes[..j].iter().any(|o| o.device == v.device) {
+            return Err(invalid(
+                vkey("device"),
+                format!("{:?} is used twice", v.device),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_device(d: &str) -> bool {
+    let rest = d
+        .strip_prefix("/dev/sd")
+        .or_else(|| d.strip_prefix("/dev/xvd"));
+    rest.is_some_and(|r| !r.is_empty() && r.len() <= 2 && r.chars().all(|c| c.is_ascii_lowercase()))
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,111 @@
+//! Config parsing and validation tests: the issue's minimum shape, defaults, and errors that name the key.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[queue]
+url = "https://sqs.us-east-1.amazonaws.com/123456789012/ferry-hooks"
+
+[[groups]]
+name = "db"                      # Auto Scaling group name
+elastic_ip = "eipalloc-0123"     # optional: allocation id moved on launch
+
+[[groups.volumes]]
+name = "data"                    # logical name, stored in the ferry:volume tag
+device = "/dev/sdf"
+size_gib = 20                    # used for the first boot only
+type = "gp3"
+"#;
+
+fn parse(text: &str) -> Result<Config, String> {
+    let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+#[test]
+fn the_documented_minimum_works_with_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.groups[0].name, "db");
+    assert_eq!(c.groups[0].elastic_ip.as_deref(), Some("eipalloc-0123"));
+    assert!(c.groups[0].require_managed_tag);
+    assert_eq!(c.queue.visibility_timeout_secs, 120);
+    assert!(!c.queue.delete_unmanaged);
+    assert_eq!(c.daemon.log_format, LogFormat::Pretty);
+    let spec = &c.group_specs()[0];
+    assert_eq!(spec.volumes[0].device, "/dev/sdf");
+    assert_eq!(spec.volumes[0].size_gib, 20);
+    assert_eq!(spec.staying_holder_timeout, Duration::from_secs(600));
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases = [
+        (
+            MINIMAL.replace("/dev/sdf", "/dev/foo"),
+            "groups[0].volumes[0].device",
+        ),
+        (
+            MINIMAL.replace("size_gib = 20", "size_gib = 0"),
+            "groups[0].volumes[0].size_gib",
+        ),
+        (
+            MINIMAL.replace("\"gp3\"", "\"gp9\""),
+            "groups[0].volumes[0].type",
+        ),
+        (
+            MINIMAL.replace("eipalloc-0123", "1.2.3.4"),
+            "groups[0].elastic_ip",
+        ),
+        (
+            MINIMAL.replace(
+                "https://sqs.us-east-1.amazonaws.com/123456789012/ferry-hooks",
+                "nope",
+            ),
+            "queue.url",
+        ),
+        (
+            MINIMAL.replace("size_gib = 20", "size_gib = 20\nsize = 3"),
+            "unknown field `size`",
+        ),
+        (
+            MINIMAL.replace("size_gib = 20", "size_gib = \"big\""),
+            "size_gib",
+        ),
+        (
+            format!("{MINIMAL}\n[daemon]\nheartbeat_fraction = 2.0\n"),
+            "daemon.heartbeat_fraction",
+        ),
+        (
+            format!("{MINIMAL}\n[daemon]\nlog_format = \"xml\"\n"),
+            "log_format",
+        ),
+    ];
+    for (text, key) in cases {
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains(key), "expected {key:?} in {err:?}");
+    }
+}
+
+#[test]
+fn duplicates_are_rejected() {
+    let dup_group = format!(
+        "{MINIMAL}\n{}",
+        &MINIMAL[MINIMAL.find("[[groups]]").unwrap()..]
+    );
+    assert!(parse(&dup_group).unwrap_err().contains("groups[1].name"));
+    let dup_device = format!(
+        "{MINIMAL}\n[[groups.volumes]]\nname = \"wal\"\ndevice = \"/dev/sdf\"\nsize_gib = 5\n"
+    );
+    assert!(parse(&dup_device)
+        .unwrap_err()
+        .contains("groups[0].volumes[1].device"));
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let err = Config::read(Path::new("/nonexistent/ferry.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/nonexistent/ferry.toml"), "{err}");
+}
