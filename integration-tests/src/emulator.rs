@@ -1,0 +1,185 @@
+//! Starts the local AWS emulator (`integration-tests/emulator/serve`) and drives its control endpoints.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+/// The region and account the emulator serves.
+pub const REGION: &str = "us-east-1";
+
+/// The repository root (this crate's parent directory).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A running emulator on a free loopback port; stopped (SIGKILL) when dropped.
+pub struct Emulator {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    /// Starts `serve --port 0` and waits for its `ready http://127.0.0.1:PORT` line.
+    pub fn start() -> Result<Emulator> {
+        let script = repo_root().join("integration-tests/emulator/serve");
+        let mut child = Command::new(&script)
+            .args(["--port", "0", "--region", REGION])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start the emulator at {}", script.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("emulator has no stdout"))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the emulator never blocks on a full pipe.
+            for _ in lines {}
+        });
+        // The first start may build the emulator's venv from PyPI.
+        let line = match rx.recv_timeout(Duration::from_secs(600)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the emulator did not print its ready line within 10 minutes");
+            }
+        };
+        let url = line
+            .strip_prefix("ready ")
+            .ok_or_else(|| anyhow!("unexpected first line from the emulator: {line:?}"))?
+            .trim()
+            .to_string();
+        Ok(Emulator {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// The endpoint URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Calls a control endpoint and returns its JSON body; a non-2xx answer is an error.
+    pub async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let url = format!("{}/_emulator/{path}", self.url);
+        let mut req = self.http.request(method, &url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| format!("calling {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("{url} answered {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Clears all state.
+    pub async fn reset(&self) -> Result<()> {
+        self.control(reqwest::Method::POST, "reset", None)
+            .await
+            .map(drop)
+    }
+
+    /// Sets timings and switches (`snapshot_seconds`, `volume_create_seconds`, `attach_seconds`, ...).
+    pub async fn configure(&self, settings: Value) -> Result<()> {
+        self.control(reqwest::Method::POST, "config", Some(settings))
+            .await
+            .map(drop)
+    }
+
+    /// Forces the AZ of the group's next launches (`None` clears).
+    pub async fn place(&self, group: &str, az: Option<&str>) -> Result<()> {
+        self.control(
+            reqwest::Method::POST,
+            "placement",
+            Some(json!({"group": group, "az": az})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Sets faults (throttling, error rate, latency, AZ outage).
+    pub async fn faults(&self, faults: Value) -> Result<()> {
+        self.control(reqwest::Method::POST, "faults", Some(faults))
+            .await
+            .map(drop)
+    }
+
+    /// The call log, optionally filtered by action name.
+    pub async fn calls(&self, action: Option<&str>) -> Result<Vec<Value>> {
+        let path = match action {
+            Some(a) => format!("calls?action={a}"),
+            None => "calls".to_string(),
+        };
+        let v = self.control(reqwest::Method::GET, &path, None).await?;
+        Ok(v["calls"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Every lifecycle action the emulator has opened, with its state and result.
+    pub async fn lifecycle(&self) -> Result<Vec<Value>> {
+        let v = self
+            .control(reqwest::Method::GET, "lifecycle", None)
+            .await?;
+        Ok(v["actions"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The AWS SDK config for this emulator: dummy static credentials and its endpoint.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "ferry-tests",
+            ))
+            .load()
+            .await
+    }
+
+    /// The environment that points a process (ferryd) at this emulator.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

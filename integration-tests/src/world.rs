@@ -1,0 +1,345 @@
+//! The AWS side of a scenario, made on the emulator: a queue with a DLQ, a managed Auto Scaling group across
+//! two AZs with launch and terminate hooks, and an Elastic IP.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_autoscaling::types::{LifecycleHookSpecification, Tag as AsgTag};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::emulator::Emulator;
+
+/// The two AZs the group spans.
+pub const AZ_A: &str = "us-east-1a";
+/// The second AZ.
+pub const AZ_B: &str = "us-east-1b";
+
+/// What a scenario is built from.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// The Auto Scaling group name.
+    pub group: String,
+    /// The lifecycle hooks' heartbeat timeout, in seconds.
+    pub heartbeat_timeout: i32,
+    /// The queue's visibility timeout, in seconds.
+    pub visibility_timeout: u32,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self {
+            group: "db".into(),
+            heartbeat_timeout: 300,
+            visibility_timeout: 30,
+        }
+    }
+}
+
+/// An instance of the group as Auto Scaling reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// The instance id.
+    pub id: String,
+    /// Its AZ.
+    pub az: String,
+    /// Its lifecycle state.
+    pub state: String,
+}
+
+/// The scenario's resources and SDK clients.
+pub struct World {
+    /// EC2 client.
+    pub ec2: aws_sdk_ec2::Client,
+    /// Auto Scaling client.
+    pub asg: aws_sdk_autoscaling::Client,
+    /// SQS client.
+    pub sqs: aws_sdk_sqs::Client,
+    /// The hook queue.
+    pub queue_url: String,
+    /// The group name.
+    pub group: String,
+    /// The Elastic IP's allocation id.
+    pub eip_alloc: String,
+    /// The Elastic IP's address.
+    pub eip_ip: String,
+}
+
+impl World {
+    /// Creates the queue, the group (empty, min 0) with its hooks and the `ferry:managed` tag, and the EIP.
+    pub async fn setup(emu: &Emulator, opts: &WorldOptions) -> Result<World> {
+        let conf = emu.sdk_config().await;
+        let (ec2, asg, sqs) = (
+            aws_sdk_ec2::Client::new(&conf),
+            aws_sdk_autoscaling::Client::new(&conf),
+            aws_sdk_sqs::Client::new(&conf),
+        );
+        let dlq = sqs
+            .create_queue()
+            .queue_name("ferry-hooks-dlq")
+            .send()
+            .await?;
+        let dlq_url = dlq.queue_url().unwrap_or_default().to_string();
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+        let q = sqs
+            .create_queue()
+            .queue_name("ferry-hooks")
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                opts.visibility_timeout.to_string(),
+            )
+            .attributes(
+                QueueAttributeName::RedrivePolicy,
+                format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#),
+            )
+            .send()
+            .await
+            .context("creating the hook queue")?;
+        let queue_url = q.queue_url().unwrap_or_default().to_string();
+        let arn = queue_arn(&sqs, &queue_url).await?;
+        asg.create_launch_configuration()
+            .launch_configuration_name("ferry-lc")
+            .image_id("ami-12345678")
+            .instance_type("t3.micro")
+            .send()
+            .await?;
+        let hook = |name: &str, transition: &str| {
+            LifecycleHookSpecification::builder()
+                .lifecycle_hook_name(name)
+                .lifecycle_transition(transition)
+                .notification_target_arn(&arn)
+                .role_arn("arn:aws:iam::123456789012:role/ferry-hooks")
+                .heartbeat_timeout(opts.heartbeat_timeout)
+                .default_result("ABANDON")
+                .build()
+        };
+        asg.create_auto_scaling_group()
+            .auto_scaling_group_name(&opts.group)
+            .launch_configuration_name("ferry-lc")
+            .min_size(0)
+            .max_size(1)
+            .desired_capacity(0)
+            .availability_zones(AZ_A)
+            .availability_zones(AZ_B)
+            .lifecycle_hook_specification_list(hook(
+                "ferry-launch",
+                "autoscaling:EC2_INSTANCE_LAUNCHING",
+            ))
+            .lifecycle_hook_specification_list(hook(
+                "ferry-terminate",
+                "autoscaling:EC2_INSTANCE_TERMINATING",
+            ))
+            .tags(
+                AsgTag::builder()
+                    .key("ferry:managed")
+                    .value("true")
+                    .resource_id(&opts.group)
+                    .resource_type("auto-scaling-group")
+                    .propagate_at_launch(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .context("creating the Auto Scaling group")?;
+        let eip = ec2
+            .allocate_address()
+            .domain(aws_sdk_ec2::types::DomainType::Vpc)
+            .send()
+            .await?;
+        Ok(World {
+            ec2,
+            asg,
+            sqs,
+            queue_url,
+            group: opts.group.clone(),
+            eip_alloc: eip.allocation_id().unwrap_or_default().to_string(),
+            eip_ip: eip.public_ip().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// ferry's configuration for this world, in TOML.
+    pub fn config_toml(&self) -> String {
+        format!(
+            r#"[queue]
+url = "{queue}"
+visibility_timeout_secs = 30
+
+[daemon]
+poll_min_ms = 200
+poll_max_ms = 2000
+
+[[groups]]
+name = "{group}"
+elastic_ip = "{eip}"
+launch_before_terminate_timeout_secs = 60
+
+[[groups.volumes]]
+name = "data"
+device = "/dev/sdf"
+size_gib = 20
+type = "gp3"
+"#,
+            queue = self.queue_url,
+            group = self.group,
+            eip = self.eip_alloc
+        )
+    }
+
+    /// Sets min = max = desired = 1: the group launches its one instance.
+    pub async fn scale_to_one(&self) -> Result<()> {
+        self.asg
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(&self.group)
+            .min_size(1)
+            .max_size(1)
+            .desired_capacity(1)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The group's instances.
+    pub async fn members(&self) -> Result<Vec<GroupMember>> {
+        let out = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.group)
+            .send()
+            .await?;
+        let g = out
+            .auto_scaling_groups()
+            .first()
+            .ok_or_else(|| anyhow!("group {} is gone", self.group))?;
+        Ok(g.instances()
+            .iter()
+            .map(|i| GroupMember {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                az: i.availability_zone().unwrap_or_default().to_string(),
+                state: i
+                    .lifecycle_state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Terminates an instance through Auto Scaling without lowering the desired capacity: it is replaced.
+    pub async fn terminate(&self, instance_id: &str) -> Result<()> {
+        self.asg
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance_id)
+            .should_decrement_desired_capacity(false)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The EC2 state name of an instance.
+    pub async fn ec2_state(&self, instance_id: &str) -> Result<String> {
+        let out = self
+            .ec2
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| {
+                i.state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+            })
+            .unwrap_or_default())
+    }
+
+    /// The ferry volumes attached to an instance.
+    pub async fn attached_volumes(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<aws_sdk_ec2::types::Volume>> {
+        let f = |n: &str, v: &str| {
+            aws_sdk_ec2::types::Filter::builder()
+                .name(n)
+                .values(v)
+                .build()
+        };
+        let out = self
+            .ec2
+            .describe_volumes()
+            .filters(f("attachment.instance-id", instance_id))
+            .filters(f("tag:ferry:group", &self.group))
+            .send()
+            .await?;
+        Ok(out.volumes().to_vec())
+    }
+
+    /// Where the Elastic IP points.
+    pub async fn eip_instance(&self) -> Result<Option<String>> {
+        let out = self
+            .ec2
+            .describe_addresses()
+            .allocation_ids(&self.eip_alloc)
+            .send()
+            .await?;
+        Ok(out
+            .addresses()
+            .first()
+            .and_then(|a| a.instance_id())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string))
+    }
+
+    /// Messages on the hook queue, visible or in flight.
+    pub async fn queue_depth(&self) -> Result<u64> {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?;
+        let attrs = out.attributes();
+        let n = |k: QueueAttributeName| {
+            attrs
+                .and_then(|a| a.get(&k))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(n(QueueAttributeName::ApproximateNumberOfMessages)
+            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| anyhow!("queue {url} has no ARN"))
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or fails naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {}s waiting for {what}", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

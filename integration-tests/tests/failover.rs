@@ -1,0 +1,237 @@
+//! End to end: the real ferryd binary against the emulator, over HTTP. A first boot in AZ a, a cross-AZ
+//! failover to AZ b, and a same-AZ replacement, each proven from the emulator's state and call log.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use ferry_integration_tests::daemon::{Ferryd, Logs};
+use ferry_integration_tests::emulator::Emulator;
+use ferry_integration_tests::walkthrough::{self, MARKER_KEY};
+use ferry_integration_tests::world::{World, WorldOptions, AZ_A, AZ_B};
+use serde_json::Value;
+
+fn tag(tags: &[aws_sdk_ec2::types::Tag], key: &str) -> Option<String> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+        .map(str::to_string)
+}
+
+fn actions_for<'a>(actions: &'a [Value], instance: &str, transition: &str) -> Vec<&'a Value> {
+    actions
+        .iter()
+        .filter(|a| {
+            a["instance_id"] == instance
+                && a["transition"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(transition))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_az_failover_then_same_az_reattach() -> Result<()> {
+    let emu = Emulator::start()?;
+    emu.configure(serde_json::json!({
+        "snapshot_seconds": 1.0,
+        "volume_create_seconds": 0.3,
+        "attach_seconds": 0.2,
+        "detach_seconds": 0.2
+    }))
+    .await?;
+    let world = World::setup(&emu, &WorldOptions::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("ferryd.log");
+    let _ferryd = Ferryd::start(
+        Path::new(env!("CARGO_BIN_EXE_ferryd")),
+        &emu,
+        dir.path(),
+        &world.config_toml(),
+        Logs::File(log.clone()),
+        &[("FERRY_LOG_FORMAT", "json")],
+    )?;
+    let progress = |line: &str| eprintln!("[e2e] {line}");
+    let lineage = match walkthrough::run(&emu, &world, &progress).await {
+        Ok(l) => l,
+        Err(e) => panic!(
+            "{e:#}\nferryd log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ),
+    };
+
+    // 1. First boot: an empty volume in AZ a, generation 1, the marker written on it.
+    assert_eq!(lineage.first.az, AZ_A);
+    let v1 = describe_volume(&world, &lineage.first.volume).await?;
+    assert_eq!(
+        v1.snapshot_id().unwrap_or_default(),
+        "",
+        "first boot restores nothing"
+    );
+    assert_eq!(v1.size(), Some(20));
+    assert_eq!(tag(v1.tags(), "ferry:generation").as_deref(), Some("1"));
+    assert!(tag(v1.tags(), MARKER_KEY).is_some());
+    assert_eq!(
+        v1.state().map(|s| s.as_str()),
+        Some("available"),
+        "detached from the terminated instance"
+    );
+
+    // 2. The old volume was snapshotted, and the snapshot carries the ledger tags.
+    let snaps = world
+        .ec2
+        .describe_snapshots()
+        .snapshot_ids(&lineage.snapshot)
+        .send()
+        .await?;
+    let snap = &snaps.snapshots()[0];
+    assert_eq!(
+        snap.volume_id(),
+        Some(lineage.first.volume.as_str()),
+        "the snapshot is of the marked volume"
+    );
+    assert_eq!(snap.state().map(|s| s.as_str()), Some("completed"));
+    let actions = emu.lifecycle().await?;
+    let term1 = actions_for(&actions, &lineage.first.instance, "TERMINATING");
+    assert_eq!(term1.len(), 1);
+    for (k, v) in [
+        ("ferry:group", "db"),
+        ("ferry:slot", "0"),
+        ("ferry:volume", "data"),
+        ("ferry:generation", "1"),
+        ("ferry:reason", "terminate"),
+    ] {
+        assert_eq!(tag(snap.tags(), k).as_deref(), Some(v), "snapshot tag {k}");
+    }
+    assert_eq!(
+        tag(snap.tags(), "ferry:hook").as_deref(),
+        term1[0]["token"].as_str(),
+        "dedupe key = terminate token"
+    );
+
+    // 3. A new volume was created from that snapshot in AZ b and attached to the new instance.
+    assert_eq!(lineage.second.az, AZ_B);
+    let v2 = describe_volume(&world, &lineage.second.volume).await?;
+    assert_eq!(v2.availability_zone(), Some(AZ_B));
+    assert_eq!(v2.snapshot_id(), Some(lineage.snapshot.as_str()));
+    assert_eq!(
+        tag(v2.tags(), "ferry:generation").as_deref(),
+        Some("3"),
+        "generation 2 at restore, 3 after the reattach"
+    );
+    assert_eq!(
+        tag(v2.tags(), "ferry:source-snapshot").as_deref(),
+        Some(lineage.snapshot.as_str())
+    );
+    assert_eq!(
+        tag(v2.tags(), "ferry:source-volume").as_deref(),
+        Some(lineage.first.volume.as_str())
+    );
+    let creates = emu.calls(Some("CreateVolume")).await?;
+    let restore: Vec<&Value> = creates
+        .iter()
+        .filter(|c| c["params"]["SnapshotId"] == lineage.snapshot.as_str())
+        .collect();
+    assert_eq!(restore.len(), 1, "exactly one restore: {creates:?}");
+    assert_eq!(restore[0]["params"]["AvailabilityZone"], AZ_B);
+    assert!(restore[0]["params"]["ClientToken"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty() && t.len() <= 64));
+
+    // 4. Both lifecycle actions completed with CONTINUE; the old instance is terminated.
+    let launch2 = actions_for(&actions, &lineage.second.instance, "LAUNCHING");
+    for a in term1.iter().chain(&launch2) {
+        assert_eq!(a["state"], "completed", "{a}");
+        assert_eq!(a["result"], "CONTINUE", "{a}");
+    }
+    assert_eq!(
+        world.ec2_state(&lineage.first.instance).await?,
+        "terminated"
+    );
+    assert_eq!(
+        world.ec2_state(&lineage.second.instance).await?,
+        "terminated"
+    );
+
+    // 5. Same-AZ replacement: the volume was reattached, with no restore and no new volume.
+    assert_eq!(lineage.third.az, AZ_B);
+    assert_eq!(
+        lineage.third.volume, lineage.second.volume,
+        "the same volume, reattached"
+    );
+    let later: Vec<Value> = emu
+        .calls(None)
+        .await?
+        .into_iter()
+        .filter(|c| c["seq"].as_u64().unwrap_or(0) > lineage.same_az_since)
+        .collect();
+    assert!(
+        !later.iter().any(|c| c["action"] == "CreateVolume"),
+        "no volume created on the same-AZ path"
+    );
+    let attaches: Vec<&Value> = later
+        .iter()
+        .filter(|c| c["action"] == "AttachVolume" && c["status"] == 200)
+        .collect();
+    assert_eq!(attaches.len(), 1);
+    assert_eq!(
+        attaches[0]["params"]["InstanceId"],
+        lineage.third.instance.as_str()
+    );
+    assert_eq!(
+        attaches[0]["params"]["VolumeId"],
+        lineage.second.volume.as_str()
+    );
+    let v3 = describe_volume(&world, &lineage.third.volume).await?;
+    let att = &v3.attachments()[0];
+    assert_eq!(att.instance_id(), Some(lineage.third.instance.as_str()));
+    assert_eq!(att.device(), Some("/dev/sdf"));
+    assert_eq!(att.state().map(|s| s.as_str()), Some("attached"));
+
+    // The EIP points at the newest instance, which is InService; every action ended in CONTINUE; the queue is empty.
+    assert_eq!(
+        world.eip_instance().await?.as_deref(),
+        Some(lineage.third.instance.as_str())
+    );
+    let members = world.members().await?;
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        (members[0].id.as_str(), members[0].state.as_str()),
+        (lineage.third.instance.as_str(), "InService")
+    );
+    let actions = emu.lifecycle().await?;
+    assert_eq!(actions.len(), 5, "3 launches + 2 terminates: {actions:?}");
+    assert!(
+        actions.iter().all(|a| a["result"] == "CONTINUE"),
+        "{actions:?}"
+    );
+    assert_eq!(world.queue_depth().await?, 0);
+    // Exactly one snapshot per terminate, and three volumes never became four.
+    assert_eq!(emu.calls(Some("CreateSnapshot")).await?.len(), 2);
+    let all = world
+        .ec2
+        .describe_volumes()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:ferry:group")
+                .values("db")
+                .build(),
+        )
+        .send()
+        .await?;
+    assert_eq!(
+        all.volumes().len(),
+        2,
+        "first-boot volume and the restored one"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}
+
+async fn describe_volume(world: &World, id: &str) -> Result<aws_sdk_ec2::types::Volume> {
+    let out = world.ec2.describe_volumes().volume_ids(id).send().await?;
+    out.volumes()
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("volume {id} not found"))
+}
