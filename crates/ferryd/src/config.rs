@@ -150,6 +150,8 @@ pub struct DaemonConfig {
     pub poll_min_ms: u64,
     /// Longest poll interval, in milliseconds.
     pub poll_max_ms: u64,
+    /// How often waiting lifecycle actions are looked up without a message, in seconds (0: at start-up only).
+    pub reconcile_interval_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -160,6 +162,7 @@ impl Default for DaemonConfig {
             heartbeat_fraction: 0.5,
             poll_min_ms: 500,
             poll_max_ms: 15_000,
+            reconcile_interval_secs: 300,
         }
     }
 }
@@ -262,8 +265,11 @@ impl Config {
         if !(1..=20).contains(&self.aws.max_attempts) {
             return Err(invalid("aws.max_attempts", "must be 1..=20"));
         }
-        if self.aws.attempt_timeout_secs == 0 {
-            return Err(invalid("aws.attempt_timeout_secs", "must be positive"));
+        if self.aws.attempt_timeout_secs < 25 {
+            return Err(invalid(
+                "aws.attempt_timeout_secs",
+                "must be at least 25: it also bounds SQS's 20 s long poll",
+            ));
         }
         for (i, g) in self.groups.iter().enumerate() {
             validate_group(i, g)?;

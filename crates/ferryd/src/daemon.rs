@@ -5,20 +5,31 @@ use std::time::Duration;
 
 use ferry_hook_listener::{ListenerConfig, NoListenerObserver, SqsQueue};
 use ferry_snapshot::aws_ec2::AwsEc2;
+use ferry_snapshot::Ec2;
 use ferry_state_machine::aws::AwsLifecycleActions;
 use ferry_state_machine::lock::LocalSlotLocks;
 use ferry_state_machine::{Driver, DriverConfig, LifecycleActions, NoObserver};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::crashpoint::{CrashPoint, Crashing};
 use crate::handler::{FerryHandler, ManagedGroup};
+use crate::reconcile::Reconciler;
 
 /// Runs the daemon until `shutdown` turns true, then lets in-flight hooks reach a safe point.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let clients = crate::aws::clients(&config.aws).await;
-    let asg: Arc<dyn LifecycleActions> = Arc::new(AwsLifecycleActions::new(clients.autoscaling));
-    let ec2 = Arc::new(AwsEc2::new(clients.ec2));
+    let sqs = clients.sqs.clone();
+    let aws_asg = AwsLifecycleActions::new(clients.autoscaling);
+    let aws_ec2 = AwsEc2::new(clients.ec2);
+    let (asg, ec2): (Arc<dyn LifecycleActions>, Arc<dyn Ec2>) = match CrashPoint::from_env() {
+        Some(point) => (
+            Arc::new(Crashing::new(aws_asg, point.clone())),
+            Arc::new(Crashing::new(aws_ec2, point)),
+        ),
+        None => (Arc::new(aws_asg), Arc::new(aws_ec2)),
+    };
     let queue = Arc::new(SqsQueue::new(clients.sqs, config.queue.url.clone()));
     let d = &config.daemon;
     let driver = Driver::new(
@@ -45,8 +56,19 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         groups,
         config.queue.delete_unmanaged,
         ec2,
-        asg,
+        asg.clone(),
         driver,
+    ));
+    let queue_arn = queue_arn(&sqs, &config.queue.url).await;
+    let reconciler = Reconciler::new(
+        asg,
+        config.groups.iter().map(|g| g.name.clone()).collect(),
+        queue_arn,
+    );
+    let reconciling = tokio::spawn(reconciler.run(
+        handler.clone(),
+        Duration::from_secs(d.reconcile_interval_secs),
+        shutdown.clone(),
     ));
     let listener = ListenerConfig {
         max_in_flight: d.max_in_flight,
@@ -62,6 +84,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         shutdown,
     )
     .await?;
+    if let Err(e) = reconciling.await {
+        warn!(error = %e, "the reconciler failed");
+    }
     info!(
         polls = report.polls,
         received = report.received,
@@ -69,4 +94,25 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         "ferryd stopped"
     );
     Ok(())
+}
+
+/// The hook queue's ARN, which identifies ferry's lifecycle hooks; `None` (with a warning) if unreadable.
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    match sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned(),
+        Err(e) => {
+            warn!(queue = %url, error = %ferry_state_machine::error::display_chain(&e), "cannot read the queue's ARN; reconciliation takes only unambiguous hooks");
+            None
+        }
+    }
 }

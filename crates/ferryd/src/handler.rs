@@ -10,6 +10,7 @@ use ferry_snapshot::{Ec2, GroupSpec, LaunchWork, TerminateWork};
 use ferry_state_machine::{Driver, HookEvent, HookOutcome, HookWork, LifecycleActions, Transition};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::info;
 
 /// How long a group's `ferry:managed` tag is trusted before it is read again.
 const MANAGED_TTL: Duration = Duration::from_secs(60);
@@ -31,6 +32,8 @@ pub struct FerryHandler {
     asg: Arc<dyn LifecycleActions>,
     driver: Driver,
     managed: Mutex<HashMap<String, (Instant, bool)>>,
+    /// Runs in progress by (instance, transition): a message and the reconciler may find the same action.
+    running: Mutex<HashMap<(String, Transition), watch::Receiver<Option<HookOutcome>>>>,
 }
 
 impl FerryHandler {
@@ -52,6 +55,7 @@ impl FerryHandler {
             asg,
             driver,
             managed: Mutex::default(),
+            running: Mutex::default(),
         }
     }
 
@@ -125,12 +129,35 @@ impl HookHandler for FerryHandler {
         let Some(work) = self.work_for(&hook) else {
             return HookOutcome::Interrupted(format!("group {:?} is not configured", hook.group));
         };
+        let key = (hook.instance_id.clone(), hook.transition);
+        let claim = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            match running.get(&key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    running.insert(key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        let tx = match claim {
+            Ok(tx) => tx,
+            Err(mut rx) => {
+                info!("this lifecycle action is already being worked here; waiting for that run");
+                let outcome = rx.wait_for(Option::is_some).await.ok().and_then(|o| o.clone());
+                return outcome.unwrap_or_else(|| {
+                    HookOutcome::Interrupted("the other run ended without an outcome".into())
+                });
+            }
+        };
         let started_ago = hook
             .time
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .unwrap_or_default();
-        self.driver
-            .run(&hook, work.as_ref(), started_ago, shutdown)
-            .await
+        let outcome = self.driver.run(&hook, work.as_ref(), started_ago, shutdown).await;
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let _ = tx.send(Some(outcome.clone()));
+        outcome
     }
 }

@@ -2,9 +2,11 @@
 
 mod aws;
 mod config;
+mod crashpoint;
 mod daemon;
 mod handler;
 mod logging;
+mod reconcile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use ferry_state_machine::machine::{decide_launch_volume, LaunchView, VolumeStep, WaitFor};
 use ferry_state_machine::observe::{HolderState, ObservedInstance, ObservedVolume, SnapshotReason};
 use ferry_state_machine::{
-    tags, AttachedData, HookEvent, HookWork, LifecycleActions, Progress, StepError, Verdict,
+    tags, AttachedData, Disposition, HookEvent, HookWork, LifecycleActions, Progress, StepError,
+    Verdict,
 };
 use tracing::info;
 
@@ -78,7 +79,7 @@ impl LaunchWork {
         }
         Ok(decide_launch_volume(&LaunchView {
             instance: me,
-            token: &hook.token,
+            token: &hook.ledger_key(),
             volumes: &volumes,
             snapshots: &snapshots,
             holders: &holders,
@@ -101,8 +102,9 @@ impl LaunchWork {
                 volume_id,
                 generation,
             } => {
-                let mut t = ledger::base_tags(group, &hook.token);
+                let mut t = ledger::base_tags(group, &hook.ledger_key());
                 t.extend(ledger::data_tags(&spec.name, generation));
+                t.push(ledger::name_tag(group, &spec.name, generation));
                 self.ec2.tag_volume(&volume_id, &t).await?;
                 info!(volume.id = %volume_id, generation = generation.0, "claimed detached volume in this AZ (fast path, no restore)");
                 Ok(format!("claimed {volume_id}"))
@@ -110,7 +112,8 @@ impl LaunchWork {
             VolumeStep::Attach { volume_id } => {
                 self.ec2
                     .attach_volume(&volume_id, &me.id, &spec.device)
-                    .await?;
+                    .await
+                    .map_err(attach_race)?;
                 info!(volume.id = %volume_id, device = %spec.device, "attaching volume");
                 Ok(format!("attaching {volume_id}"))
             }
@@ -122,10 +125,10 @@ impl LaunchWork {
                 let req = NewVolume {
                     snapshot_id: Some(snapshot_id.clone()),
                     size_gib: None,
-                    client_token: ledger::client_token(&hook.token, &spec.name, Some(&snapshot_id)),
+                    client_token: ledger::client_token(&hook.ledger_key(), &spec.name, Some(&snapshot_id)),
                     tags: ledger::new_volume_tags(
                         group,
-                        &hook.token,
+                        &hook.ledger_key(),
                         &spec.name,
                         generation,
                         Some((&snapshot_id, &source_volume)),
@@ -140,7 +143,7 @@ impl LaunchWork {
                 volume_id,
                 generation,
             } => {
-                let mut t = ledger::base_tags(group, &hook.token);
+                let mut t = ledger::base_tags(group, &hook.ledger_key());
                 t.extend(ledger::data_tags(&spec.name, generation));
                 t.push((tags::REASON.into(), SnapshotReason::Launch.as_tag().into()));
                 let desc = format!(
@@ -154,8 +157,8 @@ impl LaunchWork {
             VolumeStep::CreateEmpty { generation } => {
                 let req = NewVolume {
                     size_gib: Some(spec.size_gib),
-                    client_token: ledger::client_token(&hook.token, &spec.name, None),
-                    tags: ledger::new_volume_tags(group, &hook.token, &spec.name, generation, None),
+                    client_token: ledger::client_token(&hook.ledger_key(), &spec.name, None),
+                    tags: ledger::new_volume_tags(group, &hook.ledger_key(), &spec.name, generation, None),
                     ..self.new_volume(me, spec)
                 };
                 let id = self.ec2.create_volume(&req).await?;
@@ -268,6 +271,21 @@ impl HookWork for LaunchWork {
             Verdict::launch_ready(&self.group.volume_names(), attached)
                 .unwrap_or_else(|| Verdict::abandon("not every configured volume is attached")),
         ))
+    }
+}
+
+/// `VolumeInUse` on an attach the machine asked for means the volume was attached since it was
+/// observed: by a duplicate run of this hook, or by an SDK retry of a request that had landed.
+/// Not permanent: observe again and let the machine see whom it is attached to (this instance:
+/// ready; another instance: the fencing rules apply).
+fn attach_race(e: StepError) -> StepError {
+    if e.code.as_deref() == Some("VolumeInUse") {
+        StepError {
+            disposition: Disposition::Retry,
+            ..e
+        }
+    } else {
+        e
     }
 }
 

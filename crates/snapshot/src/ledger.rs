@@ -44,11 +44,16 @@ pub fn new_volume_tags(
         t.push(tag(tags::SOURCE_SNAPSHOT, snapshot));
         t.push(tag(tags::SOURCE_VOLUME, volume));
     }
-    t.push(tag(
+    t.push(name_tag(group, logical, generation));
+    t
+}
+
+/// The `Name` tag of a ferry volume, for people reading the console; rewritten when a volume is claimed.
+pub fn name_tag(group: &str, logical: &str, generation: Generation) -> Tag {
+    tag(
         tags::NAME,
         format!("ferry {group}/{SLOT} {logical} gen {generation}"),
-    ));
-    t
+    )
 }
 
 /// A `CreateVolume` `ClientToken` (at most 64 characters) derived from the hook, the logical volume and

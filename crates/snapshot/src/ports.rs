@@ -97,7 +97,8 @@ pub trait Snapshots: Send + Sync {
     /// `DescribeSnapshots` of given ids; missing ids are left out, not an error.
     async fn describe_snapshots(&self, ids: &[String]) -> Result<Vec<ObservedSnapshot>, StepError>;
     /// `CreateSnapshots`: one crash-consistent set of every volume of the instance except the boot volume and
-    /// `exclude`, all tagged with `tags`, and `CopyTagsFromSource=volume`. Returns (snapshot id, volume id) pairs.
+    /// `exclude`, all tagged with `tags` only (no `CopyTagsFromSource`: the volume's own `ferry:hook` must not
+    /// reach the snapshot). Returns (snapshot id, volume id) pairs.
     async fn create_snapshots(
         &self,
         instance_id: &str,

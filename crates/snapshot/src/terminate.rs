@@ -29,7 +29,7 @@ impl TerminateWork {
     }
 
     fn snapshot_tags(&self, hook: &HookEvent) -> Vec<Tag> {
-        let mut t = ledger::base_tags(&self.group.name, &hook.token);
+        let mut t = ledger::base_tags(&self.group.name, &hook.ledger_key());
         t.push((
             tags::REASON.into(),
             SnapshotReason::Terminate.as_tag().into(),
@@ -132,7 +132,7 @@ impl HookWork for TerminateWork {
             .ec2
             .find_snapshots(&SnapshotQuery {
                 group: self.group.name.clone(),
-                hook: Some(hook.token.clone()),
+                hook: Some(hook.ledger_key()),
                 ..SnapshotQuery::default()
             })
             .await?;

@@ -189,9 +189,16 @@ impl Driver {
             .heartbeat_timeout
             .mul_f64(self.cfg.heartbeat_fraction.clamp(0.05, 0.95));
         let began = Instant::now();
-        // The action's clock started when Auto Scaling announced it; heartbeat at once if that was long ago.
-        let mut next_heartbeat = began + heartbeat_every.saturating_sub(started_ago);
+        // The action's clock started when Auto Scaling announced it; heartbeat at once if that was long ago,
+        // or if nobody knows when it started (an action found by reconciliation).
+        let mut next_heartbeat = match hook.time {
+            Some(_) => began + heartbeat_every.saturating_sub(started_ago),
+            None if hook.token.is_empty() => began,
+            None => began + heartbeat_every,
+        };
         let mut poll = self.poll_delays();
+        // The last wait reason logged: a wait is logged when it starts or changes, not at every poll.
+        let mut last_wait: Option<String> = None;
         let mut backoff = step_backoff(self.cfg.retry_base, self.cfg.retry_max);
         let slot = SlotKey {
             group: hook.group.clone(),
@@ -224,6 +231,12 @@ impl Driver {
                     continue;
                 }
                 Ok(p @ Progress::Waiting(_)) => {
+                    if let Progress::Waiting(what) = &p {
+                        if last_wait.as_deref() != Some(what.as_str()) {
+                            info!(waiting_for = %what, "waiting");
+                            last_wait = Some(what.clone());
+                        }
+                    }
                     self.observer.on_progress(hook, &p);
                     backoff = step_backoff(self.cfg.retry_base, self.cfg.retry_max);
                     poll.next().unwrap_or(self.cfg.poll_max)

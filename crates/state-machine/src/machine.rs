@@ -14,7 +14,7 @@ use crate::observe::{
 pub struct LaunchView<'a> {
     /// The launching instance.
     pub instance: &'a ObservedInstance,
-    /// This hook's lifecycle action token.
+    /// This hook's ledger key (`HookEvent::ledger_key`), the `ferry:hook` value of what it made.
     pub token: &'a str,
     /// Every ferry volume of this (group, slot, logical volume).
     pub volumes: &'a [ObservedVolume],
@@ -243,9 +243,17 @@ fn pick_source(v: &LaunchView<'_>, live: &[&ObservedVolume], g: Generation) -> V
         .iter()
         .filter(|s| s.generation == Some(g) && s.state != SnapshotState::Error)
         .collect();
-    if let Some(pending) = snaps.iter().find(|s| s.state == SnapshotState::Pending) {
-        return VolumeStep::Wait(WaitFor::Snapshot(pending.id.clone()));
+    // A completed final snapshot is the last state of generation g: nothing pending can be newer, so a
+    // pending (possibly stuck) manual snapshot must not hold the launch up.
+    let final_done = snaps.iter().any(|s| {
+        s.state == SnapshotState::Completed && s.reason.is_some_and(SnapshotReason::is_final)
+    });
+    if !final_done {
+        if let Some(pending) = snaps.iter().find(|s| s.state == SnapshotState::Pending) {
+            return VolumeStep::Wait(WaitFor::Snapshot(pending.id.clone()));
+        }
     }
+    snaps.retain(|s| s.state == SnapshotState::Completed);
     // Final snapshots first, then the latest started.
     snaps.sort_by_key(|s| {
         (
@@ -284,7 +292,7 @@ pub struct TerminateView<'a> {
     pub volumes: &'a [ObservedVolume],
     /// The snapshots tagged with this hook's token.
     pub snapshots: &'a [ObservedSnapshot],
-    /// How long this hook has waited for its snapshots.
+    /// How long this hook's action has been running (since Auto Scaling announced it, when known).
     pub elapsed: Duration,
     /// How long to wait for snapshots before completing anyway (the volumes survive, detached).
     pub snapshot_timeout: Duration,

@@ -133,13 +133,36 @@ pub struct HookEvent {
 }
 
 impl HookEvent {
-    /// The reference that identifies this action to `CompleteLifecycleAction`.
+    /// The reference that identifies this action to `CompleteLifecycleAction`: by token, or by instance id
+    /// when the token is unknown (an action found by reconciliation rather than by a message).
     pub fn action(&self) -> ActionRef {
         ActionRef {
             group: self.group.clone(),
             hook_name: self.hook_name.clone(),
             instance_id: self.instance_id.clone(),
-            token: Some(self.token.clone()),
+            token: (!self.token.is_empty()).then(|| self.token.clone()),
+        }
+    }
+
+    /// The ledger's dedupe key for this action (`ferry:hook`): `<instance-id>/<launch|terminate>`. Unlike the
+    /// token, it is known both from a message and from `DescribeAutoScalingInstances`, so a run started by
+    /// reconciliation finds what a message-driven run made, and the other way round.
+    pub fn ledger_key(&self) -> String {
+        format!("{}/{}", self.instance_id, self.transition.label())
+    }
+
+    /// An action found by `DescribeAutoScalingInstances` instead of a message: no token, no time.
+    pub fn reconciled(group: &str, hook_name: &str, instance_id: &str, transition: Transition) -> Self {
+        HookEvent {
+            hook_name: hook_name.to_string(),
+            group: group.to_string(),
+            instance_id: instance_id.to_string(),
+            token: String::new(),
+            transition,
+            time: None,
+            destination: Destination::Default,
+            origin: None,
+            metadata: None,
         }
     }
 }

@@ -92,7 +92,7 @@ pub enum SnapshotReason {
     Terminate,
     /// By a launch hook, of a detached volume in another AZ: also final.
     Launch,
-    /// On demand (`ferryd snapshot`): a recovery point, not necessarily final.
+    /// On demand (an operator's recovery point): not necessarily final.
     Manual,
 }
 

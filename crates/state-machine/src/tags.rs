@@ -8,7 +8,8 @@ pub const SLOT: &str = "ferry:slot";
 pub const VOLUME: &str = "ferry:volume";
 /// The generation of the data; the highest generation is the newest data.
 pub const GENERATION: &str = "ferry:generation";
-/// The lifecycle action token that created or last claimed the resource: the dedupe key.
+/// The lifecycle action that created or last claimed the resource, as `<instance-id>/<launch|terminate>`:
+/// the dedupe key (see `HookEvent::ledger_key`).
 pub const HOOK: &str = "ferry:hook";
 /// Why a snapshot was taken: `terminate`, `launch` (of a detached volume) or `manual`.
 pub const REASON: &str = "ferry:reason";

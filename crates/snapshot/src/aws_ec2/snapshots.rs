@@ -1,7 +1,7 @@
 //! The `Snapshots` port on `aws-sdk-ec2`.
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{CopyTagsFromSource, Filter, InstanceSpecification, ResourceType};
+use aws_sdk_ec2::types::{Filter, InstanceSpecification, ResourceType};
 use ferry_state_machine::error::{sdk_error, StepError};
 use ferry_state_machine::observe::ObservedSnapshot;
 use ferry_state_machine::Disposition;
@@ -91,8 +91,8 @@ impl Snapshots for AwsEc2 {
             .create_snapshots()
             .instance_specification(spec)
             .description(format!("ferry: volumes of {instance_id}"))
-            .copy_tags_from_source(CopyTagsFromSource::Volume)
-            // Explicit tags as well: not every implementation honours CopyTagsFromSource.
+            // No CopyTagsFromSource: the volume's own ferry:hook and Name must not reach the snapshot, where
+            // they could shadow the terminate's dedupe key. Per-volume ledger tags follow by CreateTags.
             .set_tag_specifications(tag_spec(ResourceType::Snapshot, tags))
             .send()
             .await
@@ -170,7 +170,7 @@ mod tests {
                     && spec.and_then(|s| s.exclude_boot_volume()) == Some(true)
                     && spec.map(|s| s.exclude_data_volume_ids().to_vec())
                         == Some(vec!["vol-scratch".to_string()])
-                    && r.copy_tags_from_source() == Some(&CopyTagsFromSource::Volume)
+                    && r.copy_tags_from_source().is_none()
                     && tags_of(r.tag_specifications(), ResourceType::Snapshot) == ledger_tags()
             })
             .then_output(|| {

@@ -4,7 +4,7 @@ use ferry_state_machine::observe::{AttachState, Attachment, SnapshotState, Volum
 use ferry_state_machine::StepError;
 use tokio::time::Instant;
 
-use super::state::{merge_tags, Inner, SnapRec, VolRec};
+use super::state::{Inner, SnapRec, VolRec};
 use super::{aws_error, FakeVolume};
 use crate::ports::{NewVolume, Tag};
 
@@ -300,10 +300,9 @@ impl Inner {
         }
         let description = format!("ferry: volumes of {instance_id}");
         let mut out = Vec::new();
-        for (volume_id, mut copied) in sources {
-            // CopyTagsFromSource=volume, then the explicit tags, which win.
-            merge_tags(&mut copied, tags);
-            let snap = self.start_snapshot(&volume_id, &description, copied, now);
+        for (volume_id, _) in sources {
+            // As ferry calls it: no CopyTagsFromSource, only the explicit tags.
+            let snap = self.start_snapshot(&volume_id, &description, tags.to_vec(), now);
             out.push((snap, volume_id));
         }
         self.settle(now);

@@ -1,0 +1,123 @@
+//! Start-up and periodic reconciliation: finds managed groups' instances waiting in `Pending:Wait` or
+//! `Terminating:Wait` through `DescribeAutoScalingInstances`, and works their hooks even when no message
+//! arrives (lost, dead-lettered, or held by a crashed process). Completion is by instance id.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_hook_listener::{Admission, HookHandler};
+use ferry_state_machine::{HookEvent, LifecycleActions, Transition};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// Finds the lifecycle actions ferry should be working.
+pub struct Reconciler {
+    asg: Arc<dyn LifecycleActions>,
+    groups: Vec<String>,
+    /// The hook queue's ARN: hooks that target it are ferry's. `None`: a transition's only hook is.
+    queue_arn: Option<String>,
+}
+
+fn transition_of(lifecycle_state: &str) -> Option<Transition> {
+    match lifecycle_state {
+        "Pending:Wait" => Some(Transition::Launching),
+        "Terminating:Wait" => Some(Transition::Terminating),
+        _ => None,
+    }
+}
+
+impl Reconciler {
+    /// A reconciler of `groups`.
+    pub fn new(asg: Arc<dyn LifecycleActions>, groups: Vec<String>, queue_arn: Option<String>) -> Self {
+        Self { asg, groups, queue_arn }
+    }
+
+    /// The actions waiting now in the configured groups, one per (instance, ferry hook).
+    pub async fn waiting(&self) -> Vec<HookEvent> {
+        let mut found = Vec::new();
+        for group in &self.groups {
+            let info = match self.asg.describe_group(group).await {
+                Ok(Some(info)) => info,
+                Ok(None) => {
+                    warn!(asg = %group, "reconcile: configured group does not exist");
+                    continue;
+                }
+                Err(e) => {
+                    warn!(asg = %group, error = %e, "reconcile: cannot describe group");
+                    continue;
+                }
+            };
+            let waiting: Vec<_> = info
+                .instances
+                .iter()
+                .filter_map(|i| transition_of(&i.lifecycle_state).map(|t| (i.instance_id.clone(), t)))
+                .collect();
+            if waiting.is_empty() {
+                continue;
+            }
+            let hooks = match self.asg.describe_hooks(group).await {
+                Ok(h) => h,
+                Err(e) => {
+                    warn!(asg = %group, error = %e, "reconcile: cannot describe lifecycle hooks");
+                    continue;
+                }
+            };
+            for (instance, transition) in waiting {
+                let of_transition: Vec<_> = hooks.iter().filter(|h| h.transition == Some(transition)).collect();
+                let ours: Vec<_> = match &self.queue_arn {
+                    Some(arn) => of_transition
+                        .iter()
+                        .filter(|h| h.target_arn.as_deref() == Some(arn.as_str()))
+                        .collect(),
+                    None if of_transition.len() == 1 => of_transition.iter().collect(),
+                    None => Vec::new(),
+                };
+                for h in ours {
+                    found.push(HookEvent::reconciled(group, &h.name, &instance, transition));
+                }
+            }
+        }
+        found
+    }
+
+    /// Reconciles now and then every `every` (never when zero), until `shutdown`.
+    pub async fn run(self, handler: Arc<dyn HookHandler>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        let mut started: HashSet<(String, &'static str)> = HashSet::new();
+        loop {
+            for hook in self.waiting().await {
+                let key = (hook.instance_id.clone(), hook.transition.label());
+                if !matches!(handler.admit(&hook).await, Admission::Work) || started.contains(&key) {
+                    continue;
+                }
+                info!(asg = %hook.group, instance.id = %hook.instance_id, transition = %hook.transition, "reconcile: working a waiting lifecycle action found without a message");
+                started.insert(key);
+                let (h, rx) = (handler.clone(), shutdown.clone());
+                tasks.spawn(async move { h.handle(hook, rx).await });
+            }
+            // Forget finished runs so a later round can pick an instance up again if it still waits.
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    warn!(error = %e, "reconcile: a hook task failed");
+                }
+            }
+            if tasks.is_empty() {
+                started.clear();
+            }
+            if every.is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;
