@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_state_machine::machine::{decide_launch_volume, LaunchView, VolumeStep, WaitFor};
+use ferry_state_machine::machine::{
+    decide_launch_volume, LaunchView, VolumeStep, WaitFor, LAUNCH_KEY_SUFFIX,
+};
 use ferry_state_machine::observe::{HolderState, ObservedInstance, ObservedVolume, SnapshotReason};
 use ferry_state_machine::{
     tags, AttachedData, Disposition, HookEvent, HookWork, LifecycleActions, Progress, StepError,
@@ -72,8 +74,8 @@ impl LaunchWork {
             })
             .await?;
         let mut holders = HashMap::new();
-        for holder in volumes.iter().filter_map(ObservedVolume::attached_to) {
-            if holder != me.id && !holders.contains_key(holder) {
+        for holder in holders_to_check(&volumes, &me.id) {
+            if !holders.contains_key(holder) {
                 holders.insert(holder.to_string(), self.holder_state(holder).await?);
             }
         }
@@ -125,7 +127,11 @@ impl LaunchWork {
                 let req = NewVolume {
                     snapshot_id: Some(snapshot_id.clone()),
                     size_gib: None,
-                    client_token: ledger::client_token(&hook.ledger_key(), &spec.name, Some(&snapshot_id)),
+                    client_token: ledger::client_token(
+                        &hook.ledger_key(),
+                        &spec.name,
+                        Some(&snapshot_id),
+                    ),
                     tags: ledger::new_volume_tags(
                         group,
                         &hook.ledger_key(),
@@ -158,7 +164,13 @@ impl LaunchWork {
                 let req = NewVolume {
                     size_gib: Some(spec.size_gib),
                     client_token: ledger::client_token(&hook.ledger_key(), &spec.name, None),
-                    tags: ledger::new_volume_tags(group, &hook.ledger_key(), &spec.name, generation, None),
+                    tags: ledger::new_volume_tags(
+                        group,
+                        &hook.ledger_key(),
+                        &spec.name,
+                        generation,
+                        None,
+                    ),
                     ..self.new_volume(me, spec)
                 };
                 let id = self.ec2.create_volume(&req).await?;
@@ -287,6 +299,22 @@ fn attach_race(e: StepError) -> StepError {
     } else {
         e
     }
+}
+
+/// The other instances whose state the decision needs: those a volume is attached to, and the launching
+/// instances that claimed or created a detached volume of the newest generation (only those can compete).
+fn holders_to_check<'a>(volumes: &'a [ObservedVolume], me: &str) -> Vec<&'a str> {
+    let newest = volumes
+        .iter()
+        .filter(|v| v.holds_data())
+        .filter_map(|v| v.generation)
+        .max();
+    let attached = volumes.iter().filter_map(ObservedVolume::attached_to);
+    let claimants = volumes
+        .iter()
+        .filter(|v| v.holds_data() && v.attachment.is_none() && v.generation == newest)
+        .filter_map(|v| v.hook.as_deref()?.strip_suffix(LAUNCH_KEY_SUFFIX));
+    attached.chain(claimants).filter(|h| *h != me).collect()
 }
 
 fn describe_wait(logical: &str, w: &WaitFor) -> String {

@@ -194,7 +194,7 @@ impl Driver {
         let mut next_heartbeat = match hook.time {
             Some(_) => began + heartbeat_every.saturating_sub(started_ago),
             None if hook.token.is_empty() => began,
-            None => began + heartbeat_every,
+            None => began + heartbeat_every.saturating_sub(started_ago),
         };
         let mut poll = self.poll_delays();
         // The last wait reason logged: a wait is logged when it starts or changes, not at every poll.

@@ -127,19 +127,19 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
         };
     }
 
-    // 2. Fencing: another instance holds a copy. Wait for it to let go; never attach a second copy.
-    if let Some(vol) = live
+    // 2. Fencing: another instance holds a copy (attached, or claimed by its launch that is still alive).
+    //    Wait for it to let go; never attach or restore a second copy.
+    if let Some((vol, holder)) = live
         .iter()
-        .find(|x| x.attached_to().is_some_and(|holder| holder != me))
+        .find_map(|x| held_by_other(x, me, v.holders).map(|h| (x, h)))
     {
-        let holder = vol.attached_to().unwrap_or_default().to_string();
         return match v.holders.get(&holder).copied().unwrap_or(HolderState::Staying) {
             HolderState::Leaving => VolumeStep::Wait(WaitFor::Holder {
                 instance_id: holder,
                 volume_id: vol.id.clone(),
             }),
             HolderState::Staying if v.elapsed >= v.staying_holder_timeout => VolumeStep::Abandon(format!(
-                "launch-before-terminate: {holder} is still in service with {} attached after {}s; \
+                "launch-before-terminate: {holder} is still in service or launching with {}; after {}s \
                  refusing to fork the data (set the group's instance maintenance policy to terminate-then-launch)",
                 vol.id,
                 v.elapsed.as_secs()
@@ -185,6 +185,25 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
     };
     pick_source(v, &live, g)
 }
+
+/// The instance, other than `me`, that holds `vol`: the one it is attached to, or the launching instance
+/// that claimed or created it (`ferry:hook` = `<instance>/launch`) while that instance is staying. A claimant
+/// that is gone (its launch abandoned) holds nothing.
+fn held_by_other(
+    vol: &ObservedVolume,
+    me: &str,
+    holders: &HashMap<String, HolderState>,
+) -> Option<String> {
+    if let Some(h) = vol.attached_to() {
+        return (h != me).then(|| h.to_string());
+    }
+    let claimant = vol.hook.as_deref()?.strip_suffix(LAUNCH_KEY_SUFFIX)?;
+    (claimant != me && holders.get(claimant) == Some(&HolderState::Staying))
+        .then(|| claimant.to_string())
+}
+
+/// The suffix of a launch hook's ledger key (`HookEvent::ledger_key`).
+pub const LAUNCH_KEY_SUFFIX: &str = "/launch";
 
 /// Steps 4-6: with no copy attached anywhere, pick the newest data of generation `g`.
 fn pick_source(v: &LaunchView<'_>, live: &[&ObservedVolume], g: Generation) -> VolumeStep {

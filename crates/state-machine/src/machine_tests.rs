@@ -42,6 +42,11 @@ fn attached(mut v: ObservedVolume, to: &str, state: AttachState) -> ObservedVolu
     v
 }
 
+fn claimed_by_old(mut v: ObservedVolume) -> ObservedVolume {
+    v.hook = Some(format!("{OLD}{LAUNCH_KEY_SUFFIX}"));
+    v
+}
+
 fn mine(mut v: ObservedVolume) -> ObservedVolume {
     v.hook = Some(TOKEN.into());
     v
@@ -321,6 +326,30 @@ fn launch_table() {
                 snapshot_id: "snap-2".into(),
                 source_volume: "vol-0".into(),
                 generation: Generation(3),
+            },
+        },
+        Case {
+            name: "a detached volume claimed by another launch still running: wait, never share it",
+            az: "a",
+            volumes: vec![claimed_by_old(vol("vol-1", "a", Available, 4))],
+            snapshots: vec![],
+            holder: Some(HolderState::Staying),
+            elapsed_s: 0,
+            want: VolumeStep::Wait(WaitFor::StayingHolder {
+                instance_id: OLD.into(),
+                volume_id: "vol-1".into(),
+            }),
+        },
+        Case {
+            name: "a detached volume claimed by a launch that was abandoned: free to claim",
+            az: "a",
+            volumes: vec![claimed_by_old(vol("vol-1", "a", Available, 4))],
+            snapshots: vec![],
+            holder: Some(HolderState::Leaving),
+            elapsed_s: 0,
+            want: VolumeStep::Claim {
+                volume_id: "vol-1".into(),
+                generation: Generation(5),
             },
         },
         Case {

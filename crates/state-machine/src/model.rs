@@ -152,7 +152,12 @@ impl HookEvent {
     }
 
     /// An action found by `DescribeAutoScalingInstances` instead of a message: no token, no time.
-    pub fn reconciled(group: &str, hook_name: &str, instance_id: &str, transition: Transition) -> Self {
+    pub fn reconciled(
+        group: &str,
+        hook_name: &str,
+        instance_id: &str,
+        transition: Transition,
+    ) -> Self {
         HookEvent {
             hook_name: hook_name.to_string(),
             group: group.to_string(),
