@@ -10,7 +10,7 @@ use ferry_hook_listener::{Admission, HookHandler};
 use ferry_state_machine::{HookEvent, LifecycleActions, Transition};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 /// Finds the lifecycle actions ferry should be working.
 pub struct Reconciler {
@@ -95,7 +95,8 @@ impl Reconciler {
                 info!(asg = %hook.group, instance.id = %hook.instance_id, transition = %hook.transition, "reconcile: working a waiting lifecycle action found without a message");
                 started.insert(key);
                 let (h, rx) = (handler.clone(), shutdown.clone());
-                tasks.spawn(async move { h.handle(hook, rx).await });
+                let span = ferry_hook_listener::hook_span(&hook);
+                tasks.spawn(async move { h.handle(hook, rx).await }.instrument(span));
             }
             // Forget finished runs so a later round can pick an instance up again if it still waits.
             while let Some(done) = tasks.try_join_next() {

@@ -90,8 +90,8 @@ pub(crate) struct Shared {
     pub(crate) inflight: InFlight,
 }
 
-/// The per-hook span, with the fields every hook log line carries.
-pub(crate) fn hook_span(hook: &HookEvent) -> Span {
+/// The tracing span of one hook run, with the fields `hook.token`, `asg`, `instance.id` and `transition`.
+pub fn hook_span(hook: &HookEvent) -> Span {
     tracing::info_span!(
         "hook",
         hook.token = %hook.token,

@@ -21,6 +21,7 @@ pub use faulty::{FaultyQueue, QueueOp};
 pub use handler::{
     Admission, ConfigError, HookHandler, ListenerConfig, ListenerObserver, NoListenerObserver,
 };
+pub use inflight::hook_span;
 pub use listener::{run, ListenerReport};
 pub use parse::{parse_body, parse_bytes, Notification, ParseError};
 pub use queue::{Queue, QueueMessage, MAX_BATCH, MAX_VISIBILITY, MAX_WAIT};
