@@ -14,7 +14,7 @@ use ferry_state_machine::{
     tags, AttachedData, Disposition, HookEvent, HookWork, LifecycleActions, Progress, StepError,
     Verdict,
 };
-use tracing::info;
+use tracing::{error, info};
 
 use crate::ledger::{self, SLOT};
 use crate::ports::{Ec2, NewVolume, SnapshotQuery, VolumeQuery};
@@ -200,18 +200,19 @@ impl LaunchWork {
         &self,
         me: &ObservedInstance,
         attached: &[AttachedData],
+        eip_problem: &mut Option<String>,
     ) -> Result<Option<String>, StepError> {
         if let Some(alloc) = &self.group.elastic_ip {
-            let addr = self.ec2.describe_address(alloc).await?.ok_or_else(|| {
-                StepError::permanent(
-                    "ec2:DescribeAddresses",
-                    format!("Elastic IP {alloc} does not exist"),
-                )
-            })?;
-            if addr.instance_id.as_deref() != Some(me.id.as_str()) {
-                self.ec2.associate_address(alloc, &me.id).await?;
-                info!(eip = %alloc, public_ip = %addr.public_ip, from = ?addr.instance_id, "moving the Elastic IP");
-                return Ok(Some(format!("associating {alloc}")));
+            match self.move_address(alloc, me).await {
+                Ok(Some(done)) => return Ok(Some(done)),
+                Ok(None) => {}
+                // The data is attached; an address problem must not cost the instance (ABANDON would replace it,
+                // and every replacement would fail the same way). Continue, loudly.
+                Err(e) if e.disposition == Disposition::Permanent => {
+                    error!(eip = %alloc, error = %e, "cannot move the Elastic IP; continuing without it (the data is attached)");
+                    *eip_problem = Some(format!("Elastic IP {alloc} not moved: {e}"));
+                }
+                Err(e) => return Err(e),
             }
         }
         let mut want: Vec<(String, String)> = attached
@@ -230,6 +231,26 @@ impl LaunchWork {
             return Ok(Some("tagging the instance".into()));
         }
         Ok(None)
+    }
+
+    /// Associates the Elastic IP with `me` unless it already is; `Some` when a call was made.
+    async fn move_address(
+        &self,
+        alloc: &str,
+        me: &ObservedInstance,
+    ) -> Result<Option<String>, StepError> {
+        let addr = self.ec2.describe_address(alloc).await?.ok_or_else(|| {
+            StepError::permanent(
+                "ec2:DescribeAddresses",
+                format!("Elastic IP {alloc} does not exist"),
+            )
+        })?;
+        if addr.instance_id.as_deref() == Some(me.id.as_str()) {
+            return Ok(None);
+        }
+        self.ec2.associate_address(alloc, &me.id).await?;
+        info!(eip = %alloc, public_ip = %addr.public_ip, from = ?addr.instance_id, "moving the Elastic IP");
+        Ok(Some(format!("associating {alloc}")))
     }
 }
 
@@ -276,13 +297,18 @@ impl HookWork for LaunchWork {
         if !waits.is_empty() {
             return Ok(Progress::Waiting(waits.join("; ")));
         }
-        if let Some(done) = self.finish_steps(&me, &attached).await? {
+        let mut eip_problem = None;
+        if let Some(done) = self.finish_steps(&me, &attached, &mut eip_problem).await? {
             return Ok(Progress::Acted(done));
         }
-        Ok(Progress::Finished(
-            Verdict::launch_ready(&self.group.volume_names(), attached)
-                .unwrap_or_else(|| Verdict::abandon("not every configured volume is attached")),
-        ))
+        let verdict = match Verdict::launch_ready(&self.group.volume_names(), attached) {
+            Some(v) => match eip_problem {
+                Some(problem) => v.degraded(problem),
+                None => v,
+            },
+            None => Verdict::abandon("not every configured volume is attached"),
+        };
+        Ok(Progress::Finished(verdict))
     }
 }
 

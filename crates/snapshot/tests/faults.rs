@@ -226,7 +226,9 @@ async fn throttled_calls_are_retried_to_the_same_end_state() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_missing_elastic_ip_abandons_and_never_continues() {
+async fn a_missing_elastic_ip_continues_with_the_data_and_says_so() {
+    // The data is attached; abandoning would replace the instance, and every replacement would fail the
+    // same way. ferry continues, and the outcome names the address it could not move.
     let mut group = one_volume();
     group.elastic_ip = Some("eipalloc-0doesnotexist".into());
     let w = World::new(group);
@@ -235,13 +237,20 @@ async fn a_missing_elastic_ip_abandons_and_never_continues() {
 
     let out = w.run(&hook, &w.launch_work()).await;
 
-    let reason = assert_completed(&out, LifecycleResult::Abandon);
-    assert!(reason.contains("eipalloc-0doesnotexist"), "{reason}");
-    assert_eq!(w.results_of("i-new"), [LifecycleResult::Abandon]);
+    let reason = assert_completed(&out, LifecycleResult::Continue);
+    assert!(
+        reason.contains("degraded") && reason.contains("eipalloc-0doesnotexist"),
+        "{reason}"
+    );
+    assert_eq!(w.results_of("i-new"), [LifecycleResult::Continue]);
     assert_eq!(w.ec2.count("AssociateAddress"), 0);
-    assert_eq!(
-        w.ec2.instance("i-new").unwrap().tag("ferry:attached:data"),
-        None
+    assert!(
+        w.ec2
+            .instance("i-new")
+            .unwrap()
+            .tag("ferry:attached:data")
+            .is_some(),
+        "the data is attached"
     );
 }
 

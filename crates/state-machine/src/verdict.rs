@@ -54,6 +54,17 @@ impl Verdict {
         }
     }
 
+    /// The same verdict with a problem that did not stop it (e.g. the Elastic IP could not be moved).
+    pub fn degraded(mut self, problem: impl AsRef<str>) -> Verdict {
+        self.reason = format!("{} (degraded: {})", self.reason, problem.as_ref());
+        self
+    }
+
+    /// Whether the verdict carries a problem that did not stop it.
+    pub fn is_degraded(&self) -> bool {
+        self.reason.contains("(degraded: ")
+    }
+
     /// The lifecycle result.
     pub fn result(&self) -> LifecycleResult {
         self.result
