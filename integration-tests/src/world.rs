@@ -57,6 +57,10 @@ pub struct World {
     pub sqs: aws_sdk_sqs::Client,
     /// The hook queue.
     pub queue_url: String,
+    /// The hook queue's dead-letter queue (5 receives).
+    pub dlq_url: String,
+    /// The hook queue's visibility timeout, in seconds; ferry's `[queue] visibility_timeout_secs` too.
+    pub visibility_timeout: u32,
     /// The group name.
     pub group: String,
     /// The Elastic IP's allocation id.
@@ -151,6 +155,8 @@ impl World {
             asg,
             sqs,
             queue_url,
+            dlq_url,
+            visibility_timeout: opts.visibility_timeout,
             group: opts.group.clone(),
             eip_alloc: eip.allocation_id().unwrap_or_default().to_string(),
             eip_ip: eip.public_ip().unwrap_or_default().to_string(),
@@ -162,11 +168,15 @@ impl World {
         format!(
             r#"[queue]
 url = "{queue}"
-visibility_timeout_secs = 30
+visibility_timeout_secs = {visibility}
 
 [daemon]
 poll_min_ms = 200
 poll_max_ms = 2000
+
+# Many ferryd processes run at once in the tests: each takes a free port.
+[metrics]
+listen = "127.0.0.1:0"
 
 [[groups]]
 name = "{group}"
@@ -181,7 +191,8 @@ type = "gp3"
 "#,
             queue = self.queue_url,
             group = self.group,
-            eip = self.eip_alloc
+            eip = self.eip_alloc,
+            visibility = self.visibility_timeout
         )
     }
 

@@ -7,6 +7,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 
 use crate::config::{AwsConfig, RetryMode};
+use crate::metrics::Metrics;
+use crate::sdk_metrics::SdkMetrics;
 
 /// The three SDK clients ferry uses.
 #[derive(Debug, Clone)]
@@ -20,8 +22,15 @@ pub struct Clients {
 }
 
 /// Loads the shared SDK config: credentials, region and endpoint (`AWS_ENDPOINT_URL`) from the standard
-/// chain, with ferry's retry mode and timeouts.
+/// chain, with ferry's retry mode and timeouts, without call metrics (the CLI's commands).
+/// Same as [`clients_with_metrics`] without metrics.
 pub async fn clients(cfg: &AwsConfig) -> Clients {
+    clients_with_metrics(cfg, None).await
+}
+
+/// [`clients`], with every call attempt of the three clients counted into `metrics`
+/// (`ferry_aws_calls_total`) when given.
+pub async fn clients_with_metrics(cfg: &AwsConfig, metrics: Option<&Metrics>) -> Clients {
     let retry = match cfg.retry_mode {
         RetryMode::Standard => RetryConfig::standard(),
         RetryMode::Adaptive => RetryConfig::adaptive(),
@@ -42,9 +51,17 @@ pub async fn clients(cfg: &AwsConfig) -> Clients {
         loader = loader.region(Region::new(region.clone()));
     }
     let shared = loader.load().await;
+    let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
+    let mut autoscaling = aws_sdk_autoscaling::config::Builder::from(&shared);
+    let mut sqs = aws_sdk_sqs::config::Builder::from(&shared);
+    if let Some(m) = metrics {
+        ec2 = ec2.interceptor(SdkMetrics::new(m.clone()));
+        autoscaling = autoscaling.interceptor(SdkMetrics::new(m.clone()));
+        sqs = sqs.interceptor(SdkMetrics::new(m.clone()));
+    }
     Clients {
-        ec2: aws_sdk_ec2::Client::new(&shared),
-        autoscaling: aws_sdk_autoscaling::Client::new(&shared),
-        sqs: aws_sdk_sqs::Client::new(&shared),
+        ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+        autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.build()),
+        sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
     }
 }

@@ -35,6 +35,14 @@ pub enum ConfigError {
     },
 }
 
+/// An error from a section's own validation, whose message starts with the dotted key when it knows it.
+fn invalid_dotted(section: &str, message: String) -> ConfigError {
+    match message.split_once(": ") {
+        Some((key, rest)) if key.starts_with(section) => invalid(key, rest),
+        _ => invalid(section, message),
+    }
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -57,6 +65,15 @@ pub struct Config {
     /// AWS SDK settings.
     #[serde(default)]
     pub aws: AwsConfig,
+    /// Retention of old snapshots and detached volumes (`ferryd gc`).
+    #[serde(default)]
+    pub gc: GcConfig,
+    /// The Prometheus metrics and health endpoints.
+    #[serde(default)]
+    pub metrics: crate::http::MetricsConfig,
+    /// The optional webhook for failover notifications.
+    #[serde(default)]
+    pub webhook: Option<crate::notify::WebhookConfig>,
 }
 
 /// `[queue]`.
@@ -212,6 +229,35 @@ pub enum RetryMode {
     Adaptive,
 }
 
+/// `[gc]`: what `ferryd gc` keeps of old snapshots and detached volumes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// The newest generations kept per (group, slot, volume), whatever their age.
+    pub keep_generations: u64,
+    /// Anything younger than this many days is kept, whatever its generation (may be fractional).
+    pub min_age_days: f64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            keep_generations: 3,
+            min_age_days: 7.0,
+        }
+    }
+}
+
+impl GcConfig {
+    /// `min_age_days` in seconds.
+    pub fn min_age_secs(&self) -> i64 {
+        // Validated to 0..=36500 days, so this fits.
+        #[allow(clippy::cast_possible_truncation)]
+        let secs = (self.min_age_days * 86_400.0).round() as i64;
+        secs
+    }
+}
+
 impl Config {
     /// Reads and parses a TOML file (no validation).
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
@@ -262,8 +308,23 @@ impl Config {
                 "must be positive and at most daemon.poll_max_ms",
             ));
         }
+        if self.gc.keep_generations == 0 {
+            return Err(invalid(
+                "gc.keep_generations",
+                "must be at least 1: the newest generation is always kept",
+            ));
+        }
+        if !(self.gc.min_age_days.is_finite() && (0.0..=36_500.0).contains(&self.gc.min_age_days)) {
+            return Err(invalid("gc.min_age_days", "must be 0..=36500"));
+        }
         if !(1..=20).contains(&self.aws.max_attempts) {
             return Err(invalid("aws.max_attempts", "must be 1..=20"));
+        }
+        self.metrics
+            .validate()
+            .map_err(|m| invalid_dotted("metrics", m))?;
+        if let Some(w) = &self.webhook {
+            w.validate().map_err(|m| invalid_dotted("webhook", m))?;
         }
         if self.aws.attempt_timeout_secs < 25 {
             return Err(invalid(

@@ -1,25 +1,35 @@
-//! `ferryd run`: wires the AWS adapters, the driver and the listener, and runs until shutdown.
+//! `ferryd run`: wires the AWS adapters, the driver, the listener, the reconciler and the HTTP endpoints,
+//! and runs until shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_hook_listener::{ListenerConfig, NoListenerObserver, SqsQueue};
+use ferry_hook_listener::{ListenerConfig, SqsQueue};
 use ferry_snapshot::aws_ec2::AwsEc2;
 use ferry_snapshot::Ec2;
 use ferry_state_machine::aws::AwsLifecycleActions;
 use ferry_state_machine::lock::LocalSlotLocks;
-use ferry_state_machine::{Driver, DriverConfig, LifecycleActions, NoObserver};
+use ferry_state_machine::{Driver, DriverConfig, HookObserver, LifecycleActions};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::crashpoint::{CrashPoint, Crashing};
+use crate::fanout::Fanout;
 use crate::handler::{FerryHandler, ManagedGroup};
+use crate::http::{HttpState, Readiness};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::reconcile::Reconciler;
+
+/// How often readiness (credentials and queue) is checked.
+const READINESS_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the daemon until `shutdown` turns true, then lets in-flight hooks reach a safe point.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let clients = crate::aws::clients(&config.aws).await;
+    let metrics = Metrics::new();
+    let clients = crate::aws::clients_with_metrics(&config.aws, Some(&metrics)).await;
     let sqs = clients.sqs.clone();
     let aws_asg = AwsLifecycleActions::new(clients.autoscaling);
     let aws_ec2 = AwsEc2::new(clients.ec2);
@@ -30,12 +40,31 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         ),
         None => (Arc::new(aws_asg), Arc::new(aws_ec2)),
     };
-    let queue = Arc::new(SqsQueue::new(clients.sqs, config.queue.url.clone()));
+
+    // HTTP endpoints stay up while hooks drain, so they stop on their own signal, last.
+    let (http_tx, http_rx) = watch::channel(false);
+    let readiness = Arc::new(Readiness::default());
+    let http = start_http(&config, &metrics, &readiness, http_rx).await?;
+    let readiness_task = tokio::spawn(crate::queue_info::watch_readiness(
+        sqs.clone(),
+        config.queue.url.clone(),
+        readiness,
+        READINESS_EVERY,
+        shutdown.clone(),
+    ));
+
+    let mut observers: Vec<Arc<dyn HookObserver>> = vec![Arc::new(metrics.clone())];
+    let mut webhook_worker = None;
+    if let Some(w) = &config.webhook {
+        let (notifier, worker) = Notifier::spawn(w, Some(metrics.clone()))?;
+        observers.push(notifier);
+        webhook_worker = Some(worker);
+    }
     let d = &config.daemon;
     let driver = Driver::new(
         asg.clone(),
         Arc::new(LocalSlotLocks::default()),
-        Arc::new(NoObserver),
+        Arc::new(Fanout::new(observers)),
         DriverConfig {
             heartbeat_fraction: d.heartbeat_fraction,
             poll_min: Duration::from_millis(d.poll_min_ms),
@@ -55,38 +84,81 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     let handler = Arc::new(FerryHandler::new(
         groups,
         config.queue.delete_unmanaged,
-        ec2,
+        ec2.clone(),
         asg.clone(),
         driver,
+        metrics.clone(),
     ));
-    let queue_arn = queue_arn(&sqs, &config.queue.url).await;
-    let reconciler = Reconciler::new(
-        asg,
-        config.groups.iter().map(|g| g.name.clone()).collect(),
-        queue_arn,
-    );
-    let reconciling = tokio::spawn(reconciler.run(
+
+    let queue_arn = crate::queue_info::queue_arn(&sqs, &config.queue.url).await;
+    let names: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
+    let reconciling = tokio::spawn(Reconciler::new(asg, names.clone(), queue_arn).run(
         handler.clone(),
         Duration::from_secs(d.reconcile_interval_secs),
         shutdown.clone(),
     ));
+    let recovery = (config.metrics.recovery_interval_secs > 0).then(|| {
+        let volumes = config
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.name.clone(),
+                    g.volumes.iter().map(|v| v.name.clone()).collect(),
+                )
+            })
+            .collect();
+        tokio::spawn(crate::recovery::run(
+            ec2,
+            volumes,
+            metrics.clone(),
+            Duration::from_secs(config.metrics.recovery_interval_secs),
+            shutdown.clone(),
+        ))
+    });
+
     let listener = ListenerConfig {
         max_in_flight: d.max_in_flight,
         ..ListenerConfig::with_visibility(Duration::from_secs(config.queue.visibility_timeout_secs))
     };
-    let names: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
     info!(queue = %config.queue.url, groups = ?names, "ferryd started");
+    let queue = Arc::new(SqsQueue::new(sqs, config.queue.url.clone()));
     let report = ferry_hook_listener::run(
         queue,
-        handler,
+        handler.clone(),
         listener,
-        Arc::new(NoListenerObserver),
+        Arc::new(metrics),
         shutdown,
     )
-    .await?;
-    if let Err(e) = reconciling.await {
-        warn!(error = %e, "the reconciler failed");
+    .await;
+
+    // Shutdown: the listener has let its hooks reach a safe point; now the rest, endpoints last.
+    for (what, task) in [
+        ("reconciler", Some(reconciling)),
+        ("recovery check", recovery),
+        ("readiness check", Some(readiness_task)),
+    ] {
+        if let Some(Err(e)) = match task {
+            Some(t) => Some(t.await),
+            None => None,
+        } {
+            warn!(error = %e, "the {what} task failed");
+        }
     }
+    drop(handler);
+    if let Some(worker) = webhook_worker {
+        if tokio::time::timeout(Duration::from_secs(5), worker)
+            .await
+            .is_err()
+        {
+            warn!("webhook notifications still queued at exit were dropped");
+        }
+    }
+    let _ = http_tx.send(true);
+    if let Some(server) = http {
+        let _ = server.await;
+    }
+    let report = report?;
     info!(
         polls = report.polls,
         received = report.received,
@@ -96,23 +168,29 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     Ok(())
 }
 
-/// The hook queue's ARN, which identifies ferry's lifecycle hooks; `None` (with a warning) if unreadable.
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    match sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .cloned(),
-        Err(e) => {
-            warn!(queue = %url, error = %ferry_state_machine::error::display_chain(&e), "cannot read the queue's ARN; reconciliation takes only unambiguous hooks");
-            None
-        }
+/// Binds the metrics and health endpoints (a taken port fails start-up) or, when disabled, still runs
+/// systemd notification.
+async fn start_http(
+    config: &Config,
+    metrics: &Metrics,
+    readiness: &Arc<Readiness>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<JoinHandle<anyhow::Result<()>>>> {
+    let m = &config.metrics;
+    let state = HttpState {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        liveness_window: m.liveness_window(),
+        sd_notify: m.sd_notify,
+    };
+    if !m.enabled {
+        crate::http::spawn_sd_notify(&state, stop);
+        return Ok(None);
     }
+    let listener = tokio::net::TcpListener::bind(m.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on metrics.listen = {}: {e}", m.listen))?;
+    Ok(Some(tokio::spawn(crate::http::serve_on(
+        listener, state, stop,
+    ))))
 }

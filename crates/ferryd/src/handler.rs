@@ -12,6 +12,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::info;
 
+use crate::metrics::Metrics;
+
 /// How long a group's `ferry:managed` tag is trusted before it is read again.
 const MANAGED_TTL: Duration = Duration::from_secs(60);
 
@@ -33,8 +35,12 @@ pub struct FerryHandler {
     driver: Driver,
     managed: Mutex<HashMap<String, (Instant, bool)>>,
     /// Runs in progress by (instance, transition): a message and the reconciler may find the same action.
-    running: Mutex<HashMap<(String, Transition), watch::Receiver<Option<HookOutcome>>>>,
+    running: Mutex<HashMap<RunKey, watch::Receiver<Option<HookOutcome>>>>,
+    metrics: Metrics,
 }
+
+/// One lifecycle action: (instance id, transition).
+type RunKey = (String, Transition);
 
 impl FerryHandler {
     /// A handler for `groups`.
@@ -44,6 +50,7 @@ impl FerryHandler {
         ec2: Arc<dyn Ec2>,
         asg: Arc<dyn LifecycleActions>,
         driver: Driver,
+        metrics: Metrics,
     ) -> Self {
         Self {
             groups: groups
@@ -56,6 +63,7 @@ impl FerryHandler {
             driver,
             managed: Mutex::default(),
             running: Mutex::default(),
+            metrics,
         }
     }
 
@@ -145,7 +153,11 @@ impl HookHandler for FerryHandler {
             Ok(tx) => tx,
             Err(mut rx) => {
                 info!("this lifecycle action is already being worked here; waiting for that run");
-                let outcome = rx.wait_for(Option::is_some).await.ok().and_then(|o| o.clone());
+                let outcome = rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|o| o.clone());
                 return outcome.unwrap_or_else(|| {
                     HookOutcome::Interrupted("the other run ended without an outcome".into())
                 });
@@ -155,8 +167,15 @@ impl HookHandler for FerryHandler {
             .time
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .unwrap_or_default();
-        let outcome = self.driver.run(&hook, work.as_ref(), started_ago, shutdown).await;
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.metrics.hook_started(&hook);
+        let outcome = self
+            .driver
+            .run(&hook, work.as_ref(), started_ago, shutdown)
+            .await;
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         let _ = tx.send(Some(outcome.clone()));
         outcome
     }

@@ -1,12 +1,20 @@
 //! `ferryd`: keeps a stateful EC2 instance's EBS data and Elastic IP highly available across AZs.
 
 mod aws;
+mod cli;
 mod config;
 mod crashpoint;
 mod daemon;
+mod fanout;
 mod handler;
+mod http;
 mod logging;
+mod metrics;
+mod notify;
+mod queue_info;
 mod reconcile;
+mod recovery;
+mod sdk_metrics;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +40,34 @@ enum Command {
     Run(ConfigArgs),
     /// Read and validate the configuration, print a summary, and exit.
     ValidateConfig(ConfigArgs),
+    /// Show each group's instance, attached volume and generation, newest snapshot, Elastic IP and pending hooks.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: cli::status::StatusArgs,
+    },
+    /// Check the config, credentials, queue, groups, hooks, Elastic IP and IAM permissions (exit 3 on FAIL).
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: cli::doctor::DoctorArgs,
+    },
+    /// Take an on-demand, ledger-tagged snapshot of a group's InService instance's ferry volumes.
+    Snapshot {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: cli::snapshot_cmd::SnapshotArgs,
+    },
+    /// Delete old ledger snapshots and detached volumes by generation count and age (`[gc]`).
+    Gc {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: cli::gc::GcArgs,
+    },
 }
 
 /// Where the configuration comes from, and the keys flags and `FERRY_*` variables override.
@@ -86,11 +122,30 @@ mod exit {
     pub const CONFIG: u8 = 2;
     /// The daemon failed at run time.
     pub const RUNTIME: u8 = 1;
+    /// `ferryd doctor` found at least one FAIL.
+    pub const DOCTOR_FAILED: u8 = 3;
+}
+
+/// Loads the config for an operator command; a config error prints `ferryd: <error>` and exits 2.
+fn with_config(args: &ConfigArgs, command: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
+    match args.load() {
+        Ok(c) => command(&c),
+        Err(e) => {
+            eprintln!("ferryd: {e}");
+            ExitCode::from(exit::CONFIG)
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Status { config, args } => with_config(&config, |c| cli::status::main(c, &args)),
+        Command::Doctor { config, args } => cli::doctor::main(config.load(), &args),
+        Command::Snapshot { config, args } => {
+            with_config(&config, |c| cli::snapshot_cmd::main(c, &args))
+        }
+        Command::Gc { config, args } => with_config(&config, |c| cli::gc::main(c, &args)),
         Command::ValidateConfig(args) => match args.load() {
             Ok(c) => {
                 let groups: Vec<String> = c

@@ -1,0 +1,236 @@
+//! Tests of the metrics: what each observer call records, read back from the OpenMetrics text.
+
+use ferry_state_machine::Destination;
+
+use super::*;
+
+fn hook(transition: Transition, instance: &str) -> HookEvent {
+    HookEvent {
+        hook_name: "h".into(),
+        group: "db".into(),
+        instance_id: instance.into(),
+        token: format!("tok-{instance}"),
+        transition,
+        time: None,
+        destination: Destination::Default,
+        origin: None,
+        metadata: None,
+    }
+}
+
+/// The value of the sample whose line starts with `prefix` (metric name and labels).
+fn value(m: &Metrics, prefix: &str) -> Option<f64> {
+    let text = m.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix).filter(|rest| rest.starts_with(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn done(result: LifecycleResult, reason: &str) -> HookOutcome {
+    HookOutcome::Completed {
+        result,
+        reason: reason.into(),
+    }
+}
+
+#[test]
+fn names_and_types_are_registered() {
+    let text = Metrics::new().encode();
+    for line in [
+        "# TYPE ferry_hooks counter",
+        "# TYPE ferry_hook_duration_seconds histogram",
+        "# TYPE ferry_hooks_in_flight gauge",
+        "# TYPE ferry_snapshot_wait_seconds histogram",
+        "# TYPE ferry_queue_receive_lag_seconds histogram",
+        "# TYPE ferry_last_poll_timestamp_seconds gauge",
+        "ferry_heartbeats_total 0",
+        "ferry_hooks_total{transition=\"launch\",outcome=\"abandon\"} 0",
+        "ferry_ignored_hooks_total{delete=\"true\"} 0",
+        "ferry_messages_received_total 0",
+        "ferry_messages_deleted_total 0",
+        "ferry_parse_errors_total 0",
+        "ferry_duplicate_deliveries_total 0",
+        "ferry_receive_errors_total 0",
+        "ferry_snapshot_wait_seconds_bucket{le=\"21600.0\"} 0",
+        "# EOF",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hook_lifecycle() {
+    let m = Metrics::new();
+    let term = hook(Transition::Terminating, "i-old");
+    m.hook_started(&term);
+    m.hook_started(&term);
+    m.on_progress(&term, &Progress::Acted("snapshot".into()));
+    assert_eq!(
+        value(&m, "ferry_hooks_in_flight{transition=\"terminate\"}"),
+        Some(1.0)
+    );
+    tokio::time::advance(Duration::from_secs(5)).await;
+    m.on_progress(
+        &term,
+        &Progress::Waiting("snapshots pending: snap-1".into()),
+    );
+    tokio::time::advance(Duration::from_secs(40)).await;
+    m.on_progress(
+        &term,
+        &Progress::Waiting("snapshots pending: snap-1".into()),
+    );
+    m.on_heartbeat(&term);
+    m.on_error(
+        &term,
+        &StepError::from_aws("ec2:X", Some("RequestLimitExceeded"), None, Some(400)),
+    );
+    m.on_error(&term, &StepError::permanent("ec2:Y", "no"));
+    tokio::time::advance(Duration::from_secs(15)).await;
+    m.on_end(
+        &term,
+        &done(LifecycleResult::Continue, "snapshots completed"),
+        Duration::from_secs(60),
+    );
+
+    assert_eq!(
+        value(&m, "ferry_hooks_in_flight{transition=\"terminate\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ferry_hooks_total{transition=\"terminate\",outcome=\"continue\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ferry_hook_duration_seconds_sum{transition=\"terminate\"}"
+        ),
+        Some(60.0)
+    );
+    assert_eq!(value(&m, "ferry_snapshot_wait_seconds_sum"), Some(55.0));
+    assert_eq!(value(&m, "ferry_heartbeats_total"), Some(1.0));
+    let throttled =
+        "ferry_step_errors_total{transition=\"terminate\",disposition=\"retry\",throttle=\"true\"}";
+    assert_eq!(value(&m, throttled), Some(1.0));
+    let permanent = "ferry_step_errors_total{transition=\"terminate\",disposition=\"permanent\",throttle=\"false\"}";
+    assert_eq!(value(&m, permanent), Some(1.0));
+}
+
+#[test]
+fn interrupted_runs_and_abandons() {
+    let m = Metrics::new();
+    let launch = hook(Transition::Launching, "i-new");
+    // A run that ends without hook_started leaves the gauge alone.
+    m.on_end(
+        &launch,
+        &HookOutcome::Interrupted("shutdown".into()),
+        Duration::from_secs(9),
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ferry_hooks_total{transition=\"launch\",outcome=\"interrupted\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ferry_hook_duration_seconds_count{transition=\"launch\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&m, "ferry_hooks_in_flight{transition=\"launch\"}"),
+        Some(0.0)
+    );
+
+    m.on_error(&launch, &StepError::retry("ec2:Z", "later"));
+    let why = "launch-before-terminate: i-old is still in service with vol-1 attached after 600s";
+    m.on_end(
+        &launch,
+        &done(LifecycleResult::Abandon, why),
+        Duration::from_secs(600),
+    );
+    m.on_end(
+        &launch,
+        &done(LifecycleResult::Abandon, "zone mismatch"),
+        Duration::from_secs(1),
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ferry_launch_before_terminate_abandons_total{group=\"db\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ferry_hooks_total{transition=\"launch\",outcome=\"abandon\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&m, "ferry_hooks_in_flight{transition=\"launch\"}"),
+        Some(0.0)
+    );
+    assert_eq!(value(&m, "ferry_snapshot_wait_seconds_count"), Some(0.0));
+}
+
+#[test]
+fn listener_events() {
+    let m = Metrics::new();
+    assert!(!m.poll_clock().has_polled());
+    m.on_poll();
+    assert!(
+        m.poll_clock().has_polled() && m.poll_clock().since_last_poll() < Duration::from_secs(5)
+    );
+    assert!(value(&m, "ferry_last_poll_timestamp_seconds").is_some_and(|t| t > 1.6e9));
+    m.on_received(3);
+    m.on_received(0);
+    m.on_receive_lag(Duration::from_millis(1500));
+    m.on_receive_error(&StepError::retry("sqs:ReceiveMessage", "x"));
+    m.on_duplicate();
+    m.on_ignored(&hook(Transition::Launching, "i-1"), true);
+    m.on_ignored(&hook(Transition::Launching, "i-2"), false);
+    m.on_ignored(&hook(Transition::Launching, "i-3"), false);
+    m.on_deleted();
+    m.on_delete_error(&StepError::retry("sqs:DeleteMessage", "x"));
+    m.record_aws_call("sqs", "ReceiveMessage", AwsCallOutcome::Ok);
+    m.set_recovery_point_age("db", 0, "data", Duration::from_secs(42));
+    assert_eq!(value(&m, "ferry_messages_received_total"), Some(3.0));
+    assert_eq!(
+        value(&m, "ferry_queue_receive_lag_seconds_bucket{le=\"2.5\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "ferry_queue_receive_lag_seconds_bucket{le=\"1.0\"}"),
+        Some(0.0)
+    );
+    assert_eq!(value(&m, "ferry_receive_errors_total"), Some(1.0));
+    assert_eq!(value(&m, "ferry_duplicate_deliveries_total"), Some(1.0));
+    assert_eq!(
+        value(&m, "ferry_ignored_hooks_total{delete=\"false\"}"),
+        Some(2.0)
+    );
+    assert_eq!(value(&m, "ferry_messages_deleted_total"), Some(1.0));
+    assert_eq!(value(&m, "ferry_delete_errors_total"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "ferry_aws_calls_total{service=\"sqs\",operation=\"ReceiveMessage\",outcome=\"ok\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ferry_recovery_point_age_seconds{group=\"db\",slot=\"0\",volume=\"data\"}"
+        ),
+        Some(42.0)
+    );
+}
