@@ -1,7 +1,9 @@
+//! ferry's end-to-end harness: the local emulator, a scenario world on it, the real ferryd binary, and the
 //! cross-AZ failover walkthrough used by the README's demo and by the end-to-end tests.
 
 pub mod cli_support;
 pub mod daemon;
 pub mod emulator;
+pub mod scenario;
 pub mod walkthrough;
 pub mod world;

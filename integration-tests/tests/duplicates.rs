@@ -1,0 +1,180 @@
+//! Duplicate delivery: with both hooks of a failover in flight at once (the replacement launches as soon as
+//! the old instance enters Terminating:Wait), every lifecycle message is on the queue three times, in either
+//! order (launch first or terminate first): one copy at once, one mid-run, one after completion. ferry must take
+//! one snapshot, restore one volume after the barrier (the terminate's snapshot and the old volume's detach),
+//! attach once, complete each action once with CONTINUE, and leave the queue empty.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use ferry_integration_tests::scenario::{
+    action_of, actions, attachment, check_common, create_volume_tokens, depth, exited, in_service,
+    ledger_key, ok_calls, send, tag, take_hook_messages, Rig, STEP,
+};
+use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
+use serde_json::{json, Value};
+
+/// Seconds each of the three copies of a message is delayed by: at once, mid-run, after completion.
+const COPY_DELAYS: [i32; 3] = [0, 2, 9];
+
+async fn duplicated_failover(launch_first: bool) -> Result<()> {
+    let opts = WorldOptions {
+        visibility_timeout: 5,
+        ..WorldOptions::default()
+    };
+    let settings = json!({
+        "snapshot_seconds": 1.5,
+        "volume_create_seconds": 0.3,
+        "attach_seconds": 0.2,
+        "detach_seconds": 0.5,
+        "replacement_order": "before_terminate"
+    });
+    let mut rig = Rig::new(Path::new(env!("CARGO_BIN_EXE_ferryd")), &opts, settings).await?;
+    let res = scenario(&mut rig, launch_first).await;
+    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+}
+
+async fn scenario(rig: &mut Rig, launch_first: bool) -> Result<()> {
+    // An uncrashed first boot in AZ a; then ferry stops and the failover's messages pile up.
+    let mut first = rig.ferryd(&[])?;
+    let m1 = rig.first_boot(AZ_A).await?;
+    rig.queue_drained().await?;
+    first.signal("TERM")?;
+    exited(&mut first, "after SIGTERM", Duration::from_secs(30)).await?;
+    let v1 = rig.world.attached_volumes(&m1.id).await?[0]
+        .volume_id()
+        .unwrap_or_default()
+        .to_string();
+    let since = rig.seq().await?;
+    rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
+    rig.world.terminate(&m1.id).await?;
+
+    let mut msgs: Vec<Value> = take_hook_messages(&rig.world, 2).await?;
+    let is_launch = |m: &Value| {
+        m["LifecycleTransition"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("LAUNCHING"))
+    };
+    ensure!(
+        msgs.iter().filter(|m| is_launch(m)).count() == 1,
+        "one launch and one terminate message expected: {msgs:?}"
+    );
+    // Launch first, or terminate first.
+    msgs.sort_by_key(|m| is_launch(m) != launch_first);
+    for delay in COPY_DELAYS {
+        for m in &msgs {
+            send(&rig.world, &m.to_string(), delay).await?;
+        }
+    }
+    ensure!(
+        depth(&rig.world, &rig.world.queue_url).await? == 6,
+        "6 copies queued"
+    );
+
+    let _ferryd = rig.ferryd(&[])?;
+    let m2 = in_service(&rig.world, &[&m1.id]).await?;
+    wait_for("the old instance to terminate", STEP, || async {
+        Ok((rig.world.ec2_state(&m1.id).await? == "terminated").then_some(()))
+    })
+    .await?;
+    wait_for("every copy to be consumed", STEP, || async {
+        Ok((depth(&rig.world, &rig.world.queue_url).await? == 0).then_some(()))
+    })
+    .await?;
+
+    ensure!(m2.az == AZ_B, "replacement in {}", m2.az);
+    let all = actions(&rig.emu).await?;
+    ensure!(all.len() == 3, "3 actions: {all:?}");
+    let term = action_of(&all, &m1.id, false)?;
+    let launch = action_of(&all, &m2.id, true)?;
+    let inv = rig.inventory().await?;
+
+    // One snapshot set: one snapshot of the old volume, by the terminate.
+    let snaps = ok_calls(&rig.emu, "CreateSnapshot", since).await?.len()
+        + ok_calls(&rig.emu, "CreateSnapshots", since).await?.len();
+    ensure!(snaps == 1, "{snaps} successful snapshot calls");
+    ensure!(inv.snapshots.len() == 1, "snapshots: {:?}", inv.snapshots);
+    let snap = &inv.snapshots[0];
+    ensure!(
+        snap.volume_id() == Some(v1.as_str()),
+        "snapshot of {:?}",
+        snap.volume_id()
+    );
+    ensure!(
+        tag(snap.tags(), "ferry:hook") == Some(ledger_key(&term.instance, false)),
+        "snapshot hook tag {:?}",
+        snap.tags()
+    );
+
+    // One restored volume, after the barrier, attached once to the replacement.
+    let restores = ok_calls(&rig.emu, "CreateVolume", since).await?;
+    let tokens = create_volume_tokens(&rig.emu).await?;
+    ensure!(
+        tokens.len() == 2,
+        "first boot + exactly one restore: {tokens:?}"
+    );
+    ensure!(
+        inv.ferry_volumes.len() == 2,
+        "ferry volumes: {:?}",
+        inv.ferry_volumes
+    );
+    let completes = rig.emu.calls(Some("CompleteLifecycleAction")).await?;
+    let term_done = completes
+        .iter()
+        .find(|c| c["status"] == 200 && c["params"]["LifecycleActionToken"] == term.token.as_str())
+        .and_then(|c| c["seq"].as_u64())
+        .context("the terminate was never completed")?;
+    for r in &restores {
+        ensure!(
+            r["seq"].as_u64().unwrap_or(0) > term_done,
+            "restore before the terminate completed (barrier): {r}"
+        );
+        ensure!(r["params"]["AvailabilityZone"] == AZ_B, "restore {r}");
+    }
+    let held = inv.attached_to(&m2.id);
+    ensure!(held.len() == 1, "attached to {}: {held:?}", m2.id);
+    let v2 = held[0];
+    ensure!(
+        v2.snapshot_id() == snap.snapshot_id(),
+        "restored from {:?}",
+        v2.snapshot_id()
+    );
+    ensure!(
+        attachment(v2) == Some((m2.id.clone(), "/dev/sdf".into(), "attached".into())),
+        "attachment {:?}",
+        v2.attachments()
+    );
+    ensure!(
+        tag(v2.tags(), "ferry:generation").as_deref() == Some("2"),
+        "generation {:?}",
+        v2.tags()
+    );
+    ensure!(
+        tag(v2.tags(), "ferry:hook") == Some(ledger_key(&launch.instance, true)),
+        "hook tag {:?}",
+        v2.tags()
+    );
+    let attaches = ok_calls(&rig.emu, "AttachVolume", since).await?;
+    ensure!(attaches.len() == 1, "successful attaches: {attaches:?}");
+    let late = completes
+        .iter()
+        .filter(|c| c["seq"].as_u64().unwrap_or(0) > since && c["status"] != 200)
+        .count();
+    eprintln!(
+        "[duplicates] launch_first={launch_first}: {} completions refused as no longer active",
+        late
+    );
+    // Each action completed once with CONTINUE; queue and DLQ empty; EIP on the replacement.
+    check_common(rig, &inv, &m2.id, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triplicated_messages_launch_first() -> Result<()> {
+    duplicated_failover(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triplicated_messages_terminate_first() -> Result<()> {
+    duplicated_failover(false).await
+}
