@@ -1,0 +1,177 @@
+//! Validation of the configuration: every value checked once at start-up, every error naming its key.
+
+use super::{Config, ConfigError, GroupConfig};
+
+/// An error from a section's own validation, whose message starts with the dotted key when it knows it.
+fn invalid_dotted(section: &str, message: String) -> ConfigError {
+    match message.split_once(": ") {
+        Some((key, rest)) if key.starts_with(section) => invalid(key, rest),
+        _ => invalid(section, message),
+    }
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.queue.url.as_str();
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.split('/').count() < 5
+        {
+            return Err(invalid("queue.url", format!("{url:?} is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")));
+        }
+        if !(2..=43_200).contains(&self.queue.visibility_timeout_secs) {
+            return Err(invalid(
+                "queue.visibility_timeout_secs",
+                "must be 2..=43200",
+            ));
+        }
+        if self.groups.is_empty() {
+            return Err(invalid(
+                "groups",
+                "at least one [[groups]] entry is required",
+            ));
+        }
+        let d = &self.daemon;
+        if d.max_in_flight == 0 {
+            return Err(invalid("daemon.max_in_flight", "must be at least 1"));
+        }
+        if !(0.05..=0.9).contains(&d.heartbeat_fraction) {
+            return Err(invalid(
+                "daemon.heartbeat_fraction",
+                "must be between 0.05 and 0.9",
+            ));
+        }
+        if d.poll_min_ms == 0 || d.poll_max_ms < d.poll_min_ms {
+            return Err(invalid(
+                "daemon.poll_min_ms",
+                "must be positive and at most daemon.poll_max_ms",
+            ));
+        }
+        if self.gc.keep_generations == 0 {
+            return Err(invalid(
+                "gc.keep_generations",
+                "must be at least 1: the newest generation is always kept",
+            ));
+        }
+        if !(self.gc.min_age_days.is_finite() && (0.0..=36_500.0).contains(&self.gc.min_age_days)) {
+            return Err(invalid("gc.min_age_days", "must be 0..=36500"));
+        }
+        if !(1..=20).contains(&self.aws.max_attempts) {
+            return Err(invalid("aws.max_attempts", "must be 1..=20"));
+        }
+        self.metrics
+            .validate()
+            .map_err(|m| invalid_dotted("metrics", m))?;
+        if let Some(w) = &self.webhook {
+            w.validate().map_err(|m| invalid_dotted("webhook", m))?;
+        }
+        if self.aws.attempt_timeout_secs < 25 {
+            return Err(invalid(
+                "aws.attempt_timeout_secs",
+                "must be at least 25: it also bounds SQS's 20 s long poll",
+            ));
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            validate_group(i, g)?;
+            if self.groups[..i].iter().any(|o| o.name == g.name) {
+                return Err(invalid(
+                    format!("groups[{i}].name"),
+                    format!("group {:?} is listed twice", g.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
+
+fn validate_group(i: usize, g: &GroupConfig) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("groups[{i}].{k}");
+    if g.name.is_empty() || g.name.len() > 255 {
+        return Err(invalid(key("name"), "must be 1..=255 characters"));
+    }
+    if let Some(e) = &g.elastic_ip {
+        if !e.starts_with("eipalloc-") {
+            return Err(invalid(
+                key("elastic_ip"),
+                format!("{e:?} is not an allocation id (eipalloc-...)"),
+            ));
+        }
+    }
+    if g.snapshot_timeout_secs == 0 {
+        return Err(invalid(key("snapshot_timeout_secs"), "must be positive"));
+    }
+    if g.volumes.is_empty() {
+        return Err(invalid(
+            key("volumes"),
+            "at least one [[groups.volumes]] entry is required",
+        ));
+    }
+    for (j, v) in g.volumes.iter().enumerate() {
+        let vkey = |k: &str| format!("groups[{i}].volumes[{j}].{k}");
+        let name_ok = !v.name.is_empty()
+            && v.name.len() <= 64
+            && v.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(invalid(
+                vkey("name"),
+                format!("{:?} must be 1..=64 of [A-Za-z0-9_-]", v.name),
+            ));
+        }
+        if !valid_device(&v.device) {
+            return Err(invalid(
+                vkey("device"),
+                format!(
+                    "{:?} is not a device name like /dev/sdf or /dev/xvdf",
+                    v.device
+                ),
+            ));
+        }
+        if !(1..=65_536).contains(&v.size_gib) {
+            return Err(invalid(
+                vkey("size_gib"),
+                format!("{} is outside 1..=65536", v.size_gib),
+            ));
+        }
+        if !VOLUME_TYPES.contains(&v.volume_type.as_str()) {
+            return Err(invalid(
+                vkey("type"),
+                format!(
+                    "{:?} is not one of {}",
+                    v.volume_type,
+                    VOLUME_TYPES.join(", ")
+                ),
+            ));
+        }
+        if g.volumes[..j].iter().any(|o| o.name == v.name) {
+            return Err(invalid(
+                vkey("name"),
+                format!("{:?} is listed twice", v.name),
+            ));
+        }
+        if g.volumes[..j].iter().any(|o| o.device == v.device) {
+            return Err(invalid(
+                vkey("device"),
+                format!("{:?} is used twice", v.device),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_device(d: &str) -> bool {
+    let rest = d
+        .strip_prefix("/dev/sd")
+        .or_else(|| d.strip_prefix("/dev/xvd"));
+    rest.is_some_and(|r| !r.is_empty() && r.len() <= 2 && r.chars().all(|c| c.is_ascii_lowercase()))
+}
