@@ -6,9 +6,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ferry_snapshot::ports::{Addresses, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, VolumeQuery, Volumes};
+use ferry_snapshot::ports::{
+    Addresses, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, VolumeQuery, Volumes,
+};
 use ferry_snapshot::Ec2;
-use ferry_state_machine::observe::{ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume};
+use ferry_state_machine::observe::{
+    ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume,
+};
 use ferry_state_machine::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec};
 use ferry_state_machine::{ActionRef, LifecycleActions, LifecycleResult, StepError};
 
@@ -42,7 +46,9 @@ impl CrashPoint {
         if result.is_ok() && op == self.op && self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
             tracing::warn!(op = %op, "crash point reached: SIGKILL");
             let pid = std::process::id().to_string();
-            let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
             std::process::abort();
         }
         result
@@ -71,19 +77,24 @@ impl<T: Ec2> Volumes for Crashing<T> {
         self.inner.describe_volumes(ids).await
     }
     async fn create_volume(&self, req: &NewVolume) -> Result<String, StepError> {
-        self.point.passed("ec2:CreateVolume", self.inner.create_volume(req).await)
+        self.point
+            .passed("ec2:CreateVolume", self.inner.create_volume(req).await)
     }
     async fn attach_volume(&self, v: &str, i: &str, d: &str) -> Result<(), StepError> {
-        self.point.passed("ec2:AttachVolume", self.inner.attach_volume(v, i, d).await)
+        self.point
+            .passed("ec2:AttachVolume", self.inner.attach_volume(v, i, d).await)
     }
     async fn detach_volume(&self, v: &str, i: &str) -> Result<(), StepError> {
-        self.point.passed("ec2:DetachVolume", self.inner.detach_volume(v, i).await)
+        self.point
+            .passed("ec2:DetachVolume", self.inner.detach_volume(v, i).await)
     }
     async fn delete_volume(&self, v: &str) -> Result<(), StepError> {
-        self.point.passed("ec2:DeleteVolume", self.inner.delete_volume(v).await)
+        self.point
+            .passed("ec2:DeleteVolume", self.inner.delete_volume(v).await)
     }
     async fn tag_volume(&self, v: &str, tags: &[Tag]) -> Result<(), StepError> {
-        self.point.passed("ec2:CreateTags", self.inner.tag_volume(v, tags).await)
+        self.point
+            .passed("ec2:CreateTags", self.inner.tag_volume(v, tags).await)
     }
 }
 
@@ -95,17 +106,30 @@ impl<T: Ec2> Snapshots for Crashing<T> {
     async fn describe_snapshots(&self, ids: &[String]) -> Result<Vec<ObservedSnapshot>, StepError> {
         self.inner.describe_snapshots(ids).await
     }
-    async fn create_snapshots(&self, i: &str, ex: &[String], tags: &[Tag]) -> Result<Vec<(String, String)>, StepError> {
-        self.point.passed("ec2:CreateSnapshots", self.inner.create_snapshots(i, ex, tags).await)
+    async fn create_snapshots(
+        &self,
+        i: &str,
+        ex: &[String],
+        tags: &[Tag],
+    ) -> Result<Vec<(String, String)>, StepError> {
+        self.point.passed(
+            "ec2:CreateSnapshots",
+            self.inner.create_snapshots(i, ex, tags).await,
+        )
     }
     async fn create_snapshot(&self, v: &str, d: &str, tags: &[Tag]) -> Result<String, StepError> {
-        self.point.passed("ec2:CreateSnapshot", self.inner.create_snapshot(v, d, tags).await)
+        self.point.passed(
+            "ec2:CreateSnapshot",
+            self.inner.create_snapshot(v, d, tags).await,
+        )
     }
     async fn delete_snapshot(&self, s: &str) -> Result<(), StepError> {
-        self.point.passed("ec2:DeleteSnapshot", self.inner.delete_snapshot(s).await)
+        self.point
+            .passed("ec2:DeleteSnapshot", self.inner.delete_snapshot(s).await)
     }
     async fn tag_snapshot(&self, s: &str, tags: &[Tag]) -> Result<(), StepError> {
-        self.point.passed("ec2:CreateTags", self.inner.tag_snapshot(s, tags).await)
+        self.point
+            .passed("ec2:CreateTags", self.inner.tag_snapshot(s, tags).await)
     }
 }
 
@@ -115,7 +139,8 @@ impl<T: Ec2> Instances for Crashing<T> {
         self.inner.describe_instance(i).await
     }
     async fn tag_instance(&self, i: &str, tags: &[Tag]) -> Result<(), StepError> {
-        self.point.passed("ec2:CreateTags", self.inner.tag_instance(i, tags).await)
+        self.point
+            .passed("ec2:CreateTags", self.inner.tag_instance(i, tags).await)
     }
 }
 
@@ -125,7 +150,10 @@ impl<T: Ec2> Addresses for Crashing<T> {
         self.inner.describe_address(a).await
     }
     async fn associate_address(&self, a: &str, i: &str) -> Result<(), StepError> {
-        self.point.passed("ec2:AssociateAddress", self.inner.associate_address(a, i).await)
+        self.point.passed(
+            "ec2:AssociateAddress",
+            self.inner.associate_address(a, i).await,
+        )
     }
 }
 
@@ -138,10 +166,20 @@ impl<T: LifecycleActions> LifecycleActions for Crashing<T> {
         self.inner.describe_hooks(g).await
     }
     async fn heartbeat(&self, a: &ActionRef) -> Result<CompleteOutcome, StepError> {
-        self.point.passed("autoscaling:RecordLifecycleActionHeartbeat", self.inner.heartbeat(a).await)
+        self.point.passed(
+            "autoscaling:RecordLifecycleActionHeartbeat",
+            self.inner.heartbeat(a).await,
+        )
     }
-    async fn complete(&self, a: &ActionRef, r: LifecycleResult) -> Result<CompleteOutcome, StepError> {
-        self.point.passed("autoscaling:CompleteLifecycleAction", self.inner.complete(a, r).await)
+    async fn complete(
+        &self,
+        a: &ActionRef,
+        r: LifecycleResult,
+    ) -> Result<CompleteOutcome, StepError> {
+        self.point.passed(
+            "autoscaling:CompleteLifecycleAction",
+            self.inner.complete(a, r).await,
+        )
     }
     async fn describe_instance(&self, i: &str) -> Result<Option<GroupInstance>, StepError> {
         self.inner.describe_instance(i).await

@@ -1,7 +1,6 @@
 //! ferryd's Prometheus metrics (`prometheus-client`): one [`Metrics`] handle that observes the driver
 //! (`HookObserver`), the listener (`ListenerObserver`), the SDK (`sdk_metrics`) and recovery points.
 
-
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -1,7 +1,6 @@
 //! The optional webhook: posts failover events as JSON from a background task, never blocking a hook.
 //! Header values (tokens) never reach logs or `Debug` output, and logged URLs keep only scheme and host.
 
-
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};

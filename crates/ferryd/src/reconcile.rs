@@ -30,8 +30,16 @@ fn transition_of(lifecycle_state: &str) -> Option<Transition> {
 
 impl Reconciler {
     /// A reconciler of `groups`.
-    pub fn new(asg: Arc<dyn LifecycleActions>, groups: Vec<String>, queue_arn: Option<String>) -> Self {
-        Self { asg, groups, queue_arn }
+    pub fn new(
+        asg: Arc<dyn LifecycleActions>,
+        groups: Vec<String>,
+        queue_arn: Option<String>,
+    ) -> Self {
+        Self {
+            asg,
+            groups,
+            queue_arn,
+        }
     }
 
     /// The actions waiting now in the configured groups, one per (instance, ferry hook).
@@ -52,7 +60,9 @@ impl Reconciler {
             let waiting: Vec<_> = info
                 .instances
                 .iter()
-                .filter_map(|i| transition_of(&i.lifecycle_state).map(|t| (i.instance_id.clone(), t)))
+                .filter_map(|i| {
+                    transition_of(&i.lifecycle_state).map(|t| (i.instance_id.clone(), t))
+                })
                 .collect();
             if waiting.is_empty() {
                 continue;
@@ -65,7 +75,10 @@ impl Reconciler {
                 }
             };
             for (instance, transition) in waiting {
-                let of_transition: Vec<_> = hooks.iter().filter(|h| h.transition == Some(transition)).collect();
+                let of_transition: Vec<_> = hooks
+                    .iter()
+                    .filter(|h| h.transition == Some(transition))
+                    .collect();
                 let ours: Vec<_> = match &self.queue_arn {
                     Some(arn) => of_transition
                         .iter()
@@ -83,13 +96,19 @@ impl Reconciler {
     }
 
     /// Reconciles now and then every `every` (never when zero), until `shutdown`.
-    pub async fn run(self, handler: Arc<dyn HookHandler>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        handler: Arc<dyn HookHandler>,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut tasks = JoinSet::new();
         let mut started: HashSet<(String, &'static str)> = HashSet::new();
         loop {
             for hook in self.waiting().await {
                 let key = (hook.instance_id.clone(), hook.transition.label());
-                if !matches!(handler.admit(&hook).await, Admission::Work) || started.contains(&key) {
+                if !matches!(handler.admit(&hook).await, Admission::Work) || started.contains(&key)
+                {
                     continue;
                 }
                 info!(asg = %hook.group, instance.id = %hook.instance_id, transition = %hook.transition, "reconcile: working a waiting lifecycle action found without a message");

@@ -38,15 +38,28 @@ async fn finds_waiting_instances_of_ferrys_hooks() {
         ..GroupInfo::default()
     });
     fake.put_hook("db", hook("ferry-launch", Transition::Launching, "arn:q"));
-    fake.put_hook("db", hook("ferry-terminate", Transition::Terminating, "arn:q"));
-    fake.put_hook("db", hook("other-launch", Transition::Launching, "arn:other"));
-    let r = Reconciler::new(Arc::new(fake), vec!["db".into(), "missing".into()], Some("arn:q".into()));
+    fake.put_hook(
+        "db",
+        hook("ferry-terminate", Transition::Terminating, "arn:q"),
+    );
+    fake.put_hook(
+        "db",
+        hook("other-launch", Transition::Launching, "arn:other"),
+    );
+    let r = Reconciler::new(
+        Arc::new(fake),
+        vec!["db".into(), "missing".into()],
+        Some("arn:q".into()),
+    );
     let mut found: Vec<(String, String, Transition)> = r
         .waiting()
         .await
         .into_iter()
         .map(|h| {
-            assert!(h.action().token.is_none(), "reconciled actions complete by instance id");
+            assert!(
+                h.action().token.is_none(),
+                "reconciled actions complete by instance id"
+            );
             (h.instance_id, h.hook_name, h.transition)
         })
         .collect();
@@ -54,8 +67,16 @@ async fn finds_waiting_instances_of_ferrys_hooks() {
     assert_eq!(
         found,
         vec![
-            ("i-new".to_string(), "ferry-launch".to_string(), Transition::Launching),
-            ("i-old".to_string(), "ferry-terminate".to_string(), Transition::Terminating),
+            (
+                "i-new".to_string(),
+                "ferry-launch".to_string(),
+                Transition::Launching
+            ),
+            (
+                "i-old".to_string(),
+                "ferry-terminate".to_string(),
+                Transition::Terminating
+            ),
         ]
     );
 }
@@ -65,7 +86,10 @@ async fn without_the_queue_arn_only_an_unambiguous_hook_is_taken() {
     let fake = FakeLifecycleActions::default();
     fake.put_group(GroupInfo {
         name: "db".into(),
-        instances: vec![member("i-new", "Pending:Wait"), member("i-old", "Terminating:Wait")],
+        instances: vec![
+            member("i-new", "Pending:Wait"),
+            member("i-old", "Terminating:Wait"),
+        ],
         ..GroupInfo::default()
     });
     fake.put_hook("db", hook("a", Transition::Launching, "arn:1"));

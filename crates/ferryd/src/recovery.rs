@@ -4,7 +4,6 @@
 //! The age is how much data a failover would lose right now if the instance died without a terminate
 //! hook. It keeps growing between look-ups, and while they fail, from the last snapshot seen.
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

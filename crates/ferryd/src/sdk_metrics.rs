@@ -1,7 +1,6 @@
 //! An AWS SDK interceptor that counts every call *attempt* (retries included) by service, operation and
 //! outcome into `ferry_aws_calls_total`.
 
-
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     FinalizerInterceptorContextRef, InterceptorContext,
