@@ -177,6 +177,7 @@ poll_max_ms = 2000
 # Many ferryd processes run at once in the tests: each takes a free port.
 [metrics]
 listen = "127.0.0.1:0"
+recovery_interval_secs = 1
 
 [[groups]]
 name = "{group}"

@@ -2,7 +2,6 @@
 //! failover to AZ b, and a same-AZ replacement, each proven from the emulator's state and call log.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Result;
 use ferry_integration_tests::daemon::{Ferryd, Logs};
@@ -225,8 +224,48 @@ async fn cross_az_failover_then_same_az_reattach() -> Result<()> {
         2,
         "first-boot volume and the restored one"
     );
-    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    // The daemon's own account of it: metrics and health on the address it logged.
+    let addr = metrics_addr(&log)?;
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for line in [
+        r#"ferry_hooks_total{transition="launch",outcome="continue"} 3"#,
+        r#"ferry_hooks_total{transition="terminate",outcome="continue"} 2"#,
+        r#"ferry_hooks_in_flight{transition="launch"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+    }
+    assert!(metrics
+        .contains(r#"ferry_aws_calls_total{service="ec2",operation="CreateVolume",outcome="ok"}"#));
+    assert!(
+        metrics.contains(r#"ferry_recovery_point_age_seconds{group="db",slot="0",volume="data"}"#),
+        "the recovery point is reported once a snapshot exists"
+    );
+    for path in ["healthz", "readyz"] {
+        let status = http
+            .get(format!("http://{addr}/{path}"))
+            .send()
+            .await?
+            .status();
+        assert_eq!(status.as_u16(), 200, "/{path}");
+    }
     Ok(())
+}
+
+/// The metrics address ferryd logged (`serving /metrics, /healthz and /readyz`, JSON log lines).
+fn metrics_addr(log: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(log)?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "serving /metrics, /healthz and /readyz")
+        .and_then(|v| v["addr"].as_str().map(str::to_string))
+        .ok_or_else(|| anyhow::anyhow!("ferryd logged no metrics address:\n{text}"))
 }
 
 async fn describe_volume(world: &World, id: &str) -> Result<aws_sdk_ec2::types::Volume> {
