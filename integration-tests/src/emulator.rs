@@ -9,6 +9,17 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+/// Emulator timings for tests: real waits (a snapshot stays pending, a volume creating, an attachment
+/// attaching), short enough for a fast suite.
+pub fn fast_timings() -> Value {
+    json!({
+        "snapshot_seconds": 1.0,
+        "volume_create_seconds": 0.3,
+        "attach_seconds": 0.2,
+        "detach_seconds": 0.2
+    })
+}
+
 /// The region and account the emulator serves.
 pub const REGION: &str = "us-east-1";
 

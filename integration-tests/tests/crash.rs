@@ -135,12 +135,7 @@ impl Case {
     }
 
     fn settings(&self) -> serde_json::Value {
-        let mut s = json!({
-            "snapshot_seconds": 1.0,
-            "volume_create_seconds": 0.3,
-            "attach_seconds": 0.2,
-            "detach_seconds": 0.2
-        });
+        let mut s = ferry_integration_tests::emulator::fast_timings();
         match self.kill {
             Kill::While(Pending::Snapshot) => s["snapshot_seconds"] = json!(SLOW),
             Kill::While(Pending::Creating) => s["volume_create_seconds"] = json!(SLOW),

@@ -11,7 +11,6 @@ use ferry_integration_tests::scenario::{
     ledger_key, tag, Action, Rig, STEP,
 };
 use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A};
-use serde_json::json;
 
 fn world() -> WorldOptions {
     WorldOptions {
@@ -22,12 +21,7 @@ fn world() -> WorldOptions {
 }
 
 fn settings() -> serde_json::Value {
-    json!({
-        "snapshot_seconds": 1.0,
-        "volume_create_seconds": 0.3,
-        "attach_seconds": 0.2,
-        "detach_seconds": 0.2
-    })
+    ferry_integration_tests::emulator::fast_timings()
 }
 
 async fn rig() -> Result<Rig> {

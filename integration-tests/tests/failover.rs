@@ -32,13 +32,8 @@ fn actions_for<'a>(actions: &'a [Value], instance: &str, transition: &str) -> Ve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_az_failover_then_same_az_reattach() -> Result<()> {
     let emu = Emulator::start()?;
-    emu.configure(serde_json::json!({
-        "snapshot_seconds": 1.0,
-        "volume_create_seconds": 0.3,
-        "attach_seconds": 0.2,
-        "detach_seconds": 0.2
-    }))
-    .await?;
+    emu.configure(ferry_integration_tests::emulator::fast_timings())
+        .await?;
     let world = World::setup(&emu, &WorldOptions::default()).await?;
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("ferryd.log");

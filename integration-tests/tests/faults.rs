@@ -159,12 +159,7 @@ async fn failover_completes_under_throttling_errors_and_latency() -> Result<()> 
         visibility_timeout: 10,
         ..WorldOptions::default()
     };
-    let settings = json!({
-        "snapshot_seconds": 1.0,
-        "volume_create_seconds": 0.3,
-        "attach_seconds": 0.2,
-        "detach_seconds": 0.2
-    });
+    let settings = ferry_integration_tests::emulator::fast_timings();
     let mut rig = Rig::new(Path::new(env!("CARGO_BIN_EXE_ferryd")), &opts, settings).await?;
     let res = scenario(&mut rig).await;
     res.with_context(|| format!("ferryd logs:\n{}", rig.log(1)))

@@ -206,12 +206,7 @@ async fn poison_messages_are_dead_lettered_and_hooks_still_complete() -> Result<
         visibility_timeout: 5,
         ..WorldOptions::default()
     };
-    let settings = json!({
-        "snapshot_seconds": 1.0,
-        "volume_create_seconds": 0.3,
-        "attach_seconds": 0.2,
-        "detach_seconds": 0.2
-    });
+    let settings = ferry_integration_tests::emulator::fast_timings();
     let mut rig = Rig::new(Path::new(env!("CARGO_BIN_EXE_ferryd")), &opts, settings).await?;
     let res = scenario(&mut rig).await;
     res.with_context(|| format!("ferryd logs:\n{}", rig.log(1)))
