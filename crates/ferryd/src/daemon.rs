@@ -12,7 +12,7 @@ use ferry_state_machine::lock::LocalSlotLocks;
 use ferry_state_machine::{Driver, DriverConfig, HookObserver, LifecycleActions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::crashpoint::{CrashPoint, Crashing};
@@ -44,7 +44,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     // HTTP endpoints stay up while hooks drain, so they stop on their own signal, last.
     let (http_tx, http_rx) = watch::channel(false);
     let readiness = Arc::new(Readiness::default());
-    let http = start_http(&config, &metrics, &readiness, http_rx).await?;
+    let http = start_http(&config, &metrics, &readiness, http_rx).await;
     let readiness_task = tokio::spawn(crate::queue_info::watch_readiness(
         sqs.clone(),
         config.queue.url.clone(),
@@ -168,14 +168,15 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     Ok(())
 }
 
-/// Binds the metrics and health endpoints (a taken port fails start-up) or, when disabled, still runs
-/// systemd notification.
+/// Binds the metrics and health endpoints, or, when they are disabled or their address is taken, still
+/// runs systemd notification. A taken address is logged as an error but does not stop ferryd: moving the
+/// data matters more than being scraped.
 async fn start_http(
     config: &Config,
     metrics: &Metrics,
     readiness: &Arc<Readiness>,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<Option<JoinHandle<anyhow::Result<()>>>> {
+) -> Option<JoinHandle<anyhow::Result<()>>> {
     let m = &config.metrics;
     let state = HttpState {
         metrics: metrics.clone(),
@@ -185,12 +186,14 @@ async fn start_http(
     };
     if !m.enabled {
         crate::http::spawn_sd_notify(&state, stop);
-        return Ok(None);
+        return None;
     }
-    let listener = tokio::net::TcpListener::bind(m.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on metrics.listen = {}: {e}", m.listen))?;
-    Ok(Some(tokio::spawn(crate::http::serve_on(
-        listener, state, stop,
-    ))))
+    match tokio::net::TcpListener::bind(m.listen).await {
+        Ok(listener) => Some(tokio::spawn(crate::http::serve_on(listener, state, stop))),
+        Err(e) => {
+            error!(addr = %m.listen, error = %e, "cannot listen on metrics.listen; running without /metrics, /healthz and /readyz");
+            crate::http::spawn_sd_notify(&state, stop);
+            None
+        }
+    }
 }
