@@ -1,5 +1,6 @@
 //! Reading and writing the tag ledger: the tags ferry puts on what it creates, and deterministic tokens.
 
+use ferry_state_machine::observe::{ObservedInstance, ObservedVolume};
 use ferry_state_machine::tags;
 use ferry_state_machine::Generation;
 use sha2::{Digest, Sha256};
@@ -28,6 +29,25 @@ pub fn data_tags(logical: &str, generation: Generation) -> Vec<Tag> {
         tag(tags::VOLUME, logical),
         tag(tags::GENERATION, generation.0.to_string()),
     ]
+}
+
+/// The logical-name and generation tags of a managed volume, copied onto a snapshot of it.
+pub fn volume_data_tags(vol: &ObservedVolume) -> Vec<Tag> {
+    data_tags(
+        vol.logical.as_deref().unwrap_or_default(),
+        vol.generation.unwrap_or(Generation(0)),
+    )
+}
+
+/// The volumes of `instance` a `CreateSnapshots` of `wanted` must exclude: every other volume but the
+/// boot volume (which `ExcludeBootVolume` already leaves out).
+pub fn snapshot_set_exclusions(instance: &ObservedInstance, wanted: &[String]) -> Vec<String> {
+    instance
+        .volume_ids
+        .iter()
+        .filter(|id| !wanted.contains(id) && instance.root_volume_id.as_ref() != Some(id))
+        .cloned()
+        .collect()
 }
 
 /// Every tag of a volume a launch creates.

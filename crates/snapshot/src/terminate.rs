@@ -7,9 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_state_machine::machine::{decide_terminate, TerminateStep, TerminateView};
 use ferry_state_machine::observe::{ObservedVolume, SnapshotReason};
-use ferry_state_machine::{
-    tags, Destination, Generation, HookEvent, HookWork, Progress, StepError, Verdict,
-};
+use ferry_state_machine::{tags, Destination, HookEvent, HookWork, Progress, StepError, Verdict};
 use tracing::{info, warn};
 
 use crate::ledger::{self, SLOT};
@@ -56,7 +54,7 @@ impl TerminateWork {
             let mut made = Vec::new();
             for vol in managed.iter().filter(|v| missing.contains(&v.id)) {
                 let mut vt = t.clone();
-                vt.extend(volume_data_tags(vol));
+                vt.extend(ledger::volume_data_tags(vol));
                 let desc = format!(
                     "ferry {}: {} at terminate of {}",
                     self.group.name,
@@ -83,12 +81,7 @@ impl TerminateWork {
                     ),
                 )
             })?;
-        let exclude: Vec<String> = instance
-            .volume_ids
-            .iter()
-            .filter(|id| !missing.contains(id) && instance.root_volume_id.as_ref() != Some(id))
-            .cloned()
-            .collect();
+        let exclude = ledger::snapshot_set_exclusions(&instance, missing);
         let made = self
             .ec2
             .create_snapshots(&hook.instance_id, &exclude, &t)
@@ -97,14 +90,6 @@ impl TerminateWork {
         info!(snapshots = ?ids, "crash-consistent snapshot set started");
         Ok(format!("snapshotting {}", ids.join(",")))
     }
-}
-
-/// The logical-name and generation tags of a managed volume, copied onto its snapshot.
-fn volume_data_tags(vol: &ObservedVolume) -> Vec<Tag> {
-    ledger::data_tags(
-        vol.logical.as_deref().unwrap_or_default(),
-        vol.generation.unwrap_or(Generation(0)),
-    )
 }
 
 #[async_trait]
@@ -149,7 +134,9 @@ impl HookWork for TerminateWork {
             TerminateStep::TagSnapshots(pairs) => {
                 for (snap, vol_id) in &pairs {
                     if let Some(vol) = managed.iter().find(|v| &v.id == vol_id) {
-                        self.ec2.tag_snapshot(snap, &volume_data_tags(vol)).await?;
+                        self.ec2
+                            .tag_snapshot(snap, &ledger::volume_data_tags(vol))
+                            .await?;
                     }
                 }
                 Ok(Progress::Acted(format!(

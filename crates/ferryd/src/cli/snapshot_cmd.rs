@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ferry_snapshot::ledger::{self, SLOT};
-use ferry_snapshot::{Instances, Snapshots, Tag, VolumeQuery, Volumes};
+use ferry_snapshot::{Instances, Snapshots, VolumeQuery, Volumes};
 use ferry_state_machine::observe::{AttachState, ObservedVolume, SnapshotReason, SnapshotState};
 use ferry_state_machine::{tags, Generation, LifecycleActions};
 
@@ -128,15 +128,9 @@ async fn take(aws: &Aws, group: &GroupConfig) -> Result<Vec<(String, ObservedVol
         tags::NAME.into(),
         format!("ferry {} manual of {instance}", group.name),
     ));
-    let data = |v: &ObservedVolume| -> Vec<Tag> {
-        ledger::data_tags(
-            v.logical.as_deref().unwrap_or_default(),
-            v.generation.unwrap_or(Generation(0)),
-        )
-    };
     if let [v] = volumes.as_slice() {
         let mut t = common.clone();
-        t.extend(data(v));
+        t.extend(ledger::volume_data_tags(v));
         let desc = format!(
             "ferry {}: {} manual snapshot of {instance}",
             group.name,
@@ -156,14 +150,8 @@ async fn take(aws: &Aws, group: &GroupConfig) -> Result<Vec<(String, ObservedVol
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("EC2 does not know instance {instance}"))?;
-    let exclude: Vec<String> = observed
-        .volume_ids
-        .iter()
-        .filter(|id| {
-            !volumes.iter().any(|v| &v.id == *id) && observed.root_volume_id.as_ref() != Some(id)
-        })
-        .cloned()
-        .collect();
+    let wanted: Vec<String> = volumes.iter().map(|v| v.id.clone()).collect();
+    let exclude = ledger::snapshot_set_exclusions(&observed, &wanted);
     let pairs = aws
         .ec2
         .create_snapshots(&instance, &exclude, &common)
@@ -175,7 +163,7 @@ async fn take(aws: &Aws, group: &GroupConfig) -> Result<Vec<(String, ObservedVol
             continue;
         };
         aws.ec2
-            .tag_snapshot(&snap, &data(v))
+            .tag_snapshot(&snap, &ledger::volume_data_tags(v))
             .await
             .map_err(|e| format!("snapshot {snap} started but not tagged: {e}"))?;
         out.push((snap, v.clone()));
