@@ -138,10 +138,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         ("recovery check", recovery),
         ("readiness check", Some(readiness_task)),
     ] {
-        if let Some(Err(e)) = match task {
-            Some(t) => Some(t.await),
-            None => None,
-        } {
+        let Some(task) = task else { continue };
+        if let Err(e) = task.await {
             warn!(error = %e, "the {what} task failed");
         }
     }

@@ -2,7 +2,7 @@
 //! `Terminating:Wait` through `DescribeAutoScalingInstances`, and works their hooks even when no message
 //! arrives (lost, dead-lettered, or held by a crashed process). Completion is by instance id.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,28 +103,32 @@ impl Reconciler {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut tasks = JoinSet::new();
-        let mut started: HashSet<(String, &'static str)> = HashSet::new();
+        // The actions with a run in progress, by the task working them.
+        let mut started: HashMap<tokio::task::Id, (String, &'static str)> = HashMap::new();
         loop {
             for hook in self.waiting().await {
                 let key = (hook.instance_id.clone(), hook.transition.label());
-                if !matches!(handler.admit(&hook).await, Admission::Work) || started.contains(&key)
+                if started.values().any(|k| *k == key)
+                    || !matches!(handler.admit(&hook).await, Admission::Work)
                 {
                     continue;
                 }
                 info!(asg = %hook.group, instance.id = %hook.instance_id, transition = %hook.transition, "reconcile: working a waiting lifecycle action found without a message");
-                started.insert(key);
                 let (h, rx) = (handler.clone(), shutdown.clone());
                 let span = ferry_hook_listener::hook_span(&hook);
-                tasks.spawn(async move { h.handle(hook, rx).await }.instrument(span));
+                let task = tasks.spawn(async move { h.handle(hook, rx).await }.instrument(span));
+                started.insert(task.id(), key);
             }
-            // Forget finished runs so a later round can pick an instance up again if it still waits.
-            while let Some(done) = tasks.try_join_next() {
-                if let Err(e) = done {
-                    warn!(error = %e, "reconcile: a hook task failed");
-                }
-            }
-            if tasks.is_empty() {
-                started.clear();
+            // Forget finished runs, so a later round picks an action up again if it still waits.
+            while let Some(done) = tasks.try_join_next_with_id() {
+                let id = match done {
+                    Ok((id, _)) => id,
+                    Err(e) => {
+                        warn!(error = %e, "reconcile: a hook task failed");
+                        e.id()
+                    }
+                };
+                started.remove(&id);
             }
             if every.is_zero() {
                 break;
