@@ -122,7 +122,17 @@ async fn scenario(rig: &mut Rig, launch_first: bool) -> Result<()> {
     let completes = rig.emu.calls(Some("CompleteLifecycleAction")).await?;
     let term_done = completes
         .iter()
-        .find(|c| c["status"] == 200 && c["params"]["LifecycleActionToken"] == term.token.as_str())
+        .find(|c| {
+            // By token (a message's run) or by instance id (a reconciled run, which has no token).
+            let p = &c["params"];
+            let by_token = p["LifecycleActionToken"] == term.token.as_str();
+            let by_instance = p["LifecycleActionToken"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty()
+                && p["InstanceId"] == term.instance.as_str();
+            c["status"] == 200 && (by_token || by_instance)
+        })
         .and_then(|c| c["seq"].as_u64())
         .context("the terminate was never completed")?;
     for r in &restores {

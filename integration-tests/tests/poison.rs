@@ -175,9 +175,15 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
     let all = actions(&rig.emu).await?;
     let known: BTreeSet<&str> = all.iter().map(|a| a.token.as_str()).collect();
     for c in rig.emu.calls(Some("CompleteLifecycleAction")).await? {
-        let token = c["params"]["LifecycleActionToken"].as_str().unwrap_or("");
+        let p = &c["params"];
+        let token = p["LifecycleActionToken"].as_str().unwrap_or("");
+        // A reconciled run completes by instance id, without a token.
+        let by_instance = token.is_empty()
+            && all.iter().any(|a| {
+                p["InstanceId"] == a.instance.as_str() && p["LifecycleHookName"] == a.hook.as_str()
+            });
         ensure!(
-            known.contains(token),
+            known.contains(token) || by_instance,
             "completion of an unknown action: {c}"
         );
     }
