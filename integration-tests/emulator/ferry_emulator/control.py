@@ -7,8 +7,13 @@
     GET    /_emulator/calls        call log (?service=&action=&since=); DELETE clears
     GET    /_emulator/lifecycle    lifecycle actions (active, completed, expired)
     GET    /_emulator/health       {"ok": true}
+    POST   /_emulator/volumes/<vol-id>/write      write {"value": N} (or counter+1) to a volume
+    POST   /_emulator/instances/<i-id>/write      write to every non-root volume of an instance
+    GET    /_emulator/volumes/<vol-id>/data       a volume's content
+    GET    /_emulator/snapshots/<snap-id>/data    a snapshot's content
 
-Bad input answers HTTP 400 ``{"error": "..."}``.
+Bad input answers HTTP 400 ``{"error": "..."}``; an unknown volume, snapshot or
+instance 404 ``{"error": "..."}``; a refused write 409 ``{"error": "...", "refused": true}``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import traceback
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import asg, lifecycle, state
+from . import asg, data, lifecycle, state
 from .calllog import CALLS
 from .faults import FAULTS
 
@@ -108,6 +113,57 @@ def _calls(method: str, environ: dict[str, Any]) -> Response:
     return _json(200, {"calls": CALLS.query(query.get("service"), query.get("action"), since)})
 
 
+def _write_value(environ: dict[str, Any]) -> int | None:
+    body = _object(environ)
+    unknown = set(body) - {"value"}
+    if unknown:
+        raise BadRequest(f"unknown write key(s) {sorted(unknown)}; known: ['value']")
+    value = body.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise BadRequest(f"value must be an integer >= 0 (or absent for counter+1), got {value!r}")
+    return value
+
+
+def _data(method: str, path: str, environ: dict[str, Any]) -> Response | None:
+    """The data-on-volumes endpoints, or None if ``path`` is not one of them."""
+    parts = path.split("/")  # ['', '_emulator', kind, id, verb]
+    if len(parts) != 5 or not parts[3]:
+        return None
+    kind, ident, verb = parts[2], parts[3], parts[4]
+    if (kind, verb, method) not in (
+        ("volumes", "write", "POST"),
+        ("instances", "write", "POST"),
+        ("volumes", "data", "GET"),
+        ("snapshots", "data", "GET"),
+    ):
+        return None
+    value = _write_value(environ) if verb == "write" else None
+    with state.LOCK:
+        state.run_due()
+        if kind == "snapshots":
+            snapshot = data.find_snapshot(ident)
+            if snapshot is None:
+                return _json(404, {"error": f"unknown snapshot {ident!r}"})
+            return _json(200, data.snapshot_data(snapshot))
+        if kind == "instances":
+            instance = data.find_instance(ident)
+            if instance is None:
+                return _json(404, {"error": f"unknown instance {ident!r}"})
+            try:
+                return _json(200, data.write_instance(instance, value))
+            except data.Refused as exc:
+                return _json(409, {"error": str(exc), "refused": True})
+        volume = data.find_volume(ident)
+        if volume is None:
+            return _json(404, {"error": f"unknown volume {ident!r}"})
+        if verb == "data":
+            return _json(200, data.volume_data(volume))
+        try:
+            return _json(200, data.write_volume(volume, value))
+        except data.Refused as exc:
+            return _json(409, {"error": str(exc), "refused": True})
+
+
 def _route(method: str, path: str, environ: dict[str, Any]) -> Response:
     if path == "/_emulator/health" and method == "GET":
         return _json(200, {"ok": True})
@@ -141,6 +197,9 @@ def _route(method: str, path: str, environ: dict[str, Any]) -> Response:
     if path == "/_emulator/lifecycle" and method == "GET":
         with state.LOCK:
             return _json(200, {"actions": lifecycle.snapshot()})
+    found = _data(method, path, environ)
+    if found is not None:
+        return found
     return _json(404, {"error": f"no control endpoint {method} {path}"})
 
 

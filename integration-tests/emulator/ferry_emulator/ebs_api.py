@@ -11,7 +11,10 @@
 * ``DetachVolume``: ``InstanceId`` optional; ``detaching`` for ``detach_seconds``
   (forever while the volume's AZ has an outage).
 * ``CreateSnapshot`` / ``CreateSnapshots`` (with ``TagSpecifications`` and
-  ``CopyTagsFromSource=volume``): ``pending`` for ``snapshot_seconds``.
+  ``CopyTagsFromSource=volume``): ``pending`` for ``snapshot_seconds``
+  (``incremental_snapshot_seconds`` for incremental ones). The content is
+  captured when the call is made (data.py); CreateSnapshots runs under the
+  global lock, so its whole set is captured at one instant.
 """
 
 from __future__ import annotations
@@ -196,11 +199,13 @@ def _create_snapshots(self: ElasticBlockStore) -> ActionResult:
     copy_tags = (self._get_param("CopyTagsFromSource") or "").lower() == "volume"
     description = self._get_param("Description", "")
     self.error_on_dryrun()
+    volumes = [
+        backend.get_volume(bdt.volume_id)
+        for device, bdt in instance.get_block_device_mapping
+        if not ((exclude_boot and device == instance.root_device_name) or bdt.volume_id in excluded)
+    ]
     snapshots = []
-    for device, bdt in instance.get_block_device_mapping:
-        if (exclude_boot and device == instance.root_device_name) or bdt.volume_id in excluded:
-            continue
-        volume = backend.get_volume(bdt.volume_id)
+    for volume in volumes:  # no write can interleave: this all runs under state.LOCK
         snapshot = backend.create_snapshot(volume.id, description=description)
         if copy_tags:
             snapshot.add_tags({t["key"]: t["value"] for t in volume.get_tags() if not t["key"].startswith("aws:")})

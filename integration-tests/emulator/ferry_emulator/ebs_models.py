@@ -15,7 +15,11 @@ the objects, so every API sees one consistent state at any moment:
   in ``error`` (per ``snapshot_mode``).
 
 Terminating an instance also detaches its volumes (deleting DeleteOnTermination
-ones) and disassociates its Elastic IPs, as AWS does.
+ones) and disassociates its Elastic IPs, as AWS does. With
+``instance_shutdown_seconds`` > 0 the instance is first ``shutting-down`` for
+that long (volumes still attached, EIPs still associated); the rest of the
+termination runs when it is due (:func:`complete_due_shutdowns`, run by the
+ticker and before every locked request, so every API sees it on time).
 
 Objects created by moto internally (root volumes of launched instances, AMI
 snapshots) carry no timestamps and behave as moto always did: instant.
@@ -23,6 +27,7 @@ snapshots) carry no timestamps and behave as moto always did: instant.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachment
@@ -113,8 +118,12 @@ def _snapshot_progress(self: Snapshot) -> str:
 
 def start_snapshot_timer(snap: Snapshot, volume: Volume) -> None:
     now = state.now()
+    seconds = state.SETTINGS.snapshot_seconds
+    incremental_seconds = state.SETTINGS.incremental_snapshot_seconds
+    if snap.__dict__.get("_ferry_incremental") and incremental_seconds is not None:
+        seconds = incremental_seconds
     snap.__dict__["_ferry_started"] = now
-    snap.__dict__["_ferry_done_at"] = now + state.SETTINGS.snapshot_seconds
+    snap.__dict__["_ferry_done_at"] = now + seconds
     snap.__dict__["_ferry_az"] = volume.availability_zone
 
 
@@ -164,8 +173,16 @@ def _teardown_defaults(self: Instance) -> None:
 
 _original_terminate = Instance.terminate
 
+# instance id -> (instance, when its shutting-down phase ends)
+SHUTTING_DOWN: dict[str, tuple[Instance, float]] = {}
 
-def _terminate(self: Instance) -> Any:
+
+@state.on_reset
+def _reset() -> None:
+    SHUTTING_DOWN.clear()
+
+
+def _finish_terminate(self: Instance) -> Any:
     """Terminate, then release the instance's Elastic IPs (AWS disassociates them)."""
     previous = _original_terminate(self)
     for eip in getattr(self.ec2_backend, "addresses", []):
@@ -174,6 +191,29 @@ def _terminate(self: Instance) -> Any:
             eip.eni = None
             eip.association_id = None
     return previous
+
+
+def _terminate(self: Instance) -> Any:
+    """Terminate now, or enter ``shutting-down`` for ``instance_shutdown_seconds``."""
+    if self.id in SHUTTING_DOWN:
+        return copy.copy(self._state)  # already on its way
+    seconds = state.SETTINGS.instance_shutdown_seconds
+    if seconds <= 0 or self.state == "terminated":
+        return _finish_terminate(self)
+    previous = copy.copy(self._state)
+    self._state.name, self._state.code = "shutting-down", 32
+    SHUTTING_DOWN[self.id] = (self, state.now() + seconds)
+    return previous
+
+
+@state.on_due
+def complete_due_shutdowns() -> None:
+    """Finish the termination of every instance whose shutting-down phase is over."""
+    now = state.now()
+    for instance_id, (instance, due) in list(SHUTTING_DOWN.items()):
+        if now >= due:
+            del SHUTTING_DOWN[instance_id]
+            _finish_terminate(instance)
 
 
 def install() -> None:

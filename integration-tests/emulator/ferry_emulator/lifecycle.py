@@ -230,7 +230,7 @@ def snapshot() -> list[dict[str, Any]]:
 
 
 class Ticker(threading.Thread):
-    """Background thread that expires lifecycle actions every ~100 ms."""
+    """Background thread that expires lifecycle actions and runs due work every ~100 ms."""
 
     def __init__(self) -> None:
         super().__init__(name="ferry-lifecycle-ticker", daemon=True)
@@ -241,6 +241,7 @@ class Ticker(threading.Thread):
             try:
                 with state.LOCK:
                     expire_due()
+                    state.run_due()
             except Exception as exc:  # never let the ticker die
                 import traceback
 

@@ -115,10 +115,20 @@ class EmulatorMiddleware:
 
         if lock:
             with state.LOCK:
+                self._run_due()
                 body = self._collect(self.moto_app(environ, capture))
         else:
             body = self._collect(self.moto_app(environ, capture))
         return captured["status"], list(captured["headers"]), body
+
+    @staticmethod
+    def _run_due() -> None:
+        """Apply deferred state changes (e.g. ends of shutting-down) before moto is observed."""
+        try:
+            state.run_due()
+        except Exception as exc:  # never fail the request for it
+            print(f"ferry-emulator: deferred work error: {exc!r}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
 
     @staticmethod
     def _collect(chunks: Iterable[bytes]) -> bytes:

@@ -7,7 +7,10 @@ at a time. SQS calls are not serialised (moto's SQS has its own locking and a
 long poll must not block everything else).
 
 Other modules register a ``reset`` callback with :func:`on_reset`; the
-``/_emulator/reset`` endpoint runs them all.
+``/_emulator/reset`` endpoint runs them all. Deferred work that must be applied
+before anything observes the models (an instance's end of ``shutting-down``)
+registers with :func:`on_due`; :func:`run_due` runs it (the ticker does, and so
+does every locked request before it reaches moto).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 LOCK = threading.RLock()
 
 REPLACEMENT_ORDERS = ("after_terminate", "before_terminate")
+NULLABLE = ("incremental_snapshot_seconds",)
 
 
 def now() -> float:
@@ -48,6 +52,10 @@ class Settings:
     replacement_order: str = "after_terminate"
     # Multiplies every hook's HeartbeatTimeout (and so its global cap).
     hook_timeout_scale: float = 1.0
+    # Pending time of incremental snapshots; None = same as snapshot_seconds.
+    incremental_snapshot_seconds: float | None = None
+    # How long a terminated instance stays ``shutting-down`` (0 = terminated at once).
+    instance_shutdown_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,8 +74,12 @@ class Settings:
                     )
                 staged[key] = value
                 continue
+            if key in NULLABLE and value is None:
+                staged[key] = None
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{key} must be a number, got {value!r}")
+                kind = "a number or null" if key in NULLABLE else "a number"
+                raise ValueError(f"{key} must be {kind}, got {value!r}")
             if value < 0:
                 raise ValueError(f"{key} must not be negative, got {value!r}")
             if key == "hook_timeout_scale" and value == 0:
@@ -80,6 +92,20 @@ class Settings:
 SETTINGS = Settings()
 
 _reset_callbacks: list[Callable[[], None]] = []
+_due_callbacks: list[Callable[[], None]] = []
+
+
+def on_due(callback: Callable[[], None]) -> Callable[[], None]:
+    """Register deferred work run (under LOCK) by :func:`run_due`."""
+    _due_callbacks.append(callback)
+    return callback
+
+
+def run_due() -> None:
+    """Apply every registered piece of deferred work that is due now."""
+    with LOCK:
+        for callback in _due_callbacks:
+            callback()
 
 
 def on_reset(callback: Callable[[], None]) -> Callable[[], None]:
