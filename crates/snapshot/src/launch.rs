@@ -10,6 +10,7 @@ use ferry_state_machine::machine::{
     decide_launch_volume, LaunchView, VolumeStep, WaitFor, LAUNCH_KEY_SUFFIX,
 };
 use ferry_state_machine::observe::{HolderState, ObservedInstance, ObservedVolume, SnapshotReason};
+use ferry_state_machine::slot::{decide_launch_slot, SlotStep};
 use ferry_state_machine::{
     tags, AttachedData, Disposition, HookEvent, HookWork, LifecycleActions, Progress, StepError,
     Verdict,
@@ -151,14 +152,14 @@ impl LaunchWork {
             } => {
                 let mut t = ledger::base_tags(group, &hook.ledger_key());
                 t.extend(ledger::data_tags(&spec.name, generation));
-                t.push((tags::REASON.into(), SnapshotReason::Launch.as_tag().into()));
+                t.push((tags::REASON.into(), SnapshotReason::Final.as_tag().into()));
                 let desc = format!(
-                    "ferry {group}: detached {} gen {generation} for a launch in {}",
+                    "ferry {group}: final delta of fenced {} gen {generation} for a launch in {}",
                     spec.name, me.availability_zone
                 );
                 let id = self.ec2.create_snapshot(&volume_id, &desc, &t).await?;
-                info!(snapshot.id = %id, volume.id = %volume_id, generation = generation.0, "snapshotting the newest detached volume from another AZ");
-                Ok(format!("snapshotting {volume_id} as {id}"))
+                info!(snapshot.id = %id, volume.id = %volume_id, generation = generation.0, "final delta: snapshotting the fenced volume from another AZ");
+                Ok(format!("final delta of {volume_id} as {id}"))
             }
             VolumeStep::CreateEmpty { generation } => {
                 let req = NewVolume {
@@ -272,31 +273,58 @@ impl HookWork for LaunchWork {
                 ))))
             }
         };
-        let mut attached = Vec::new();
-        let mut waits = Vec::new();
+        let mut steps = Vec::with_capacity(self.group.volumes.len());
         for spec in &self.group.volumes {
-            match self.volume_step(hook, &me, spec, elapsed).await? {
+            steps.push(self.volume_step(hook, &me, spec, elapsed).await?);
+        }
+        match decide_launch_slot(&steps) {
+            SlotStep::Abandon(i) => {
+                let why = match &steps[i] {
+                    VolumeStep::Abandon(why) => why.as_str(),
+                    _ => "cannot have its data",
+                };
+                return Ok(Progress::Finished(Verdict::abandon(format!(
+                    "{}: {why}",
+                    self.group.volumes[i].name
+                ))));
+            }
+            SlotStep::Act(i) => {
+                let spec = &self.group.volumes[i];
+                let step = steps.swap_remove(i);
+                return Ok(Progress::Acted(self.act(hook, &me, spec, step).await?));
+            }
+            SlotStep::Wait => {
+                let waits: Vec<String> = self
+                    .group
+                    .volumes
+                    .iter()
+                    .zip(&steps)
+                    .filter_map(|(spec, s)| match s {
+                        VolumeStep::Wait(w) => Some(describe_wait(&spec.name, w)),
+                        _ => None,
+                    })
+                    .collect();
+                return Ok(Progress::Waiting(waits.join("; ")));
+            }
+            SlotStep::Ready => {}
+        }
+        let attached: Vec<AttachedData> = self
+            .group
+            .volumes
+            .iter()
+            .zip(steps)
+            .filter_map(|(spec, s)| match s {
                 VolumeStep::Ready {
                     volume_id,
                     generation,
-                } => attached.push(AttachedData {
+                } => Some(AttachedData {
                     logical: spec.name.clone(),
                     volume_id,
                     generation,
                 }),
-                VolumeStep::Wait(w) => waits.push(describe_wait(&spec.name, &w)),
-                VolumeStep::Abandon(why) => {
-                    return Ok(Progress::Finished(Verdict::abandon(format!(
-                        "{}: {why}",
-                        spec.name
-                    ))))
-                }
-                step => return Ok(Progress::Acted(self.act(hook, &me, spec, step).await?)),
-            }
-        }
-        if !waits.is_empty() {
-            return Ok(Progress::Waiting(waits.join("; ")));
-        }
+                _ => None,
+            })
+            .collect();
         let mut eip_problem = None;
         if let Some(done) = self.finish_steps(&me, &attached, &mut eip_problem).await? {
             return Ok(Progress::Acted(done));
@@ -352,7 +380,7 @@ fn describe_wait(logical: &str, w: &WaitFor) -> String {
             instance_id,
             volume_id,
         } => {
-            format!("{logical}: barrier: {instance_id} is terminating with {volume_id}; waiting for its snapshot and detach")
+            format!("{logical}: barrier: {instance_id} is terminating with {volume_id}; waiting for the fence (its termination and the detach) before the final delta")
         }
         WaitFor::StayingHolder {
             instance_id,

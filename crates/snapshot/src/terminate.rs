@@ -1,5 +1,7 @@
-//! The terminate hook's effectful shell: snapshot the instance's managed volumes crash-consistently,
-//! tag the snapshots into the ledger, and wait for them to complete.
+//! The terminate hook's effectful shell: the pre-copy. While the leaving instance still runs, snapshot its
+//! managed volumes crash-consistently, tag the set into the ledger as a recovery point (`precopy`), and wait
+//! (bounded) for it to complete. Completing the action is the fence: the instance shuts down and its volumes
+//! detach; the launch then takes the small final delta of the fenced volumes (docs/architecture.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,12 +32,12 @@ impl TerminateWork {
         let mut t = ledger::base_tags(&self.group.name, &hook.ledger_key());
         t.push((
             tags::REASON.into(),
-            SnapshotReason::Terminate.as_tag().into(),
+            SnapshotReason::Precopy.as_tag().into(),
         ));
         t.push((
             tags::NAME.into(),
             format!(
-                "ferry {} terminate of {}",
+                "ferry {} pre-copy at terminate of {}",
                 self.group.name, hook.instance_id
             ),
         ));
@@ -56,13 +58,13 @@ impl TerminateWork {
                 let mut vt = t.clone();
                 vt.extend(ledger::volume_data_tags(vol));
                 let desc = format!(
-                    "ferry {}: {} at terminate of {}",
+                    "ferry {}: {} pre-copy at terminate of {}",
                     self.group.name,
                     vol.logical.as_deref().unwrap_or("?"),
                     hook.instance_id
                 );
                 let id = self.ec2.create_snapshot(&vol.id, &desc, &vt).await?;
-                info!(snapshot.id = %id, volume.id = %vol.id, "snapshot started");
+                info!(snapshot.id = %id, volume.id = %vol.id, "pre-copy snapshot started (a recovery point; the final delta follows the fence)");
                 made.push(id);
             }
             return Ok(format!("snapshotting {}", made.join(",")));
@@ -87,7 +89,7 @@ impl TerminateWork {
             .create_snapshots(&hook.instance_id, &exclude, &t)
             .await?;
         let ids: Vec<&str> = made.iter().map(|(s, _)| s.as_str()).collect();
-        info!(snapshots = ?ids, "crash-consistent snapshot set started");
+        info!(snapshots = ?ids, "crash-consistent pre-copy snapshot set started");
         Ok(format!("snapshotting {}", ids.join(",")))
     }
 }
@@ -154,12 +156,12 @@ impl HookWork for TerminateWork {
             TerminateStep::Done => {
                 let ids: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
                 Ok(Progress::Finished(Verdict::terminate_done(format!(
-                    "snapshots completed: {}",
+                    "pre-copy completed: {}; completing is the fence, the final delta follows",
                     ids.join(",")
                 ))))
             }
             TerminateStep::DoneDegraded(why) => {
-                warn!(reason = %why, "completing the terminate without a completed snapshot; the detached volume keeps the data");
+                warn!(reason = %why, "completing the terminate without a completed pre-copy; the fenced volume keeps the data and the final snapshot will be a full copy");
                 Ok(Progress::Finished(Verdict::terminate_done(format!(
                     "degraded: {why}"
                 ))))

@@ -1,5 +1,6 @@
-//! Failover flows across both hooks on the in-memory fakes with paused time: cross-AZ, same-AZ, multi-volume,
-//! the ordering barrier of concurrent hooks, and a launch that must snapshot a detached volume itself.
+//! Failover flows across both hooks on the in-memory fakes with paused time, each with a workload that writes
+//! until its instance is gone: cross-AZ (pre-copy, fence, final delta), same-AZ, multi-volume, the ordering
+//! barrier of concurrent hooks, and a failed pre-copy. Every test checks the last acknowledged write.
 // Scenario helpers shared by several tests are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -39,7 +40,7 @@ async fn terminate(w: &World, instance: &str, token: &str) -> String {
 }
 
 #[tokio::test(start_paused = true)]
-async fn cross_az_failover_restores_the_terminate_snapshot_in_the_new_az() {
+async fn cross_az_failover_restores_the_final_delta_with_the_last_acknowledged_write() {
     let w = World::new(one_volume());
     w.ec2.set_timings(Timings {
         snapshot: Duration::from_secs(600),
@@ -47,25 +48,33 @@ async fn cross_az_failover_restores_the_terminate_snapshot_in_the_new_az() {
     });
     let old = w.in_service("i-old", AZ_A, 1, "tok-first-boot").remove(0);
     w.ec2.associate_address(EIP, "i-old").await.unwrap();
+    let writer = spawn_writer(&w.ec2, "i-old");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     terminate(&w, "i-old", "tok-term").await;
+    let last = writer.await.unwrap();
     assert!(
         w.asg.heartbeats("tok-term") >= 3,
-        "heartbeats during the 10 min snapshot"
+        "heartbeats during the 10 min pre-copy"
     );
     let snaps = w.snapshots_of("data");
     assert_eq!(snaps.len(), 1);
-    let snap = &snaps[0];
+    let pre = &snaps[0];
     assert_eq!(
-        (snap.state, snap.volume_id.as_str()),
+        (pre.state, pre.volume_id.as_str()),
         (SnapshotState::Completed, old.as_str())
     );
-    assert_eq!(snap.tag(tags::GENERATION), Some("1"));
-    assert_eq!(snap.tag(tags::REASON), Some("terminate"));
+    assert_eq!(pre.tag(tags::GENERATION), Some("1"));
+    assert_eq!(pre.tag(tags::REASON), Some("precopy"));
+    assert!(
+        pre.content < last,
+        "the workload kept writing after the pre-copy began ({} < {last})",
+        pre.content
+    );
     assert_eq!(
         w.ec2.volume(&old).unwrap().state,
         VolumeState::Available,
-        "EC2 detached it"
+        "EC2 detached it: the fence"
     );
     assert_eq!(w.eip_target(), None, "EC2 released the address");
 
@@ -74,12 +83,23 @@ async fn cross_az_failover_restores_the_terminate_snapshot_in_the_new_az() {
     let out = w.run(&hook, &w.launch_work()).await;
 
     assert_completed(&out, LifecycleResult::Continue);
+    let fin = w
+        .snapshots_of("data")
+        .into_iter()
+        .find(|s| s.tag(tags::REASON) == Some("final"))
+        .expect("the final delta");
+    assert_eq!(
+        (fin.volume_id.as_str(), fin.tag(tags::GENERATION)),
+        (old.as_str(), Some("1"))
+    );
+    assert_eq!(fin.tag(tags::HOOK), Some(hook.ledger_key().as_str()));
     let v = made_by(&w, "data", "i-new");
-    assert_eq!(v.snapshot_id.as_deref(), Some(snap.id.as_str()));
+    assert_eq!(v.snapshot_id.as_deref(), Some(fin.id.as_str()));
+    assert_eq!(v.content, last, "the replacement holds the last acknowledged write");
     assert_eq!(v.availability_zone, AZ_B);
     assert_eq!(v.size_gib, 20);
     assert_eq!(v.tag(tags::GENERATION), Some("2"));
-    assert_eq!(v.tag(tags::SOURCE_SNAPSHOT), Some(snap.id.as_str()));
+    assert_eq!(v.tag(tags::SOURCE_SNAPSHOT), Some(fin.id.as_str()));
     assert_eq!(v.tag(tags::SOURCE_VOLUME), Some(old.as_str()));
     assert_attached(&v, "i-new", "/dev/sdf");
     assert_eq!(w.eip_target().as_deref(), Some("i-new"));
@@ -89,11 +109,7 @@ async fn cross_az_failover_restores_the_terminate_snapshot_in_the_new_az() {
     );
     assert_eq!(w.ec2.count("CreateVolume"), 1);
     assert_eq!(w.ec2.count("AttachVolume"), 1);
-    assert_eq!(
-        w.ec2.count("CreateSnapshot"),
-        0,
-        "the terminate's snapshot is used as is"
-    );
+    assert_eq!(w.ec2.count("CreateSnapshot"), 1, "the final delta, once");
     let left = w.ec2.volume(&old).unwrap();
     assert_eq!(
         (left.state, left.tag(tags::GENERATION)),
@@ -109,7 +125,10 @@ async fn same_az_replacement_reattaches_the_old_volume() {
     let w = World::new(one_volume());
     w.ec2.set_timings(timings());
     let old = w.in_service("i-old", AZ_A, 8, "tok-first-boot").remove(0);
+    let writer = spawn_writer(&w.ec2, "i-old");
+    tokio::time::sleep(Duration::from_secs(1)).await;
     terminate(&w, "i-old", "tok-term").await;
+    let last = writer.await.unwrap();
 
     let hook = w.launch_hook("i-new", AZ_A, "tok-launch");
     w.ec2.clear_calls();
@@ -119,6 +138,8 @@ async fn same_az_replacement_reattaches_the_old_volume() {
     assert_eq!(w.ec2.count("CreateVolume"), 0, "{:?}", w.ec2.calls());
     let v = made_by(&w, "data", "i-new");
     assert_eq!(v.id, old);
+    assert_eq!(v.content, last, "the fenced volume itself, with the last write");
+    assert_eq!(w.ec2.count("CreateSnapshot"), 0, "no final delta needed");
     assert_eq!(v.tag(tags::GENERATION), Some("9"));
     assert_attached(&v, "i-new", "/dev/sdf");
     assert_eq!(w.volumes_of("data").len(), 1);
@@ -128,12 +149,18 @@ async fn same_az_replacement_reattaches_the_old_volume() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_two_volume_group_fails_over_with_both_volumes() {
+async fn a_two_volume_group_fails_over_with_both_volumes_at_one_consistent_point() {
     let w = World::new(two_volumes());
-    w.ec2.set_timings(timings());
+    w.ec2.set_timings(Timings {
+        snapshot: Duration::from_secs(30),
+        ..timings()
+    });
     let old = w.in_service("i-old", AZ_A, 3, "tok-first-boot");
+    let writer = spawn_writer(&w.ec2, "i-old");
+    tokio::time::sleep(Duration::from_secs(1)).await;
     terminate(&w, "i-old", "tok-term").await;
-    assert_eq!(w.ec2.count("CreateSnapshots"), 1);
+    let last = writer.await.unwrap();
+    assert_eq!(w.ec2.count("CreateSnapshots"), 1, "one crash-consistent pre-copy");
 
     let hook = w.launch_hook("i-new", AZ_C, "tok-launch");
     let out = w.run(&hook, &w.launch_work()).await;
@@ -144,14 +171,15 @@ async fn a_two_volume_group_fails_over_with_both_volumes() {
         .into_iter()
         .zip(&old)
     {
-        let snap = w.snapshots_of(logical).remove(0);
-        assert_eq!(&snap.volume_id, source);
+        let fin = w
+            .snapshots_of(logical)
+            .into_iter()
+            .find(|s| s.tag(tags::REASON) == Some("final"))
+            .expect("a final delta");
+        assert_eq!(&fin.volume_id, source);
         let v = made_by(&w, logical, "i-new");
-        assert_eq!(
-            v.snapshot_id.as_deref(),
-            Some(snap.id.as_str()),
-            "{logical}"
-        );
+        assert_eq!(v.snapshot_id.as_deref(), Some(fin.id.as_str()), "{logical}");
+        assert_eq!(v.content, last, "{logical} holds the same last write");
         assert_eq!(v.availability_zone, AZ_C);
         assert_eq!(v.tag(tags::GENERATION), Some("4"));
         assert_eq!(v.tag(tags::SOURCE_VOLUME), Some(source.as_str()));
@@ -165,6 +193,41 @@ async fn a_two_volume_group_fails_over_with_both_volumes() {
     assert_eq!(w.results_of("i-new"), [LifecycleResult::Continue]);
 }
 
+/// Two volumes; the old instance is still terminating when the launch starts, and EC2 lets go of the
+/// volumes one after the other. No final delta may be taken of the first before the second is released too.
+#[tokio::test(start_paused = true)]
+async fn no_volume_of_the_slot_is_copied_while_another_is_still_held() {
+    let w = World::new(two_volumes());
+    w.ec2.set_timings(timings());
+    let old = w.in_service("i-old", AZ_A, 3, "tok-first-boot");
+    w.asg_instance("i-old", AZ_A, "Terminating:Wait");
+    // EC2 released `data` but `wal` is still attached to the leaving instance.
+    w.ec2.detach_for_test(&old[0]);
+    let launch = w.launch_hook("i-new", AZ_B, "tok-launch");
+    let work = w.launch_work();
+    let (ec2, asg) = (w.ec2.clone(), w.asg.clone());
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let at = ec2.calls().len();
+        ec2.set_instance_state("i-old", "terminated");
+        drop(asg);
+        at
+    });
+    let out = w.run(&launch, &work).await;
+    let released_at = release.await.unwrap();
+
+    assert_completed(&out, LifecycleResult::Continue);
+    let calls = w.ec2.calls();
+    let first = calls
+        .iter()
+        .position(|c| c == "CreateSnapshot" || c == "CreateVolume" || c == "CreateTags")
+        .expect("the launch acted");
+    assert!(
+        first >= released_at,
+        "acted at call {first}, before the last volume was released at {released_at}: {calls:?}"
+    );
+}
+
 /// Concurrent hooks: the old instance is in `Terminating:Wait` with the volume attached while the new one launches.
 /// `launch_delay` shifts the launch's start relative to the terminate's.
 async fn barrier(launch_delay: Duration) {
@@ -176,7 +239,7 @@ async fn barrier(launch_delay: Duration) {
     // Older data that must never be used: a generation-1 snapshot and a detached generation-1 volume in the
     // new instance's own AZ (a tempting fast path).
     let mut t = ledger("data", 1, "tok-ancient-term");
-    t.push((tags::REASON.into(), "terminate".into()));
+    t.push((tags::REASON.into(), "final".into()));
     let ancient_snap = w
         .ec2
         .put_snapshot("vol-ancient", 20, SnapshotState::Completed, &t);
@@ -184,6 +247,7 @@ async fn barrier(launch_delay: Duration) {
         .ec2
         .add_volume(AZ_B, 20, &ledger("data", 1, "tok-ancient"));
     let old = w.in_service("i-old", AZ_A, 2, "tok-old-launch").remove(0);
+    let writer = spawn_writer(&w.ec2, "i-old");
     let term = w.terminate_hook("i-old", "tok-term", Destination::Default);
     let launch = w.launch_hook("i-new", AZ_B, "tok-launch");
 
@@ -221,17 +285,27 @@ async fn barrier(launch_delay: Duration) {
         w.asg.heartbeats("tok-launch") >= 1,
         "the barrier heartbeats"
     );
-    let snap = w
+    let last = writer.await.unwrap();
+    let pre = w
         .snapshots_of("data")
         .into_iter()
         .find(|s| s.tag(tags::HOOK) == Some(term.ledger_key().as_str()))
-        .expect("the terminate's snapshot");
+        .expect("the terminate's pre-copy");
+    assert_eq!(pre.tag(tags::REASON), Some("precopy"));
+    let fin = w
+        .snapshots_of("data")
+        .into_iter()
+        .find(|s| s.tag(tags::REASON) == Some("final") && s.volume_id == old)
+        .expect("the final delta");
     let v = made_by(&w, "data", "i-new");
     assert_eq!(
         v.snapshot_id.as_deref(),
-        Some(snap.id.as_str()),
-        "not {ancient_snap}"
+        Some(fin.id.as_str()),
+        "not {ancient_snap}, not the pre-copy {}",
+        pre.id
     );
+    assert!(pre.content < last, "writes after the pre-copy: {} < {last}", pre.content);
+    assert_eq!(v.content, last, "the replacement holds the last acknowledged write");
     assert_eq!(v.tag(tags::GENERATION), Some("3"));
     assert_eq!(v.tag(tags::SOURCE_VOLUME), Some(old.as_str()));
     assert_attached(&v, "i-new", "/dev/sdf");
@@ -249,6 +323,14 @@ async fn barrier(launch_delay: Duration) {
         .iter()
         .position(|c| c == "CreateVolume" || c == "AttachVolume" || c == "CreateTags")
         .expect("the launch acted");
+    let delta = calls
+        .iter()
+        .rposition(|c| c == "CreateSnapshot")
+        .expect("the final delta");
+    assert!(
+        delta >= terminated_at,
+        "final delta at call {delta}, old instance terminated at {terminated_at}"
+    );
     assert!(
         first >= terminated_at,
         "acted at call {first}, old instance terminated at {terminated_at}"
@@ -258,17 +340,17 @@ async fn barrier(launch_delay: Duration) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn concurrent_hooks_launch_first_restore_the_terminate_snapshot() {
+async fn concurrent_hooks_launch_first_restore_the_final_delta() {
     barrier(Duration::ZERO).await;
 }
 
 #[tokio::test(start_paused = true)]
-async fn concurrent_hooks_terminate_first_restore_the_terminate_snapshot() {
+async fn concurrent_hooks_terminate_first_restore_the_final_delta() {
     barrier(Duration::from_secs(100)).await;
 }
 
 #[tokio::test(start_paused = true)]
-async fn after_a_failed_terminate_snapshot_the_launch_snapshots_the_detached_volume() {
+async fn after_a_failed_pre_copy_the_final_snapshot_is_a_full_copy_of_the_fenced_volume() {
     let w = World::new(one_volume());
     w.ec2.set_timings(timings());
     let old = w.in_service("i-old", AZ_A, 4, "tok-first-boot").remove(0);
@@ -285,12 +367,12 @@ async fn after_a_failed_terminate_snapshot_the_launch_snapshots_the_detached_vol
     assert_eq!(snaps.len(), 2, "{snaps:?}");
     assert_eq!(
         (snaps[0].state, snaps[0].tag(tags::REASON)),
-        (SnapshotState::Error, Some("terminate"))
+        (SnapshotState::Error, Some("precopy"))
     );
     let own = &snaps[1];
     assert_eq!(own.volume_id, old);
     assert_eq!(own.state, SnapshotState::Completed);
-    assert_eq!(own.tag(tags::REASON), Some("launch"));
+    assert_eq!(own.tag(tags::REASON), Some("final"));
     assert_eq!(own.tag(tags::HOOK), Some(hook.ledger_key().as_str()));
     assert_eq!(own.tag(tags::GENERATION), Some("4"));
     let v = made_by(&w, "data", "i-new");

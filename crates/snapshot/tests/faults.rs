@@ -26,7 +26,7 @@ fn throttle(op: &str) -> StepError {
 /// A completed terminate snapshot of generation 2 whose volume is gone; returns its id.
 fn seed_snapshot(w: &World) -> String {
     let mut t = ledger("data", 2, "tok-old-term");
-    t.push((tags::REASON.into(), "terminate".into()));
+    t.push((tags::REASON.into(), "final".into()));
     w.ec2
         .put_snapshot("vol-gone", 20, SnapshotState::Completed, &t)
 }

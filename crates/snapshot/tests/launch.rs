@@ -103,7 +103,7 @@ async fn a_detached_volume_in_the_same_az_is_claimed_not_restored() {
         .ec2
         .add_volume(AZ_A, 20, &ledger("data", 3, "tok-old-launch"));
     let mut snap_tags = ledger("data", 3, "tok-old-terminate");
-    snap_tags.push((tags::REASON.into(), "terminate".into()));
+    snap_tags.push((tags::REASON.into(), "final".into()));
     let snap = w
         .ec2
         .put_snapshot(&old, 20, SnapshotState::Completed, &snap_tags);
@@ -148,8 +148,8 @@ async fn with_only_snapshots_left_the_final_one_of_the_newest_generation_is_rest
         w.ec2
             .put_snapshot("vol-gone", 20, SnapshotState::Completed, &t)
     };
-    let older = snap(1, "terminate");
-    let final_2 = snap(2, "terminate");
+    let older = snap(1, "final");
+    let final_2 = snap(2, "final");
     let manual_2 = snap(2, "manual");
     let hook = w.launch_hook("i-new", AZ_C, "tok-launch-3");
 
@@ -220,7 +220,7 @@ async fn an_older_generation_attached_to_the_new_instance_is_refused() {
         w.ec2
             .add_attached_volume("i-new", "/dev/sdf", 20, &ledger("data", 1, "tok-ancient"));
     let mut t = ledger_tags(GROUP, 0, "data", 2);
-    t.push((tags::REASON.into(), "terminate".into()));
+    t.push((tags::REASON.into(), "final".into()));
     w.ec2
         .put_snapshot("vol-elsewhere", 20, SnapshotState::Completed, &t);
     w.asg_instance("i-new", AZ_A, "Pending:Wait");
@@ -263,7 +263,7 @@ async fn a_slow_restore_is_waited_for_with_heartbeats() {
         ..timings()
     });
     let mut t = ledger("data", 7, "tok-old-terminate");
-    t.push((tags::REASON.into(), "terminate".into()));
+    t.push((tags::REASON.into(), "final".into()));
     let snap = w
         .ec2
         .put_snapshot("vol-old", 20, SnapshotState::Completed, &t);
@@ -306,7 +306,7 @@ async fn a_stuck_manual_snapshot_does_not_hold_up_the_final_one() {
         "vol-gone",
         20,
         SnapshotState::Completed,
-        &tagged("terminate"),
+        &tagged("final"),
     );
     let manual = w
         .ec2

@@ -62,7 +62,7 @@ async fn terminate_snapshots_the_attached_volume_and_heartbeats_until_it_complet
         "the generation is copied from the volume"
     );
     assert_eq!(s.tag(tags::HOOK), Some(hook.ledger_key().as_str()));
-    assert_eq!(s.tag(tags::REASON), Some("terminate"));
+    assert_eq!(s.tag(tags::REASON), Some("precopy"));
 
     assert_eq!(w.ec2.count("CreateSnapshot"), 1);
     assert_eq!(w.ec2.count("CreateSnapshots"), 0);
@@ -101,7 +101,7 @@ async fn two_volumes_are_snapshotted_in_one_crash_consistent_call() {
         assert_eq!(s.state, SnapshotState::Completed);
         assert_eq!(s.tag(tags::GENERATION), Some("6"));
         assert_eq!(s.tag(tags::HOOK), Some(hook.ledger_key().as_str()));
-        assert_eq!(s.tag(tags::REASON), Some("terminate"));
+        assert_eq!(s.tag(tags::REASON), Some("precopy"));
         assert_eq!(s.tag(tags::GROUP), Some(GROUP));
         assert_eq!(s.tag(tags::SLOT), Some("0"));
     }
@@ -337,16 +337,21 @@ async fn without_tag_copy_the_terminate_fills_the_per_volume_tags_and_a_launch_c
         assert_eq!(snap.tag(tags::VOLUME), Some(*logical));
         assert_eq!(snap.tag(tags::GENERATION), Some("5"));
         assert_eq!(snap.tag(tags::HOOK), Some(hook.ledger_key().as_str()));
-        assert_eq!(snap.tag(tags::REASON), Some("terminate"));
+        assert_eq!(snap.tag(tags::REASON), Some("precopy"));
     }
 
-    // The ledger is whole: a launch in another zone restores both.
+    // The ledger is whole: after the fence, a launch in another zone takes the final delta of both
+    // (the pre-copy is a recovery point) and restores it.
     w.ec2.set_instance_state("i-old", "terminated");
     let launch = w.launch_hook("i-new", AZ_B, "tok-launch");
     let out = w.run(&launch, &w.launch_work()).await;
     assert_completed(&out, LifecycleResult::Continue);
     for logical in ["data", "wal"] {
-        let snap = w.snapshots_of(logical).remove(0);
+        let snap = w
+            .snapshots_of(logical)
+            .into_iter()
+            .find(|s| s.tag(tags::REASON) == Some("final"))
+            .expect("the final delta");
         let restored: Vec<_> = w
             .volumes_of(logical)
             .into_iter()

@@ -5,11 +5,13 @@ pub mod aws;
 pub mod driver;
 pub mod error;
 pub mod fake;
+mod heartbeat;
 pub mod lock;
 pub mod machine;
 pub mod model;
 pub mod observe;
 pub mod port;
+pub mod slot;
 pub mod tags;
 pub mod verdict;
 

@@ -179,12 +179,43 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
     }
 
     let Some(g) = newest else {
-        return VolumeStep::CreateEmpty {
-            generation: Generation::FIRST,
-        };
+        return first_boot_or_refuse(v);
     };
     pick_source(v, &live, g)
 }
+
+/// No readable generation exists. First boot is only for a slot that never had data: any ferry volume or
+/// snapshot of this (group, slot, logical volume), in whatever state and with whatever tags, says it had.
+/// An operator who means to start the slot afresh retires those remains (`ferryd reset-slot`).
+fn first_boot_or_refuse(v: &LaunchView<'_>) -> VolumeStep {
+    let mut remains: Vec<String> = v
+        .volumes
+        .iter()
+        .map(|x| format!("volume {} ({:?})", x.id, x.state))
+        .chain(
+            v.snapshots
+                .iter()
+                .map(|s| format!("snapshot {} ({:?})", s.id, s.state)),
+        )
+        .collect();
+    if remains.is_empty() {
+        return VolumeStep::CreateEmpty {
+            generation: Generation::FIRST,
+        };
+    }
+    remains.sort();
+    VolumeStep::Abandon(format!(
+        "{UNREADABLE_DATA}: the slot had data but none of its copies is readable ({}); refusing to create \
+         an empty volume over it. Repair the copies, or declare the slot new with `ferryd reset-slot`",
+        remains.join(", ")
+    ))
+}
+
+/// The start of the reason of a launch that refuses an empty volume over existing data.
+pub const UNREADABLE_DATA: &str = "existing data unreadable";
+
+/// The start of the reason of a launch whose newest generation survives only in recovery points.
+pub const FINAL_STATE_LOST: &str = "final state unavailable";
 
 /// The instance, other than `me`, that holds `vol`: the one it is attached to, or the launching instance
 /// that claimed or created it (`ferry:hook` = `<instance>/launch`) while that instance is staying. A claimant
@@ -256,39 +287,40 @@ fn pick_source(v: &LaunchView<'_>, live: &[&ObservedVolume], g: Generation) -> V
         };
     }
 
-    // 6. Only snapshots hold generation g: restore the best completed one, or wait for a pending one.
-    let mut snaps: Vec<&ObservedSnapshot> = v
+    // 6. Only snapshots hold generation g: restore its final snapshot, or wait for a pending one. A recovery
+    //    point (pre-copy, manual) misses the writes acknowledged after it began, so it is never restored in
+    //    place of a final state that can still be had, nor silently when the final state is gone.
+    let at_g: Vec<&ObservedSnapshot> = v
         .snapshots
         .iter()
         .filter(|s| s.generation == Some(g) && s.state != SnapshotState::Error)
         .collect();
-    // A completed final snapshot is the last state of generation g: nothing pending can be newer, so a
-    // pending (possibly stuck) manual snapshot must not hold the launch up.
-    let final_done = snaps.iter().any(|s| {
-        s.state == SnapshotState::Completed && s.reason.is_some_and(SnapshotReason::is_final)
-    });
-    if !final_done {
-        if let Some(pending) = snaps.iter().find(|s| s.state == SnapshotState::Pending) {
-            return VolumeStep::Wait(WaitFor::Snapshot(pending.id.clone()));
-        }
-    }
-    snaps.retain(|s| s.state == SnapshotState::Completed);
-    // Final snapshots first, then the latest started.
-    snaps.sort_by_key(|s| {
-        (
-            s.reason.is_some_and(SnapshotReason::is_final),
-            s.start_time.unwrap_or(0),
-            s.id.clone(),
-        )
-    });
-    match snaps.last() {
-        Some(s) => VolumeStep::Restore {
+    let mut finals: Vec<&&ObservedSnapshot> = at_g
+        .iter()
+        .filter(|s| s.reason.is_some_and(SnapshotReason::is_final))
+        .collect();
+    finals.sort_by_key(|s| (s.start_time.unwrap_or(0), s.id.clone()));
+    if let Some(s) = finals
+        .iter()
+        .rev()
+        .find(|s| s.state == SnapshotState::Completed)
+    {
+        return VolumeStep::Restore {
             snapshot_id: s.id.clone(),
             source_volume: s.volume_id.clone(),
             generation: g.next(),
-        },
-        None => VolumeStep::Abandon(format!("no usable data found for generation {g}")),
+        };
     }
+    if let Some(s) = finals.iter().find(|s| s.state == SnapshotState::Pending) {
+        return VolumeStep::Wait(WaitFor::Snapshot(s.id.clone()));
+    }
+    let points: Vec<&str> = at_g.iter().map(|s| s.id.as_str()).collect();
+    VolumeStep::Abandon(format!(
+        "{FINAL_STATE_LOST}: generation {g} has no live volume and no final snapshot; recovery points: [{}]. \
+         Restoring one would lose the writes acknowledged after it (see docs/operations.md, restoring an \
+         older generation)",
+        points.join(", ")
+    ))
 }
 
 /// The highest generation held by a live volume or by a pending or completed snapshot.

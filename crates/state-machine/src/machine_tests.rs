@@ -118,7 +118,7 @@ fn launch_table() {
             name: "same AZ: claim the detached newest volume",
             az: "a",
             volumes: vec![vol("vol-1", "a", Available, 3)],
-            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Precopy)],
             holder: None,
             elapsed_s: 0,
             want: VolumeStep::Claim {
@@ -127,12 +127,28 @@ fn launch_table() {
             },
         },
         Case {
+            name: "other AZ: the pre-copy is a recovery point; take the final delta of the fenced volume",
+            az: "b",
+            volumes: vec![vol("vol-1", "a", Available, 3)],
+            snapshots: vec![
+                snap("snap-old", "vol-0", Completed, 2, Final),
+                snap("snap-pre", "vol-1", Completed, 3, Precopy),
+            ],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::SnapshotVolume {
+                volume_id: "vol-1".into(),
+                generation: Generation(3),
+            },
+        },
+        Case {
             name: "other AZ: restore the final snapshot of the newest volume",
             az: "b",
             volumes: vec![vol("vol-1", "a", Available, 3)],
             snapshots: vec![
-                snap("snap-old", "vol-0", Completed, 2, Terminate),
-                snap("snap-1", "vol-1", Completed, 3, Terminate),
+                snap("snap-old", "vol-0", Completed, 2, Final),
+                snap("snap-pre", "vol-1", Completed, 3, Precopy),
+                snap("snap-1", "vol-1", Completed, 3, Final),
             ],
             holder: None,
             elapsed_s: 0,
@@ -155,10 +171,10 @@ fn launch_table() {
             },
         },
         Case {
-            name: "other AZ: the terminate snapshot failed; snapshot the detached volume",
+            name: "other AZ: the pre-copy failed; snapshot the fenced volume (a full copy)",
             az: "b",
             volumes: vec![vol("vol-1", "a", Available, 3)],
-            snapshots: vec![snap("snap-1", "vol-1", SnapshotState::Error, 3, Terminate)],
+            snapshots: vec![snap("snap-1", "vol-1", SnapshotState::Error, 3, Precopy)],
             holder: None,
             elapsed_s: 0,
             want: VolumeStep::SnapshotVolume {
@@ -171,8 +187,9 @@ fn launch_table() {
             az: "b",
             volumes: vec![vol("vol-1", "a", Available, 3)],
             snapshots: vec![
-                snap("snap-old", "vol-0", Completed, 2, Terminate),
-                snap("snap-1", "vol-1", Pending, 3, Terminate),
+                snap("snap-old", "vol-0", Completed, 2, Final),
+                snap("snap-pre", "vol-1", Completed, 3, Precopy),
+                snap("snap-1", "vol-1", Pending, 3, Final),
             ],
             holder: None,
             elapsed_s: 0,
@@ -186,7 +203,7 @@ fn launch_table() {
                 OLD,
                 AttachState::Attached,
             )],
-            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Precopy)],
             holder: Some(HolderState::Leaving),
             elapsed_s: 5000,
             want: VolumeStep::Wait(WaitFor::Holder {
@@ -233,7 +250,7 @@ fn launch_table() {
                 vol("vol-1", "a", Available, 3),
                 mine(vol("vol-2", "b", Creating, 4)),
             ],
-            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Precopy)],
             holder: None,
             elapsed_s: 0,
             want: VolumeStep::Wait(WaitFor::VolumeCreating("vol-2".into())),
@@ -245,7 +262,7 @@ fn launch_table() {
                 vol("vol-1", "a", Available, 3),
                 mine(vol("vol-2", "b", Available, 4)),
             ],
-            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Precopy)],
             holder: None,
             elapsed_s: 0,
             want: VolumeStep::Attach {
@@ -276,7 +293,7 @@ fn launch_table() {
                     AttachState::Attached,
                 ),
             ],
-            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Terminate)],
+            snapshots: vec![snap("snap-1", "vol-1", Completed, 3, Precopy)],
             holder: None,
             elapsed_s: 0,
             want: VolumeStep::Ready {
@@ -297,28 +314,54 @@ fn launch_table() {
             want: VolumeStep::Abandon(String::new()),
         },
         Case {
-            name: "only snapshots left: restore the newest generation, final first",
+            name: "only snapshots left: restore the final snapshot of the newest generation",
             az: "c",
             volumes: vec![],
             snapshots: vec![
-                snap("snap-2", "vol-0", Completed, 2, Terminate),
+                snap("snap-2", "vol-0", Completed, 2, Final),
                 snap("snap-3m", "vol-1", Completed, 3, Manual),
+                snap("snap-3", "vol-1", Completed, 3, Final),
             ],
             holder: None,
             elapsed_s: 0,
             want: VolumeStep::Restore {
-                snapshot_id: "snap-3m".into(),
+                snapshot_id: "snap-3".into(),
                 source_volume: "vol-1".into(),
                 generation: Generation(4),
             },
+        },
+        Case {
+            name: "only recovery points of the newest generation: abandon, never restore them as final",
+            az: "c",
+            volumes: vec![vol("vol-1", "a", VolumeState::Error, 3)],
+            snapshots: vec![
+                snap("snap-2", "vol-0", Completed, 2, Final),
+                snap("snap-3m", "vol-1", Completed, 3, Manual),
+                snap("snap-3p", "vol-1", Completed, 3, Precopy),
+            ],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Abandon(FINAL_STATE_LOST.into()),
+        },
+        Case {
+            name: "a pending final snapshot of the newest generation: wait for it",
+            az: "c",
+            volumes: vec![],
+            snapshots: vec![
+                snap("snap-3p", "vol-1", Completed, 3, Precopy),
+                snap("snap-3", "vol-1", Pending, 3, Final),
+            ],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Wait(WaitFor::Snapshot("snap-3".into())),
         },
         Case {
             name: "error snapshots hold no data: fall back to the previous generation",
             az: "c",
             volumes: vec![],
             snapshots: vec![
-                snap("snap-2", "vol-0", Completed, 2, Terminate),
-                snap("snap-3", "vol-1", SnapshotState::Error, 3, Terminate),
+                snap("snap-2", "vol-0", Completed, 2, Final),
+                snap("snap-3", "vol-1", SnapshotState::Error, 3, Final),
             ],
             holder: None,
             elapsed_s: 0,
@@ -353,21 +396,34 @@ fn launch_table() {
             },
         },
         Case {
-            name: "a deleted volume is not data",
+            name: "a deleting volume holds no data, but the slot had data: never an empty volume over it",
             az: "a",
             volumes: vec![vol("vol-9", "a", Deleting, 9)],
             snapshots: vec![],
             holder: None,
             elapsed_s: 0,
-            want: VolumeStep::CreateEmpty {
-                generation: Generation(1),
-            },
+            want: VolumeStep::Abandon(UNREADABLE_DATA.into()),
+        },
+        Case {
+            name: "only error copies and an unreadable generation tag: abandon, not first boot",
+            az: "a",
+            volumes: vec![{
+                let mut v = vol("vol-8", "a", Available, 1);
+                v.generation = None;
+                v
+            }],
+            snapshots: vec![snap("snap-8", "vol-7", SnapshotState::Error, 4, Final)],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Abandon(UNREADABLE_DATA.into()),
         },
     ];
     for c in &cases {
         let got = run(c);
         match (&c.want, &got) {
-            (VolumeStep::Abandon(_), VolumeStep::Abandon(_)) => {}
+            (VolumeStep::Abandon(want), VolumeStep::Abandon(why)) => {
+                assert!(why.contains(want.as_str()), "case: {}: {why}", c.name)
+            }
             _ => assert_eq!(got, c.want, "case: {}", c.name),
         }
     }
@@ -430,7 +486,7 @@ fn tview<'a>(
 
 #[test]
 fn terminate_table() {
-    use SnapshotReason::Terminate;
+    use SnapshotReason::Precopy;
     let v1 = attached(
         vol("vol-1", "a", VolumeState::Available, 3),
         OLD,
@@ -452,19 +508,19 @@ fn terminate_table() {
         decide_terminate(&tview(&vols, &[], 0)),
         TerminateStep::Snapshot(vec!["vol-1".into(), "vol-2".into()])
     );
-    let mut untagged = snap("snap-1", "vol-1", SnapshotState::Pending, 3, Terminate);
+    let mut untagged = snap("snap-1", "vol-1", SnapshotState::Pending, 3, Precopy);
     untagged.generation = None;
-    let s2 = snap("snap-2", "vol-2", SnapshotState::Pending, 3, Terminate);
+    let s2 = snap("snap-2", "vol-2", SnapshotState::Pending, 3, Precopy);
     assert_eq!(
         decide_terminate(&tview(&vols, &[untagged, s2.clone()], 0)),
         TerminateStep::TagSnapshots(vec![("snap-1".into(), "vol-1".into())])
     );
-    let s1 = snap("snap-1", "vol-1", SnapshotState::Completed, 3, Terminate);
+    let s1 = snap("snap-1", "vol-1", SnapshotState::Completed, 3, Precopy);
     assert_eq!(
         decide_terminate(&tview(&vols, &[s1.clone(), s2.clone()], 10)),
         TerminateStep::Wait(vec!["snap-2".into()])
     );
-    let s2done = snap("snap-2", "vol-2", SnapshotState::Completed, 3, Terminate);
+    let s2done = snap("snap-2", "vol-2", SnapshotState::Completed, 3, Precopy);
     assert_eq!(
         decide_terminate(&tview(&vols, &[s1.clone(), s2done], 10)),
         TerminateStep::Done
@@ -473,7 +529,7 @@ fn terminate_table() {
         TerminateStep::DoneDegraded(why) => assert!(why.contains("snap-2"), "{why}"),
         other => panic!("expected degraded, got {other:?}"),
     }
-    let s2err = snap("snap-2", "vol-2", SnapshotState::Error, 3, Terminate);
+    let s2err = snap("snap-2", "vol-2", SnapshotState::Error, 3, Precopy);
     match decide_terminate(&tview(&vols, &[s1, s2err], 10)) {
         TerminateStep::DoneDegraded(why) => assert!(why.contains("vol-2"), "{why}"),
         other => panic!("expected degraded, got {other:?}"),

@@ -85,32 +85,37 @@ pub enum SnapshotState {
     Error,
 }
 
-/// Why a snapshot was taken (`ferry:reason`).
+/// Why a snapshot was taken (`ferry:reason`). Only a `Final` snapshot holds the last state of its generation;
+/// every other reason is a recovery point (docs/tags.md, rule 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotReason {
-    /// By the terminate hook of the instance holding the volume: the final copy of a generation.
-    Terminate,
-    /// By a launch hook, of a detached volume in another AZ: also final.
-    Launch,
-    /// On demand (an operator's recovery point): not necessarily final.
+    /// The terminate hook's pre-copy, taken while the old instance still runs and writes: a recovery point
+    /// that carries the bulk of the data, so that the final delta after the fence is small. Tag `precopy`;
+    /// v1's `terminate` reads the same (it was taken before the fence too).
+    Precopy,
+    /// Taken of a fenced volume: detached, its instance gone or no longer holding it, so nothing can write to
+    /// it any more. The final state of its generation. Tag `final`; v1's `launch` (a snapshot of a detached
+    /// volume) reads the same.
+    Final,
+    /// On demand (`ferryd snapshot`, an operator's recovery point): not final.
     Manual,
 }
 
 impl SnapshotReason {
-    /// The tag value.
+    /// The tag value ferry writes.
     pub fn as_tag(self) -> &'static str {
         match self {
-            SnapshotReason::Terminate => "terminate",
-            SnapshotReason::Launch => "launch",
+            SnapshotReason::Precopy => "precopy",
+            SnapshotReason::Final => "final",
             SnapshotReason::Manual => "manual",
         }
     }
 
-    /// Parses a tag value.
+    /// Parses a tag value, including the values v1 wrote.
     pub fn from_tag(s: &str) -> Option<Self> {
         match s {
-            "terminate" => Some(SnapshotReason::Terminate),
-            "launch" => Some(SnapshotReason::Launch),
+            "precopy" | "terminate" => Some(SnapshotReason::Precopy),
+            "final" | "launch" => Some(SnapshotReason::Final),
             "manual" => Some(SnapshotReason::Manual),
             _ => None,
         }
@@ -118,7 +123,7 @@ impl SnapshotReason {
 
     /// Whether a snapshot taken for this reason holds the final state of its generation.
     pub fn is_final(self) -> bool {
-        matches!(self, SnapshotReason::Terminate | SnapshotReason::Launch)
+        matches!(self, SnapshotReason::Final)
     }
 }
 

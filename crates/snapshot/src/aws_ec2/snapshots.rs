@@ -245,7 +245,7 @@ mod tests {
         );
         assert_eq!(
             (s.reason, s.generation),
-            (Some(SnapshotReason::Terminate), Some(Generation(5)))
+            (Some(SnapshotReason::Precopy), Some(Generation(5)))
         );
         assert_eq!(s.start_time, Some(1_700_000_000));
     }

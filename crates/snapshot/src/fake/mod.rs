@@ -72,6 +72,9 @@ pub struct FakeVolume {
     pub client_token: Option<String>,
     /// Its tags, in the order they were first set.
     pub tags: Vec<Tag>,
+    /// The data on it: the last value a workload wrote (see [`FakeEc2::write`]); a restore starts from
+    /// its snapshot's.
+    pub content: u64,
 }
 
 impl FakeVolume {
@@ -100,6 +103,8 @@ pub struct FakeSnapshot {
     pub tags: Vec<Tag>,
     /// When it was started, in seconds since the Unix epoch (the fake's clock starts at 1 700 000 000).
     pub start_time: i64,
+    /// The volume's content at the moment the snapshot was created (point in time, as EBS).
+    pub content: u64,
 }
 
 impl FakeSnapshot {
@@ -217,6 +222,56 @@ impl FakeEc2 {
         inst.state = state.to_string();
         if state == "terminated" {
             g.terminate(id);
+        }
+    }
+
+    /// A workload on the volume's instance writes `value`: accepted only while the volume is `attached` to a
+    /// `running` instance (an instance in `Terminating:Wait` still runs). `Err` names why it was refused.
+    pub fn write(&self, volume_id: &str, value: u64) -> Result<(), String> {
+        let mut g = self.lock();
+        g.settle(Instant::now());
+        g.writable(volume_id)?;
+        if let Some(r) = g.volumes.get_mut(volume_id) {
+            r.v.content = value;
+        }
+        Ok(())
+    }
+
+    /// The workload of `instance_id` writes `value` to every non-root volume attached to it, atomically:
+    /// all or none. `Err` names the first volume or instance that refused.
+    pub fn write_instance(&self, instance_id: &str, value: u64) -> Result<Vec<String>, String> {
+        let mut g = self.lock();
+        g.settle(Instant::now());
+        let root = g
+            .instances
+            .get(instance_id)
+            .and_then(|i| i.root_volume_id.clone());
+        let ids: Vec<String> = g
+            .attached_to(instance_id)
+            .into_iter()
+            .map(|r| r.v.id.clone())
+            .filter(|id| Some(id) != root.as_ref())
+            .collect();
+        if ids.is_empty() {
+            return Err(format!("{instance_id} has no data volume attached"));
+        }
+        for id in &ids {
+            g.writable(id)?;
+        }
+        for id in &ids {
+            if let Some(r) = g.volumes.get_mut(id) {
+                r.v.content = value;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Detaches a volume at once, as EC2 does to each volume of a terminating instance (one after the other).
+    pub fn detach_for_test(&self, volume_id: &str) {
+        let mut g = self.lock();
+        if let Some(r) = g.volumes.get_mut(volume_id) {
+            r.v.attachment = None;
+            r.v.state = VolumeState::Available;
         }
     }
 
@@ -373,6 +428,7 @@ impl FakeVolume {
             kms_key_id: None,
             client_token: None,
             tags: tags.to_vec(),
+            content: 0,
         }
     }
 }

@@ -71,6 +71,11 @@ impl Inner {
             let msg = format!("Invalid availability zone: [{}]", req.availability_zone);
             return Err(aws_error(OP, "InvalidParameterValue", msg));
         }
+        let content = req
+            .snapshot_id
+            .as_deref()
+            .and_then(|id| self.snapshots.get(id))
+            .map_or(0, |s| s.s.content);
         let size = match req.snapshot_id.as_deref() {
             Some(snap_id) => {
                 let snap = self
@@ -116,6 +121,7 @@ impl Inner {
             encrypted: req.encrypted.unwrap_or(false),
             kms_key_id: req.kms_key_id.clone(),
             client_token: (!req.client_token.is_empty()).then(|| req.client_token.clone()),
+            content,
             ..FakeVolume::available(&id, &req.availability_zone, size, &req.tags)
         };
         let mut rec = VolRec::new(v);
@@ -235,8 +241,9 @@ impl Inner {
         now: Instant,
     ) -> String {
         let size = self.volumes.get(volume_id).map_or(0, |r| r.v.size_gib);
+        let content = self.volumes.get(volume_id).map_or(0, |r| r.v.content);
         let id = self.new_id("snap");
-        let rec = SnapRec::new(
+        let mut rec = SnapRec::new(
             &id,
             volume_id,
             size,
@@ -246,9 +253,32 @@ impl Inner {
             now,
             self.timings,
         );
+        rec.s.content = content;
         self.snapshots.insert(id.clone(), rec);
         self.last_snapshot.insert(volume_id.to_string(), now);
         id
+    }
+
+    /// Whether a workload can write to the volume now: attached (not attaching or detaching) to a running
+    /// instance.
+    pub(super) fn writable(&self, volume_id: &str) -> Result<(), String> {
+        let r = self
+            .volumes
+            .get(volume_id)
+            .ok_or_else(|| format!("no volume {volume_id}"))?;
+        let att = match &r.v.attachment {
+            Some(a) if a.state == AttachState::Attached => a,
+            Some(a) => return Err(format!("{volume_id} is {:?}", a.state)),
+            None => return Err(format!("{volume_id} is detached")),
+        };
+        let state = self
+            .instances
+            .get(&att.instance_id)
+            .map_or("unknown", |i| i.state.as_str());
+        if state != "running" {
+            return Err(format!("{volume_id}'s instance {} is {state}", att.instance_id));
+        }
+        Ok(())
     }
 
     pub(super) fn check_snapshot_rate(

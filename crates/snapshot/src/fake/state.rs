@@ -80,6 +80,7 @@ impl SnapRec {
             description: description.to_string(),
             tags,
             start_time,
+            content: 0,
         };
         Self {
             s,

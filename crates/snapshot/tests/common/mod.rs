@@ -329,3 +329,19 @@ pub fn assert_attached(vol: &FakeVolume, instance: &str, device: &str) {
         vol.id
     );
 }
+
+/// A workload on `instance` that writes 1, 2, 3, … to every data volume every 10 ms, until a write is
+/// refused (its instance shut down or its volumes detached). Resolves to the last acknowledged value.
+pub fn spawn_writer(ec2: &FakeEc2, instance: &str) -> tokio::task::JoinHandle<u64> {
+    let (ec2, instance) = (ec2.clone(), instance.to_string());
+    tokio::spawn(async move {
+        let mut acked = 0;
+        loop {
+            if ec2.write_instance(&instance, acked + 1).is_err() {
+                return acked;
+            }
+            acked += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+}
