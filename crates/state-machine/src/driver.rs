@@ -1,5 +1,6 @@
-//! Runs one hook: observe, decide and act through `HookWork`, heartbeat while waiting, then complete the
-//! lifecycle action. The only place in ferry that calls `CompleteLifecycleAction`.
+//! Runs one hook: observe, decide and act through `HookWork`, heartbeat from a task of its own for as long
+//! as the hook is worked, then complete the lifecycle action. The only place in ferry that calls
+//! `CompleteLifecycleAction`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::error::{step_backoff, Disposition, StepError};
+use crate::heartbeat::{Heartbeat, Schedule};
 use crate::lock::SlotLocks;
 use crate::model::{HookEvent, LifecycleResult, SlotKey};
 use crate::port::{CompleteOutcome, HookSpec, LifecycleActions};
@@ -47,6 +49,9 @@ pub enum HookOutcome {
     AlreadyEnded,
     /// Stopped at a safe point (shutdown) or could not complete: the message must come back.
     Interrupted(String),
+    /// The hook cannot be worked (it is not a hook of the group): nothing was done or completed, and the
+    /// message may go. The reason says why.
+    Rejected(String),
 }
 
 impl HookOutcome {
@@ -68,6 +73,7 @@ impl HookOutcome {
             } => "abandon",
             HookOutcome::AlreadyEnded => "already_ended",
             HookOutcome::Interrupted(_) => "interrupted",
+            HookOutcome::Rejected(_) => "rejected",
         }
     }
 }
@@ -100,12 +106,10 @@ pub struct DriverConfig {
     pub poll_max: Duration,
     /// First delay after a transient error.
     pub retry_base: Duration,
-    /// Longest delay after a transient error.
+    /// Longest delay after a transient error; a failed heartbeat is retried after min(interval, this) / 4.
     pub retry_max: Duration,
     /// Abandon this long before the hook's global timeout would pass.
     pub global_margin: Duration,
-    /// Heartbeat timeout assumed when the hook cannot be described.
-    pub default_heartbeat_timeout: Duration,
 }
 
 impl Default for DriverConfig {
@@ -117,7 +121,6 @@ impl Default for DriverConfig {
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             global_margin: Duration::from_secs(60),
-            default_heartbeat_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -168,6 +171,7 @@ impl Driver {
             HookOutcome::Interrupted(why) => {
                 warn!(why = %why, "hook interrupted; its message will return")
             }
+            HookOutcome::Rejected(why) => warn!(reason = %why, "hook rejected; nothing completed"),
         }
         self.observer.on_end(hook, &outcome, began.elapsed());
         outcome
@@ -181,21 +185,57 @@ impl Driver {
         shutdown: &mut watch::Receiver<bool>,
     ) -> HookOutcome {
         let spec = match self.hook_spec(hook).await {
-            Ok(spec) => spec,
+            Ok(Some(spec)) => spec,
+            Ok(None) => {
+                return HookOutcome::Rejected(format!(
+                    "lifecycle hook {} is not a hook of group {}",
+                    hook.hook_name, hook.group
+                ))
+            }
             Err(e) => return HookOutcome::Interrupted(format!("cannot describe hook: {e}")),
         };
-        let global = spec.global_timeout();
-        let heartbeat_every = spec
+        let every = spec
             .heartbeat_timeout
             .mul_f64(self.cfg.heartbeat_fraction.clamp(0.05, 0.95));
+        let schedule = Schedule::new(hook, started_ago, every, self.cfg.retry_max);
+        // Dropping the guard aborts the task, so even a cancelled run leaves no heartbeat behind.
+        let heartbeat =
+            Heartbeat::start(self.actions.clone(), self.observer.clone(), hook, schedule);
+        let exit = self
+            .step_loop(
+                hook,
+                work,
+                started_ago,
+                spec.global_timeout(),
+                shutdown,
+                &heartbeat,
+            )
+            .await;
+        // Every exit passes here: no heartbeat is sent while or after the action completes.
+        let not_active = heartbeat.stop().await;
+        if not_active {
+            // Completed elsewhere or expired, perhaps while the last step ran: nothing is left to complete.
+            return HookOutcome::AlreadyEnded;
+        }
+        match exit {
+            Exit::Complete(verdict) => self.complete(hook, verdict).await,
+            Exit::End(outcome) => outcome,
+        }
+    }
+
+    /// The step loop: steps under the slot lock, sleeps between them, and stops at a safe point on shutdown
+    /// or when the heartbeat found the action no longer active. A step in progress is never cut.
+    async fn step_loop(
+        &self,
+        hook: &HookEvent,
+        work: &dyn HookWork,
+        started_ago: Duration,
+        global: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+        heartbeat: &Heartbeat,
+    ) -> Exit {
+        let interrupted = || Exit::End(HookOutcome::Interrupted("shutdown".into()));
         let began = Instant::now();
-        // The action's clock started when Auto Scaling announced it; heartbeat at once if that was long ago,
-        // or if nobody knows when it started (an action found by reconciliation).
-        let mut next_heartbeat = match hook.time {
-            Some(_) => began + heartbeat_every.saturating_sub(started_ago),
-            None if hook.token.is_empty() => began,
-            None => began + heartbeat_every.saturating_sub(started_ago),
-        };
         let mut poll = self.poll_delays();
         // The last wait reason logged: a wait is logged when it starts or changes, not at every poll.
         let mut last_wait: Option<String> = None;
@@ -206,7 +246,10 @@ impl Driver {
         };
         loop {
             if *shutdown.borrow() {
-                return HookOutcome::Interrupted("shutdown".into());
+                return interrupted();
+            }
+            if heartbeat.not_active() {
+                return Exit::End(HookOutcome::AlreadyEnded);
             }
             let elapsed = started_ago + began.elapsed();
             if elapsed + self.cfg.global_margin >= global {
@@ -216,14 +259,20 @@ impl Driver {
                     elapsed.as_secs()
                 );
                 error!(reason = %why, "abandoning hook");
-                return self.complete(hook, Verdict::abandon(why)).await;
+                return Exit::Complete(Verdict::abandon(why));
             }
             let step = {
-                let _guard = self.locks.lock(&slot).await;
+                // Waiting for the lock is a safe point too; the heartbeat goes on meanwhile.
+                let _guard = tokio::select! {
+                    biased;
+                    () = heartbeat.ended() => return Exit::End(HookOutcome::AlreadyEnded),
+                    () = shutdown_requested(shutdown) => return interrupted(),
+                    guard = self.locks.lock(&slot) => guard,
+                };
                 work.step(hook, elapsed).await
             };
             let delay = match step {
-                Ok(Progress::Finished(verdict)) => return self.complete(hook, verdict).await,
+                Ok(Progress::Finished(verdict)) => return Exit::Complete(verdict),
                 Ok(p @ Progress::Acted(_)) => {
                     self.observer.on_progress(hook, &p);
                     poll = self.poll_delays();
@@ -246,7 +295,7 @@ impl Driver {
                     match e.disposition {
                         Disposition::Permanent => {
                             error!(error = %e, "permanent failure; abandoning hook");
-                            return self.complete(hook, Verdict::abandon(e.to_string())).await;
+                            return Exit::Complete(Verdict::abandon(e.to_string()));
                         }
                         Disposition::AlreadyDone => continue,
                         Disposition::Retry => {
@@ -256,31 +305,10 @@ impl Driver {
                     }
                 }
             };
-            // Wait, heartbeating whenever one falls due.
-            let wake = Instant::now() + delay;
-            loop {
-                let until = wake.min(next_heartbeat);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until) => {}
-                    _ = shutdown.changed() => return HookOutcome::Interrupted("shutdown".into()),
-                }
-                if Instant::now() >= next_heartbeat {
-                    match self.actions.heartbeat(&hook.action()).await {
-                        Ok(CompleteOutcome::Completed) => {
-                            self.observer.on_heartbeat(hook);
-                            next_heartbeat = Instant::now() + heartbeat_every;
-                        }
-                        Ok(CompleteOutcome::NotActive) => return HookOutcome::AlreadyEnded,
-                        Err(e) => {
-                            warn!(error = %e, "heartbeat failed; retrying soon");
-                            next_heartbeat =
-                                Instant::now() + heartbeat_every.min(self.cfg.retry_max) / 4;
-                        }
-                    }
-                }
-                if Instant::now() >= wake {
-                    break;
-                }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = heartbeat.ended() => return Exit::End(HookOutcome::AlreadyEnded),
+                _ = shutdown.changed() => return interrupted(),
             }
         }
     }
@@ -295,11 +323,12 @@ impl Driver {
             .map(move |ms| Duration::from_millis(ms as u64).min(max))
     }
 
-    async fn hook_spec(&self, hook: &HookEvent) -> Result<HookSpec, StepError> {
+    /// The hook's settings; `None` when it is not a hook of the group.
+    async fn hook_spec(&self, hook: &HookEvent) -> Result<Option<HookSpec>, StepError> {
         let actions = self.actions.clone();
         let (group, name) = (hook.group.clone(), hook.hook_name.clone());
         let strategy = step_backoff(self.cfg.retry_base, self.cfg.retry_max).take(8);
-        let found = tokio_retry::RetryIf::start(
+        tokio_retry::RetryIf::start(
             strategy,
             || {
                 let (actions, group, name) = (actions.clone(), group.clone(), name.clone());
@@ -307,17 +336,7 @@ impl Driver {
             },
             |e: &StepError| e.is_retryable(),
         )
-        .await?;
-        Ok(found.unwrap_or_else(|| {
-            warn!(hook = %hook.hook_name, "lifecycle hook not found; assuming the default heartbeat timeout");
-            HookSpec {
-                name: hook.hook_name.clone(),
-                transition: Some(hook.transition),
-                heartbeat_timeout: self.cfg.default_heartbeat_timeout,
-                default_result: LifecycleResult::Abandon,
-                target_arn: None,
-            }
-        }))
+        .await
     }
 
     /// Completes the action, retrying transient failures. The single call site of `CompleteLifecycleAction`.
@@ -343,6 +362,21 @@ impl Driver {
             Ok(CompleteOutcome::NotActive) => HookOutcome::AlreadyEnded,
             Err(e) => HookOutcome::Interrupted(format!("could not complete the action: {e}")),
         }
+    }
+}
+
+/// How the step loop ended.
+enum Exit {
+    /// Complete the action with this verdict.
+    Complete(Verdict),
+    /// End the run without completing it.
+    End(HookOutcome),
+}
+
+/// Resolves once `shutdown` turns true; never if its sender is gone without that.
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
