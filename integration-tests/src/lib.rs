@@ -6,4 +6,5 @@ pub mod daemon;
 pub mod emulator;
 pub mod scenario;
 pub mod walkthrough;
+pub mod workload;
 pub mod world;

@@ -1,12 +1,14 @@
 //! End to end: the real ferryd binary against the emulator, over HTTP. A first boot in AZ a, a cross-AZ
-//! failover to AZ b, and a same-AZ replacement, each proven from the emulator's state and call log.
+//! failover to AZ b, and a same-AZ replacement, with a workload that writes until each instance is gone;
+//! each proven from the data on the volumes, the emulator's state and its call log.
 
 use std::path::Path;
 
 use anyhow::Result;
 use ferry_integration_tests::daemon::{Ferryd, Logs};
 use ferry_integration_tests::emulator::Emulator;
-use ferry_integration_tests::walkthrough::{self, MARKER_KEY};
+use ferry_integration_tests::walkthrough;
+use ferry_integration_tests::workload::volume_counter;
 use ferry_integration_tests::world::{World, WorldOptions, AZ_A, AZ_B};
 use serde_json::Value;
 
@@ -54,7 +56,24 @@ async fn cross_az_failover_then_same_az_reattach() -> Result<()> {
         ),
     };
 
-    // 1. First boot: an empty volume in AZ a, generation 1, the marker written on it.
+    // 0. No acknowledged write was lost, at either failover.
+    assert!(lineage.first.last_acked > 0, "the workload wrote");
+    assert_eq!(lineage.first.content_at_start, 0, "first boot is empty");
+    assert_eq!(lineage.second.content_at_start, lineage.first.last_acked);
+    assert!(lineage.second.last_acked > lineage.second.content_at_start);
+    assert_eq!(lineage.third.content_at_start, lineage.second.last_acked);
+    assert_eq!(
+        volume_counter(&emu, &lineage.third.volume).await?,
+        lineage.second.last_acked
+    );
+    assert!(
+        lineage.precopy_content < lineage.first.last_acked,
+        "the workload kept writing during Terminating:Wait, after the pre-copy ({} < {})",
+        lineage.precopy_content,
+        lineage.first.last_acked
+    );
+
+    // 1. First boot: an empty volume in AZ a, generation 1.
     assert_eq!(lineage.first.az, AZ_A);
     let v1 = describe_volume(&world, &lineage.first.volume).await?;
     assert_eq!(
@@ -64,14 +83,14 @@ async fn cross_az_failover_then_same_az_reattach() -> Result<()> {
     );
     assert_eq!(v1.size(), Some(20));
     assert_eq!(tag(v1.tags(), "ferry:generation").as_deref(), Some("1"));
-    assert!(tag(v1.tags(), MARKER_KEY).is_some());
     assert_eq!(
         v1.state().map(|s| s.as_str()),
         Some("available"),
         "detached from the terminated instance"
     );
 
-    // 2. The old volume was snapshotted, and the snapshot carries the ledger tags.
+    // 2. The terminate pre-copied the volume; after the fence the launch took the final delta of it, which
+    //    carries the ledger tags.
     let snaps = world
         .ec2
         .describe_snapshots()
@@ -93,15 +112,31 @@ async fn cross_az_failover_then_same_az_reattach() -> Result<()> {
         ("ferry:slot", "0"),
         ("ferry:volume", "data"),
         ("ferry:generation", "1"),
-        ("ferry:reason", "terminate"),
+        ("ferry:reason", "final"),
     ] {
         assert_eq!(tag(snap.tags(), k).as_deref(), Some(v), "snapshot tag {k}");
     }
-    let key = format!("{}/terminate", lineage.first.instance);
+    let key = format!("{}/launch", lineage.second.instance);
     assert_eq!(
         tag(snap.tags(), "ferry:hook"),
         Some(key),
-        "dedupe key = the terminate action"
+        "the final delta belongs to the launch that took it"
+    );
+    let pre = world
+        .ec2
+        .describe_snapshots()
+        .snapshot_ids(&lineage.precopy)
+        .send()
+        .await?;
+    let pre = &pre.snapshots()[0];
+    assert_eq!(tag(pre.tags(), "ferry:reason").as_deref(), Some("precopy"));
+    assert_eq!(
+        tag(pre.tags(), "ferry:hook"),
+        Some(format!("{}/terminate", lineage.first.instance))
+    );
+    assert!(
+        pre.start_time() <= snap.start_time(),
+        "the pre-copy came first"
     );
 
     // 3. A new volume was created from that snapshot in AZ b and attached to the new instance.
@@ -201,8 +236,9 @@ async fn cross_az_failover_then_same_az_reattach() -> Result<()> {
         "{actions:?}"
     );
     assert_eq!(world.queue_depth().await?, 0);
-    // Exactly one snapshot per terminate, and three volumes never became four.
-    assert_eq!(emu.calls(Some("CreateSnapshot")).await?.len(), 2);
+    // A pre-copy per terminate and one final delta for the cross-AZ move (the same-AZ path reattaches the
+    // fenced volume itself), and three volumes never became four.
+    assert_eq!(emu.calls(Some("CreateSnapshot")).await?.len(), 3);
     let all = world
         .ec2
         .describe_volumes()

@@ -10,9 +10,10 @@ use ferry_snapshot::{Ec2, GroupSpec, LaunchWork, TerminateWork};
 use ferry_state_machine::{Driver, HookEvent, HookOutcome, HookWork, LifecycleActions, Transition};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::metrics::Metrics;
+use crate::verify;
 
 /// How long a group's `ferry:managed` tag is trusted before it is read again.
 const MANAGED_TTL: Duration = Duration::from_secs(60);
@@ -116,19 +117,42 @@ impl HookHandler for FerryHandler {
         let Some(group) = self.groups.get(&hook.group) else {
             return self.ignore(format!("group {:?} is not in ferry's config", hook.group));
         };
-        if !group.require_managed_tag {
-            return Admission::Work;
+        if group.require_managed_tag {
+            match self.is_tagged_managed(&hook.group).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return self.ignore(format!(
+                        "group {:?} is not tagged ferry:managed=true",
+                        hook.group
+                    ))
+                }
+                // Cannot tell now: leave the message; it returns and is admitted once the check works.
+                Err(e) => {
+                    return Admission::Ignore {
+                        delete: false,
+                        reason: format!("cannot read group {:?}'s tags: {e}", hook.group),
+                    }
+                }
+            }
         }
-        match self.is_tagged_managed(&hook.group).await {
-            Ok(true) => Admission::Work,
-            Ok(false) => self.ignore(format!(
-                "group {:?} is not tagged ferry:managed=true",
-                hook.group
-            )),
-            // Cannot tell now: leave the message; it returns and is admitted once the check works.
+        // A message is a claim: Auto Scaling must confirm it before anything is touched. An unconfirmed
+        // message creates no ledger entry, snapshot or attachment, and is deleted: if the action is real after
+        // all (a lagging read), reconciliation finds it from group state.
+        match verify::confirm(self.asg.as_ref(), hook).await {
+            Ok(Ok(())) => Admission::Work,
+            Ok(Err(u)) => {
+                warn!(check = u.check, reason = %u.reason, "hook message not confirmed by Auto Scaling; deleting it, touching nothing");
+                self.metrics.hook_unverified(hook, u.check);
+                Admission::Ignore {
+                    delete: true,
+                    reason: format!("not confirmed by Auto Scaling: {}", u.reason),
+                }
+            }
             Err(e) => Admission::Ignore {
                 delete: false,
-                reason: format!("cannot read group {:?}'s tags: {e}", hook.group),
+                reason: format!(
+                    "cannot confirm the hook with Auto Scaling now: {e}; the message will return"
+                ),
             },
         }
     }

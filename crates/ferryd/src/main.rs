@@ -15,6 +15,7 @@ mod queue_info;
 mod reconcile;
 mod recovery;
 mod sdk_metrics;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

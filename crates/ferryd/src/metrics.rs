@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_hook_listener::{ListenerObserver, ParseError};
+use ferry_state_machine::machine::{FINAL_STATE_LOST, UNREADABLE_DATA};
 use ferry_state_machine::{
     Disposition, HookEvent, HookObserver, HookOutcome, LifecycleResult, Progress, StepError,
     Transition,
@@ -90,6 +91,14 @@ const RECEIVE_LAG: Desc = (
     "Time from a message's sending to its receipt",
 );
 const IGNORED: Desc = ("ferry_ignored_hooks", "Hooks not admitted");
+const UNVERIFIED: Desc = (
+    "ferry_unverified_hooks",
+    "Hook messages refused because Auto Scaling does not confirm them, by failed check",
+);
+const DATA_UNAVAILABLE: Desc = (
+    "ferry_data_unavailable_abandons",
+    "Launches abandoned because the slot's newest data cannot be had, by kind",
+);
 const LAST_POLL: Desc = (
     "ferry_last_poll_timestamp",
     "Unix time of the poll loop's last liveness signal",
@@ -130,6 +139,8 @@ struct Inner {
     recovery_age: Family<Labels<3>, FloatGauge>,
     receive_lag: Histogram,
     ignored: Counters<1>,
+    unverified: Counters<2>,
+    data_unavailable: Counters<2>,
     last_poll_ts: FloatGauge,
     webhook: Counters<2>,
     /// When the poll loop last polled.
@@ -195,6 +206,8 @@ impl Metrics {
             recovery_age: reg(&mut r, RECOVERY_AGE, s.clone()),
             receive_lag: add(&mut r, RECEIVE_LAG, s.clone(), Histogram::new(lag_buckets)),
             ignored: reg(&mut r, IGNORED, None),
+            unverified: reg(&mut r, UNVERIFIED, None),
+            data_unavailable: reg(&mut r, DATA_UNAVAILABLE, None),
             last_poll_ts: reg(&mut r, LAST_POLL, s),
             webhook: reg(&mut r, WEBHOOK, None),
             counters,
@@ -208,7 +221,7 @@ impl Metrics {
             let t = [("transition", t.label())];
             drop(inner.in_flight.get_or_create(&labels(t)));
             drop(inner.hook_duration.get_or_create(&labels(t)));
-            for outcome in ["continue", "abandon", "already_ended", "interrupted"] {
+            for outcome in ["continue", "abandon", "already_ended", "interrupted", "rejected"] {
                 drop(
                     inner
                         .hooks
@@ -222,6 +235,12 @@ impl Metrics {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Counts a hook message that Auto Scaling did not confirm (`check`: which verification failed).
+    pub fn hook_unverified(&self, hook: &HookEvent, check: &'static str) {
+        let l = [("transition", hook.transition.label()), ("check", check)];
+        self.inner.unverified.get_or_create(&labels(l)).inc();
     }
 
     /// Every metric in the OpenMetrics text format (see [`CONTENT_TYPE`]).
@@ -341,6 +360,17 @@ impl HookObserver for Metrics {
             if reason.contains("launch-before-terminate") {
                 let l = labels([("group", hook.group.as_str())]);
                 self.inner.lbt_abandons.get_or_create(&l).inc();
+            }
+            let kind = if reason.contains(UNREADABLE_DATA) {
+                Some("unreadable")
+            } else if reason.contains(FINAL_STATE_LOST) {
+                Some("final_state_lost")
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                let l = labels([("group", hook.group.as_str()), ("kind", kind)]);
+                self.inner.data_unavailable.get_or_create(&l).inc();
             }
         }
     }

@@ -1,0 +1,157 @@
+//! Messages are claims, not facts: before a hook is worked, Auto Scaling must confirm that the instance is in
+//! the named group, in the wait state its transition implies, and that the hook is one of the group's hooks.
+
+use ferry_state_machine::{GroupInstance, HookEvent, HookSpec, LifecycleActions, StepError, Transition};
+
+/// Why Auto Scaling does not confirm a hook message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfirmed {
+    /// Which check failed, for the metric label: `unknown_instance`, `wrong_group`, `wrong_state`,
+    /// `unknown_hook` or `wrong_transition`.
+    pub check: &'static str,
+    /// What was found, naming the instance, group, hook and state.
+    pub reason: String,
+}
+
+/// The lifecycle states in which an action of `transition` can be waiting.
+pub fn wait_states(transition: Transition) -> &'static [&'static str] {
+    match transition {
+        Transition::Launching => &["Pending:Wait", "Warmed:Pending:Wait"],
+        Transition::Terminating => &["Terminating:Wait", "Warmed:Terminating:Wait"],
+    }
+}
+
+/// The pure check of what Auto Scaling reported against what the message claims.
+pub fn check(
+    hook: &HookEvent,
+    instance: Option<&GroupInstance>,
+    spec: Option<&HookSpec>,
+) -> Result<(), Unconfirmed> {
+    let fail = |check, reason| Err(Unconfirmed { check, reason });
+    let Some(instance) = instance else {
+        return fail(
+            "unknown_instance",
+            format!(
+                "instance {} is not known to Auto Scaling (terminated long ago, or never existed)",
+                hook.instance_id
+            ),
+        );
+    };
+    if instance.group != hook.group {
+        return fail(
+            "wrong_group",
+            format!(
+                "instance {} belongs to group {:?}, not {:?}",
+                hook.instance_id, instance.group, hook.group
+            ),
+        );
+    }
+    let want = wait_states(hook.transition);
+    if !want.contains(&instance.lifecycle_state.as_str()) {
+        return fail(
+            "wrong_state",
+            format!(
+                "instance {} is {} in group {:?}, not waiting on a {} hook ({})",
+                hook.instance_id,
+                instance.lifecycle_state,
+                hook.group,
+                hook.transition,
+                want.join(" or ")
+            ),
+        );
+    }
+    let Some(spec) = spec else {
+        return fail(
+            "unknown_hook",
+            format!(
+                "lifecycle hook {:?} is not a hook of group {:?}",
+                hook.hook_name, hook.group
+            ),
+        );
+    };
+    if spec.transition != Some(hook.transition) {
+        return fail(
+            "wrong_transition",
+            format!(
+                "lifecycle hook {:?} of group {:?} is not a {} hook",
+                hook.hook_name, hook.group, hook.transition
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Asks Auto Scaling (`DescribeAutoScalingInstances`, `DescribeLifecycleHooks`) and checks the claim.
+/// `Err` when Auto Scaling cannot be asked now: the message is left on the queue.
+pub async fn confirm(
+    asg: &dyn LifecycleActions,
+    hook: &HookEvent,
+) -> Result<Result<(), Unconfirmed>, StepError> {
+    let instance = asg.describe_instance(&hook.instance_id).await?;
+    let verdict = check(hook, instance.as_ref(), None);
+    if matches!(&verdict, Err(u) if u.check != "unknown_hook") {
+        return Ok(verdict);
+    }
+    let spec = asg.describe_hook(&hook.group, &hook.hook_name).await?;
+    Ok(check(hook, instance.as_ref(), spec.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn hook(transition: Transition) -> HookEvent {
+        let mut h = HookEvent::reconciled("db", "ferry-launch", "i-1", transition);
+        h.token = "tok".into();
+        h
+    }
+    fn inst(group: &str, state: &str) -> GroupInstance {
+        GroupInstance {
+            instance_id: "i-1".into(),
+            group: group.into(),
+            availability_zone: "us-east-1a".into(),
+            lifecycle_state: state.into(),
+            health_status: "Healthy".into(),
+        }
+    }
+    fn spec(t: Transition) -> HookSpec {
+        HookSpec {
+            name: "ferry-launch".into(),
+            transition: Some(t),
+            heartbeat_timeout: Duration::from_secs(300),
+            default_result: ferry_state_machine::LifecycleResult::Abandon,
+            target_arn: None,
+        }
+    }
+
+    #[test]
+    fn a_waiting_instance_of_the_group_with_a_real_hook_is_confirmed() {
+        let (l, t) = (Transition::Launching, Transition::Terminating);
+        assert_eq!(check(&hook(l), Some(&inst("db", "Pending:Wait")), Some(&spec(l))), Ok(()));
+        assert_eq!(check(&hook(t), Some(&inst("db", "Terminating:Wait")), Some(&spec(t))), Ok(()));
+    }
+
+    #[test]
+    fn every_failed_check_is_named() {
+        let t = Transition::Terminating;
+        let cases = [
+            (None, Some(spec(t)), "unknown_instance"),
+            (Some(inst("other", "Terminating:Wait")), Some(spec(t)), "wrong_group"),
+            // The forged terminate for the live instance.
+            (Some(inst("db", "InService")), Some(spec(t)), "wrong_state"),
+            (Some(inst("db", "Pending:Wait")), Some(spec(t)), "wrong_state"),
+            (Some(inst("db", "Terminating:Wait")), None, "unknown_hook"),
+            (
+                Some(inst("db", "Terminating:Wait")),
+                Some(spec(Transition::Launching)),
+                "wrong_transition",
+            ),
+        ];
+        for (i, s, want) in cases {
+            let got = check(&hook(t), i.as_ref(), s.as_ref()).unwrap_err();
+            assert_eq!(got.check, want, "{}", got.reason);
+            assert!(got.reason.contains("i-1") || got.reason.contains("ferry-launch"));
+        }
+    }
+}
