@@ -69,6 +69,13 @@ enum Command {
         #[command(flatten)]
         args: cli::gc::GcArgs,
     },
+    /// Declare a slot new: retire its unreadable volumes and snapshots so that a launch starts it empty.
+    ResetSlot {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: cli::reset_slot::ResetSlotArgs,
+    },
 }
 
 /// Where the configuration comes from, and the keys flags and `FERRY_*` variables override.
@@ -147,6 +154,9 @@ fn main() -> ExitCode {
             with_config(&config, |c| cli::snapshot_cmd::main(c, &args))
         }
         Command::Gc { config, args } => with_config(&config, |c| cli::gc::main(c, &args)),
+        Command::ResetSlot { config, args } => {
+            with_config(&config, |c| cli::reset_slot::main(c, &args))
+        }
         Command::ValidateConfig(args) => match args.load() {
             Ok(c) => {
                 let groups: Vec<String> = c

@@ -17,6 +17,9 @@ pub const REASON: &str = "ferry:reason";
 pub const SOURCE_SNAPSHOT: &str = "ferry:source-snapshot";
 /// On a volume: the volume it descends from, for lineage.
 pub const SOURCE_VOLUME: &str = "ferry:source-volume";
+/// On a volume or snapshot retired by `ferryd reset-slot`: when, in Unix seconds. Such resources carry
+/// `ferry:slot = retired-<slot>`, so a launch's slot lookups no longer see them.
+pub const RETIRED_AT: &str = "ferry:retired-at";
 /// On an Auto Scaling group: the opt-in marker, `true`.
 pub const MANAGED: &str = "ferry:managed";
 /// On an instance: the prefix of `ferry:attached:<logical volume>` = volume id.

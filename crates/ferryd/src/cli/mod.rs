@@ -1,4 +1,4 @@
-//! The operator subcommands (`status`, `doctor`, `snapshot`, `gc`): shared plumbing for them.
+//! The operator subcommands (`status`, `doctor`, `snapshot`, `gc`, `reset-slot`): shared plumbing for them.
 //!
 //! Every command reads the same configuration as `ferryd run`, talks to AWS through the same clients and
 //! ports, prints its result on stdout and its errors on stderr, and maps the outcome to an exit code
@@ -8,6 +8,7 @@ pub mod doctor;
 mod doctor_iam;
 pub mod gc;
 mod gc_plan;
+pub mod reset_slot;
 pub mod snapshot_cmd;
 pub mod status;
 
