@@ -2,7 +2,8 @@
 //! each mutating call, through `FERRY_TEST_KILL_AFTER`, and while a resource is pending, from outside), a fresh
 //! ferryd is started on the same queue, and the end state is checked in the emulator: the right data attached
 //! in the right AZ, the Elastic IP moved, every action completed once with CONTINUE, and exactly the expected
-//! ferry volumes and snapshots (no duplicate, no orphan).
+//! ferry volumes and snapshots (no duplicate, no orphan). In every failover case a workload writes to the old
+//! instance until it is gone, and the replacement must hold exactly its last acknowledged write.
 //!
 //! Each case runs on its own emulator; at most three cases run at once across the whole file.
 
@@ -15,6 +16,7 @@ use ferry_integration_tests::scenario::{
     action_of, actions, attachment, check_common, create_volume_tokens, exited, in_service,
     ledger_key, ok_calls, tag, Rig, STEP,
 };
+use ferry_integration_tests::workload::{volume_counter, Writer};
 use ferry_integration_tests::world::{wait_for, GroupMember, WorldOptions, AZ_A, AZ_B};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -33,7 +35,7 @@ const SLOW: f64 = 4.0;
 enum Flow {
     /// The group's first launch: an empty volume in AZ a.
     FirstBoot,
-    /// First boot in AZ a (uncrashed), then a failover to AZ b: terminate snapshot, restore in b.
+    /// First boot in AZ a (uncrashed), then a failover to AZ b: pre-copy, fence, final delta, restore in b.
     CrossAz,
     /// First boot in AZ a (uncrashed), then a replacement in AZ a: the detached volume is claimed and reattached.
     SameAz,
@@ -42,14 +44,16 @@ enum Flow {
 /// What ferry is waiting on when it is killed from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
-    /// The terminate's snapshot is `pending`.
+    /// The terminate's pre-copy is `pending`.
     Snapshot,
+    /// The launch's final delta of the fenced volume is `pending`.
+    FinalDelta,
     /// The new volume is `creating`.
     Creating,
     /// The attachment is `attaching`.
     Attaching,
     /// Both hooks in flight (the launch before the terminate completes): the launch waits at the barrier
-    /// for the terminate's snapshot.
+    /// for the fence while the terminate's pre-copy is pending.
     Barrier,
 }
 
@@ -82,8 +86,8 @@ const fn waiting(flow: Flow, p: Pending) -> Case {
     }
 }
 
-/// The terminate hook (of a cross-AZ failover): after its snapshot call, while the snapshot is pending,
-/// after its completion.
+/// The terminate hook (of a cross-AZ failover): after its pre-copy call, while the pre-copy is pending,
+/// after its completion (the fence).
 const TERMINATE: &[Case] = &[
     after(Flow::CrossAz, "ec2:CreateSnapshot"),
     waiting(Flow::CrossAz, Pending::Snapshot),
@@ -101,10 +105,13 @@ const FIRST_BOOT: &[Case] = &[
     after(Flow::FirstBoot, "autoscaling:CompleteLifecycleAction"),
 ];
 
-/// The cross-AZ launch: waiting at the barrier, restore, (creating), attach, (attaching), Elastic IP,
-/// instance tags, complete (the run's second completion: the terminate's is the first).
+/// The cross-AZ launch: waiting at the barrier, the final delta (the run's second CreateSnapshot: the
+/// pre-copy is the first), (delta pending), restore, (creating), attach, (attaching), Elastic IP, instance
+/// tags, complete (the run's second completion: the terminate's is the first).
 const CROSS_AZ: &[Case] = &[
     waiting(Flow::CrossAz, Pending::Barrier),
+    after(Flow::CrossAz, "ec2:CreateSnapshot#2"),
+    waiting(Flow::CrossAz, Pending::FinalDelta),
     after(Flow::CrossAz, "ec2:CreateVolume"),
     waiting(Flow::CrossAz, Pending::Creating),
     after(Flow::CrossAz, "ec2:AttachVolume"),
@@ -138,6 +145,7 @@ impl Case {
         let mut s = ferry_integration_tests::emulator::fast_timings();
         match self.kill {
             Kill::While(Pending::Snapshot) => s["snapshot_seconds"] = json!(SLOW),
+            Kill::While(Pending::FinalDelta) => s["incremental_snapshot_seconds"] = json!(SLOW),
             Kill::While(Pending::Creating) => s["volume_create_seconds"] = json!(SLOW),
             Kill::While(Pending::Attaching) => s["attach_seconds"] = json!(SLOW),
             Kill::While(Pending::Barrier) => {
@@ -239,6 +247,8 @@ async fn drive(rig: &mut Rig, case: Case) -> Result<()> {
         AZ_A
     };
     rig.emu.place(&rig.world.group, Some(to)).await?;
+    let writer = Writer::start(&rig.emu, &m1.id, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     rig.world.terminate(&m1.id).await?;
     crash(rig, &mut crashing, case, since, Some(&m1.id)).await?;
     let _fresh = rig.ferryd(&[])?;
@@ -247,8 +257,20 @@ async fn drive(rig: &mut Rig, case: Case) -> Result<()> {
         Ok((rig.world.ec2_state(&m1.id).await? == "terminated").then_some(()))
     })
     .await?;
+    let (last, _) = writer.finished(STEP).await?;
     rig.queue_drained().await?;
-    check_failover(rig, case.flow, &m1, &v1, &m2, since).await
+    check_failover(rig, case.flow, &m1, &v1, &m2, since).await?;
+    let held = rig.world.attached_volumes(&m2.id).await?;
+    let v2 = held
+        .first()
+        .and_then(|v| v.volume_id())
+        .ok_or_else(|| anyhow::anyhow!("nothing attached to {}", m2.id))?;
+    let content = volume_counter(&rig.emu, v2).await?;
+    ensure!(
+        last > 0 && content == last,
+        "{v2} holds write {content}; the old instance's last acknowledged write was {last}"
+    );
+    Ok(())
 }
 
 /// Kills the crashing run as the case says, and makes sure it died of it.
@@ -341,6 +363,9 @@ async fn waiting_on(rig: &Rig, p: Pending, since: u64, old: Option<&str>) -> Res
         .any(|s| s.state().map(|x| x.as_str()) == Some("pending"));
     Ok(match p {
         Pending::Snapshot => (!ok_calls(emu, "CreateSnapshot", since).await?.is_empty()
+            && pending_snapshot)
+            .then_some(()),
+        Pending::FinalDelta => (ok_calls(emu, "CreateSnapshot", since).await?.len() >= 2
             && pending_snapshot)
             .then_some(()),
         Pending::Creating => {
@@ -460,34 +485,50 @@ async fn check_failover(
     action_of(&all, &m1.id, false)?;
     let launch2 = action_of(&all, &m2.id, true)?;
 
-    // Exactly one snapshot: of the first volume, at the terminate, generation 1, completed.
-    ensure!(inv.snapshots.len() == 1, "snapshots: {:?}", inv.snapshots);
-    let snap = &inv.snapshots[0];
-    let snap_id = snap.snapshot_id().unwrap_or_default().to_string();
+    // The pre-copy of the first volume at the terminate, and for a cross-AZ move the launch's final delta of
+    // the fenced volume; generation 1, completed, each exactly once.
+    let want_snaps = if flow == Flow::CrossAz { 2 } else { 1 };
     ensure!(
-        snap.volume_id() == Some(v1),
-        "snapshot of {:?}, not {v1}",
-        snap.volume_id()
+        inv.snapshots.len() == want_snaps,
+        "snapshots: {:?}",
+        inv.snapshots
     );
-    ensure!(
-        snap.state().map(|s| s.as_str()) == Some("completed"),
-        "snapshot {:?}",
-        snap.state()
-    );
-    for (k, want) in [
-        ("ferry:generation", "1"),
-        ("ferry:reason", "terminate"),
-        ("ferry:hook", ledger_key(&m1.id, false).as_str()),
-    ] {
+    let mut final_id = String::new();
+    for snap in &inv.snapshots {
         ensure!(
-            tag(snap.tags(), k).as_deref() == Some(want),
-            "snapshot tag {k}: {:?}",
-            snap.tags()
+            snap.volume_id() == Some(v1),
+            "snapshot of {:?}, not {v1}",
+            snap.volume_id()
         );
+        ensure!(
+            snap.state().map(|s| s.as_str()) == Some("completed"),
+            "snapshot {:?}",
+            snap.state()
+        );
+        let reason = tag(snap.tags(), "ferry:reason").unwrap_or_default();
+        let hook = match reason.as_str() {
+            "precopy" => ledger_key(&m1.id, false),
+            "final" => {
+                final_id = snap.snapshot_id().unwrap_or_default().to_string();
+                ledger_key(&launch2.instance, true)
+            }
+            other => bail!("snapshot reason {other:?}: {:?}", snap.tags()),
+        };
+        for (k, want) in [("ferry:generation", "1"), ("ferry:hook", hook.as_str())] {
+            ensure!(
+                tag(snap.tags(), k).as_deref() == Some(want),
+                "snapshot tag {k}: {:?}",
+                snap.tags()
+            );
+        }
     }
+    let snap_id = final_id;
     let snaps_made = ok_calls(&rig.emu, "CreateSnapshot", 0).await?.len()
         + ok_calls(&rig.emu, "CreateSnapshots", 0).await?.len();
-    ensure!(snaps_made == 1, "{snaps_made} snapshot calls succeeded");
+    ensure!(
+        snaps_made == want_snaps,
+        "{snaps_made} snapshot calls succeeded"
+    );
 
     // The replacement holds generation 2 at /dev/sdf, and nothing else.
     let held = inv.attached_to(&m2.id);
@@ -517,8 +558,8 @@ async fn check_failover(
                 v2.availability_zone()
             );
             ensure!(
-                v2.snapshot_id() == Some(snap_id.as_str()),
-                "restored from {:?}",
+                !snap_id.is_empty() && v2.snapshot_id() == Some(snap_id.as_str()),
+                "restored from {:?}, not the final delta",
                 v2.snapshot_id()
             );
             ensure!(

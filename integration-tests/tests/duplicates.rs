@@ -1,8 +1,10 @@
 //! Duplicate delivery: with both hooks of a failover in flight at once (the replacement launches as soon as
 //! the old instance enters Terminating:Wait), every lifecycle message is on the queue three times, in either
-//! order (launch first or terminate first): one copy at once, one mid-run, one after completion. ferry must take
-//! one snapshot, restore one volume after the barrier (the terminate's snapshot and the old volume's detach),
-//! attach once, complete each action once with CONTINUE, and leave the queue empty.
+//! order (launch first or terminate first): one copy at once, one mid-run, one after completion. A workload
+//! writes to the old instance until it is gone. ferry must take one pre-copy and one final delta, restore one
+//! volume after the barrier (the fence: the old instance's termination and the detach), attach once, complete
+//! each action once with CONTINUE, leave the queue empty, and the replacement must hold the last
+//! acknowledged write.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use ferry_integration_tests::scenario::{
     action_of, actions, attachment, check_common, create_volume_tokens, depth, exited, in_service,
     ledger_key, ok_calls, send, tag, take_hook_messages, Rig, STEP,
 };
+use ferry_integration_tests::workload::{volume_counter, Writer};
 use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
 use serde_json::{json, Value};
 
@@ -48,6 +51,8 @@ async fn scenario(rig: &mut Rig, launch_first: bool) -> Result<()> {
         .to_string();
     let since = rig.seq().await?;
     rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
+    let writer = Writer::start(&rig.emu, &m1.id, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     rig.world.terminate(&m1.id).await?;
 
     let mut msgs: Vec<Value> = take_hook_messages(&rig.world, 2).await?;
@@ -90,20 +95,33 @@ async fn scenario(rig: &mut Rig, launch_first: bool) -> Result<()> {
     let launch = action_of(&all, &m2.id, true)?;
     let inv = rig.inventory().await?;
 
-    // One snapshot set: one snapshot of the old volume, by the terminate.
+    // One pre-copy of the old volume by the terminate, one final delta of it by the launch.
     let snaps = ok_calls(&rig.emu, "CreateSnapshot", since).await?.len()
         + ok_calls(&rig.emu, "CreateSnapshots", since).await?.len();
-    ensure!(snaps == 1, "{snaps} successful snapshot calls");
-    ensure!(inv.snapshots.len() == 1, "snapshots: {:?}", inv.snapshots);
-    let snap = &inv.snapshots[0];
+    ensure!(snaps == 2, "{snaps} successful snapshot calls");
+    ensure!(inv.snapshots.len() == 2, "snapshots: {:?}", inv.snapshots);
+    let by_reason = |r: &str| {
+        inv.snapshots
+            .iter()
+            .find(|s| tag(s.tags(), "ferry:reason").as_deref() == Some(r))
+            .with_context(|| format!("no {r} snapshot: {:?}", inv.snapshots))
+    };
+    let (pre, snap) = (by_reason("precopy")?, by_reason("final")?);
+    for s in [pre, snap] {
+        ensure!(
+            s.volume_id() == Some(v1.as_str()),
+            "snapshot of {:?}",
+            s.volume_id()
+        );
+    }
     ensure!(
-        snap.volume_id() == Some(v1.as_str()),
-        "snapshot of {:?}",
-        snap.volume_id()
+        tag(pre.tags(), "ferry:hook") == Some(ledger_key(&term.instance, false)),
+        "pre-copy hook tag {:?}",
+        pre.tags()
     );
     ensure!(
-        tag(snap.tags(), "ferry:hook") == Some(ledger_key(&term.instance, false)),
-        "snapshot hook tag {:?}",
+        tag(snap.tags(), "ferry:hook") == Some(ledger_key(&launch.instance, true)),
+        "final delta hook tag {:?}",
         snap.tags()
     );
 
@@ -167,6 +185,12 @@ async fn scenario(rig: &mut Rig, launch_first: bool) -> Result<()> {
     );
     let attaches = ok_calls(&rig.emu, "AttachVolume", since).await?;
     ensure!(attaches.len() == 1, "successful attaches: {attaches:?}");
+    let (last, _) = writer.finished(STEP).await?;
+    let content = volume_counter(&rig.emu, v2.volume_id().unwrap_or_default()).await?;
+    ensure!(
+        last > 0 && content == last,
+        "the replacement holds write {content}; the last acknowledged was {last}"
+    );
     let late = completes
         .iter()
         .filter(|c| c["seq"].as_u64().unwrap_or(0) > since && c["status"] != 200)

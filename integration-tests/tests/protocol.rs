@@ -1,0 +1,226 @@
+//! End to end, the zero-lost-writes protocol against the real ferryd: multi-volume failovers restore every
+//! volume from one consistent point; forged messages touch nothing; a slot whose copies are unreadable never
+//! gets an empty volume. A workload writes until its instance is gone, and the replacement must hold its last
+//! acknowledged write.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use ferry_integration_tests::scenario::{actions, in_service, ok_calls, send, Rig, STEP};
+use ferry_integration_tests::workload::{volume_counter, Writer};
+use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
+use serde_json::json;
+
+fn rig_opts() -> WorldOptions {
+    WorldOptions {
+        visibility_timeout: 5,
+        ..WorldOptions::default()
+    }
+}
+
+async fn rig() -> Result<Rig> {
+    let mut settings = ferry_integration_tests::emulator::fast_timings();
+    settings["incremental_snapshot_seconds"] = json!(0.3);
+    Rig::new(
+        Path::new(env!("CARGO_BIN_EXE_ferryd")),
+        &rig_opts(),
+        settings,
+    )
+    .await
+}
+
+/// The world's config with `extra` more logical volumes (`v1` at /dev/sdg, `v2` at /dev/sdh, ...).
+fn config_with_volumes(rig: &Rig, extra: usize) -> String {
+    let mut c = rig.world.config_toml();
+    for i in 0..extra {
+        let dev = char::from(b'g' + u8::try_from(i).unwrap_or(0));
+        c.push_str(&format!(
+            "\n[[groups.volumes]]\nname = \"v{}\"\ndevice = \"/dev/sd{dev}\"\nsize_gib = 10\ntype = \"gp3\"\n",
+            i + 1
+        ));
+    }
+    c
+}
+
+async fn multi_volume(volumes: usize) -> Result<()> {
+    let mut rig = rig().await?;
+    let res = async {
+        let config = config_with_volumes(&rig, volumes - 1);
+        let _ferryd = rig.ferryd_with(&config, &[])?;
+        let m1 = rig.first_boot(AZ_A).await?;
+        let held = rig.world.attached_volumes(&m1.id).await?;
+        ensure!(held.len() == volumes, "first boot attached {held:?}");
+        let writer = Writer::start(&rig.emu, &m1.id, 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
+        rig.world.terminate(&m1.id).await?;
+        let m2 = in_service(&rig.world, &[&m1.id]).await?;
+        let (last, _) = writer.finished(STEP).await?;
+        ensure!(m2.az == AZ_B, "replacement in {}", m2.az);
+        let held = rig.world.attached_volumes(&m2.id).await?;
+        ensure!(held.len() == volumes, "replacement holds {held:?}");
+        for v in &held {
+            let id = v.volume_id().unwrap_or_default();
+            ensure!(v.availability_zone() == Some(AZ_B), "{id} not restored in b");
+            let content = volume_counter(&rig.emu, id).await?;
+            ensure!(
+                content == last,
+                "{id} holds write {content}, the last acknowledged write was {last}: not one consistent point"
+            );
+        }
+        Ok(())
+    }
+    .await;
+    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_volumes_are_restored_from_one_consistent_point() -> Result<()> {
+    multi_volume(2).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_volumes_are_restored_from_one_consistent_point() -> Result<()> {
+    multi_volume(3).await
+}
+
+/// A raw hook notification, as anyone allowed to `sqs:SendMessage` could forge it.
+fn forged(group: &str, instance: &str, launch: bool) -> String {
+    let (hook, transition) = if launch {
+        ("ferry-launch", "autoscaling:EC2_INSTANCE_LAUNCHING")
+    } else {
+        ("ferry-terminate", "autoscaling:EC2_INSTANCE_TERMINATING")
+    };
+    json!({
+        "Origin": "AutoScalingGroup",
+        "Destination": "EC2",
+        "LifecycleHookName": hook,
+        "AccountId": "123456789012",
+        "RequestId": "00000000-0000-0000-0000-00000000f0f0",
+        "LifecycleTransition": transition,
+        "AutoScalingGroupName": group,
+        "Service": "AWS Auto Scaling",
+        "Time": "2026-12-01T00:00:00.000Z",
+        "EC2InstanceId": instance,
+        "LifecycleActionToken": "forged-0000-0000-0000-000000000000",
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_messages_touch_nothing_and_the_real_failover_loses_nothing() -> Result<()> {
+    let mut rig = rig().await?;
+    let res = async {
+        let _ferryd = rig.ferryd(&[])?;
+        let m1 = rig.first_boot(AZ_A).await?;
+        rig.queue_drained().await?;
+        let writer = Writer::start(&rig.emu, &m1.id, 0);
+        let since = rig.seq().await?;
+        // A forged terminate and a forged launch for the live, InService instance.
+        send(&rig.world, &forged(&rig.world.group, &m1.id, false), 0).await?;
+        send(&rig.world, &forged(&rig.world.group, &m1.id, true), 0).await?;
+        rig.queue_drained().await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for action in [
+            "CreateSnapshot",
+            "CreateSnapshots",
+            "DetachVolume",
+            "CreateVolume",
+            "AttachVolume",
+            "AssociateAddress",
+            "CreateTags",
+            "CompleteLifecycleAction",
+            "StopInstances",
+        ] {
+            let calls = ok_calls(&rig.emu, action, since).await?;
+            ensure!(
+                calls.is_empty(),
+                "a forged message led to {action}: {calls:?}"
+            );
+        }
+        ensure!(
+            rig.logs().contains("not confirmed by Auto Scaling"),
+            "the forged messages were not logged as unconfirmed"
+        );
+        let before = writer.acked();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ensure!(writer.acked() > before, "the workload was disturbed");
+
+        // The real failover later restores the final state, not anything the forgery could have made.
+        rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
+        rig.world.terminate(&m1.id).await?;
+        let m2 = in_service(&rig.world, &[&m1.id]).await?;
+        let (last, _) = writer.finished(STEP).await?;
+        let held = rig.world.attached_volumes(&m2.id).await?;
+        let id = held
+            .first()
+            .and_then(|v| v.volume_id())
+            .context("nothing attached to the replacement")?;
+        let content = volume_counter(&rig.emu, id).await?;
+        ensure!(
+            content == last,
+            "replacement holds write {content}, last acknowledged {last}"
+        );
+        Ok(())
+    }
+    .await;
+    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_whose_copies_are_unreadable_never_gets_an_empty_volume() -> Result<()> {
+    let mut rig = rig().await?;
+    let res = async {
+        // The slot had data: one ferry volume, whose generation tag nobody can read.
+        let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+        let spec = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+            .tags(tag("ferry:group", &rig.world.group))
+            .tags(tag("ferry:slot", "0"))
+            .tags(tag("ferry:volume", "data"))
+            .tags(tag("ferry:generation", "not-a-number"))
+            .build();
+        rig.world
+            .ec2
+            .create_volume()
+            .availability_zone(AZ_A)
+            .size(20)
+            .tag_specifications(spec)
+            .send()
+            .await?;
+        let since = rig.seq().await?;
+        let _ferryd = rig.ferryd(&[])?;
+        rig.emu.place(&rig.world.group, Some(AZ_A)).await?;
+        rig.world.scale_to_one().await?;
+        let abandoned = wait_for("a launch to be abandoned", STEP, || async {
+            let all = actions(&rig.emu).await?;
+            Ok(all
+                .into_iter()
+                .find(|a| a.launch && a.state == "completed" && a.result == "ABANDON"))
+        })
+        .await?;
+        let creates = ok_calls(&rig.emu, "CreateVolume", since).await?;
+        ensure!(
+            creates.is_empty(),
+            "an empty volume was created: {creates:?}"
+        );
+        let continued = actions(&rig.emu)
+            .await?
+            .into_iter()
+            .filter(|a| a.result == "CONTINUE")
+            .count();
+        ensure!(
+            continued == 0,
+            "an instance went into service without its data"
+        );
+        ensure!(
+            rig.logs().contains("existing data unreadable"),
+            "the abandon does not say why"
+        );
+        let _ = abandoned;
+        Ok(())
+    }
+    .await;
+    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+}
