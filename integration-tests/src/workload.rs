@@ -76,7 +76,11 @@ impl Writer {
 /// The write counter on a volume, from the emulator.
 pub async fn volume_counter(emu: &Emulator, volume_id: &str) -> Result<u64> {
     let v = emu
-        .control(reqwest::Method::GET, &format!("volumes/{volume_id}/data"), None)
+        .control(
+            reqwest::Method::GET,
+            &format!("volumes/{volume_id}/data"),
+            None,
+        )
         .await?;
     v["counter"]
         .as_u64()

@@ -221,7 +221,13 @@ impl Metrics {
             let t = [("transition", t.label())];
             drop(inner.in_flight.get_or_create(&labels(t)));
             drop(inner.hook_duration.get_or_create(&labels(t)));
-            for outcome in ["continue", "abandon", "already_ended", "interrupted", "rejected"] {
+            for outcome in [
+                "continue",
+                "abandon",
+                "already_ended",
+                "interrupted",
+                "rejected",
+            ] {
                 drop(
                     inner
                         .hooks

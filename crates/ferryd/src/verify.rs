@@ -1,7 +1,9 @@
 //! Messages are claims, not facts: before a hook is worked, Auto Scaling must confirm that the instance is in
 //! the named group, in the wait state its transition implies, and that the hook is one of the group's hooks.
 
-use ferry_state_machine::{GroupInstance, HookEvent, HookSpec, LifecycleActions, StepError, Transition};
+use ferry_state_machine::{
+    GroupInstance, HookEvent, HookSpec, LifecycleActions, StepError, Transition,
+};
 
 /// Why Auto Scaling does not confirm a hook message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,8 +130,18 @@ mod tests {
     #[test]
     fn a_waiting_instance_of_the_group_with_a_real_hook_is_confirmed() {
         let (l, t) = (Transition::Launching, Transition::Terminating);
-        assert_eq!(check(&hook(l), Some(&inst("db", "Pending:Wait")), Some(&spec(l))), Ok(()));
-        assert_eq!(check(&hook(t), Some(&inst("db", "Terminating:Wait")), Some(&spec(t))), Ok(()));
+        assert_eq!(
+            check(&hook(l), Some(&inst("db", "Pending:Wait")), Some(&spec(l))),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &hook(t),
+                Some(&inst("db", "Terminating:Wait")),
+                Some(&spec(t))
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -137,10 +149,18 @@ mod tests {
         let t = Transition::Terminating;
         let cases = [
             (None, Some(spec(t)), "unknown_instance"),
-            (Some(inst("other", "Terminating:Wait")), Some(spec(t)), "wrong_group"),
+            (
+                Some(inst("other", "Terminating:Wait")),
+                Some(spec(t)),
+                "wrong_group",
+            ),
             // The forged terminate for the live instance.
             (Some(inst("db", "InService")), Some(spec(t)), "wrong_state"),
-            (Some(inst("db", "Pending:Wait")), Some(spec(t)), "wrong_state"),
+            (
+                Some(inst("db", "Pending:Wait")),
+                Some(spec(t)),
+                "wrong_state",
+            ),
             (Some(inst("db", "Terminating:Wait")), None, "unknown_hook"),
             (
                 Some(inst("db", "Terminating:Wait")),

@@ -30,10 +30,7 @@ impl TerminateWork {
 
     fn snapshot_tags(&self, hook: &HookEvent) -> Vec<Tag> {
         let mut t = ledger::base_tags(&self.group.name, &hook.ledger_key());
-        t.push((
-            tags::REASON.into(),
-            SnapshotReason::Precopy.as_tag().into(),
-        ));
+        t.push((tags::REASON.into(), SnapshotReason::Precopy.as_tag().into()));
         t.push((
             tags::NAME.into(),
             format!(

@@ -95,7 +95,10 @@ async fn cross_az_failover_restores_the_final_delta_with_the_last_acknowledged_w
     assert_eq!(fin.tag(tags::HOOK), Some(hook.ledger_key().as_str()));
     let v = made_by(&w, "data", "i-new");
     assert_eq!(v.snapshot_id.as_deref(), Some(fin.id.as_str()));
-    assert_eq!(v.content, last, "the replacement holds the last acknowledged write");
+    assert_eq!(
+        v.content, last,
+        "the replacement holds the last acknowledged write"
+    );
     assert_eq!(v.availability_zone, AZ_B);
     assert_eq!(v.size_gib, 20);
     assert_eq!(v.tag(tags::GENERATION), Some("2"));
@@ -138,7 +141,10 @@ async fn same_az_replacement_reattaches_the_old_volume() {
     assert_eq!(w.ec2.count("CreateVolume"), 0, "{:?}", w.ec2.calls());
     let v = made_by(&w, "data", "i-new");
     assert_eq!(v.id, old);
-    assert_eq!(v.content, last, "the fenced volume itself, with the last write");
+    assert_eq!(
+        v.content, last,
+        "the fenced volume itself, with the last write"
+    );
     assert_eq!(w.ec2.count("CreateSnapshot"), 0, "no final delta needed");
     assert_eq!(v.tag(tags::GENERATION), Some("9"));
     assert_attached(&v, "i-new", "/dev/sdf");
@@ -160,7 +166,11 @@ async fn a_two_volume_group_fails_over_with_both_volumes_at_one_consistent_point
     tokio::time::sleep(Duration::from_secs(1)).await;
     terminate(&w, "i-old", "tok-term").await;
     let last = writer.await.unwrap();
-    assert_eq!(w.ec2.count("CreateSnapshots"), 1, "one crash-consistent pre-copy");
+    assert_eq!(
+        w.ec2.count("CreateSnapshots"),
+        1,
+        "one crash-consistent pre-copy"
+    );
 
     let hook = w.launch_hook("i-new", AZ_C, "tok-launch");
     let out = w.run(&hook, &w.launch_work()).await;
@@ -304,8 +314,15 @@ async fn barrier(launch_delay: Duration) {
         "not {ancient_snap}, not the pre-copy {}",
         pre.id
     );
-    assert!(pre.content < last, "writes after the pre-copy: {} < {last}", pre.content);
-    assert_eq!(v.content, last, "the replacement holds the last acknowledged write");
+    assert!(
+        pre.content < last,
+        "writes after the pre-copy: {} < {last}",
+        pre.content
+    );
+    assert_eq!(
+        v.content, last,
+        "the replacement holds the last acknowledged write"
+    );
     assert_eq!(v.tag(tags::GENERATION), Some("3"));
     assert_eq!(v.tag(tags::SOURCE_VOLUME), Some(old.as_str()));
     assert_attached(&v, "i-new", "/dev/sdf");

@@ -302,12 +302,9 @@ async fn a_stuck_manual_snapshot_does_not_hold_up_the_final_one() {
         t.push((tags::REASON.into(), reason.into()));
         t
     };
-    let final_2 = w.ec2.put_snapshot(
-        "vol-gone",
-        20,
-        SnapshotState::Completed,
-        &tagged("final"),
-    );
+    let final_2 = w
+        .ec2
+        .put_snapshot("vol-gone", 20, SnapshotState::Completed, &tagged("final"));
     let manual = w
         .ec2
         .put_snapshot("vol-gone", 20, SnapshotState::Pending, &tagged("manual"));

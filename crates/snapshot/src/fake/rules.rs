@@ -276,7 +276,10 @@ impl Inner {
             .get(&att.instance_id)
             .map_or("unknown", |i| i.state.as_str());
         if state != "running" {
-            return Err(format!("{volume_id}'s instance {} is {state}", att.instance_id));
+            return Err(format!(
+                "{volume_id}'s instance {} is {state}",
+                att.instance_id
+            ));
         }
         Ok(())
     }
