@@ -11,7 +11,8 @@ pub const GENERATION: &str = "ferry:generation";
 /// The lifecycle action that created or last claimed the resource, as `<instance-id>/<launch|terminate>`:
 /// the dedupe key (see `HookEvent::ledger_key`).
 pub const HOOK: &str = "ferry:hook";
-/// Why a snapshot was taken: `terminate`, `launch` (of a detached volume) or `manual`.
+/// Why a snapshot was taken: `precopy` (the terminate's, a recovery point), `final` (of a fenced volume) or
+/// `manual`; v1's `terminate` reads as `precopy` and `launch` as `final`.
 pub const REASON: &str = "ferry:reason";
 /// On a volume: the snapshot it was restored from, for lineage.
 pub const SOURCE_SNAPSHOT: &str = "ferry:source-snapshot";
