@@ -75,28 +75,19 @@ impl Writer {
 
 /// The write counter on a volume, from the emulator.
 pub async fn volume_counter(emu: &Emulator, volume_id: &str) -> Result<u64> {
-    let v = emu
-        .control(
-            reqwest::Method::GET,
-            &format!("volumes/{volume_id}/data"),
-            None,
-        )
-        .await?;
-    v["counter"]
-        .as_u64()
-        .with_context(|| format!("no counter for {volume_id}: {v}"))
+    counter(emu, "volumes", volume_id).await
 }
 
 /// The write counter a snapshot captured, from the emulator.
 pub async fn snapshot_counter(emu: &Emulator, snapshot_id: &str) -> Result<u64> {
+    counter(emu, "snapshots", snapshot_id).await
+}
+
+async fn counter(emu: &Emulator, kind: &str, id: &str) -> Result<u64> {
     let v = emu
-        .control(
-            reqwest::Method::GET,
-            &format!("snapshots/{snapshot_id}/data"),
-            None,
-        )
+        .control(reqwest::Method::GET, &format!("{kind}/{id}/data"), None)
         .await?;
     v["counter"]
         .as_u64()
-        .with_context(|| format!("no counter for {snapshot_id}: {v}"))
+        .with_context(|| format!("no counter for {id}: {v}"))
 }

@@ -101,7 +101,7 @@ pub struct SnapshotStatus {
     pub snapshot_id: String,
     /// Its generation.
     pub generation: Option<u64>,
-    /// `terminate`, `launch` or `manual`.
+    /// `precopy`, `final` or `manual`.
     pub reason: Option<String>,
     /// When it started, in seconds since the Unix epoch.
     pub start_time: Option<i64>,
