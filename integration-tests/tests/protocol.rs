@@ -85,6 +85,55 @@ async fn three_volumes_are_restored_from_one_consistent_point() -> Result<()> {
     multi_volume(3).await
 }
 
+/// The old instance takes 3 s to shut down after its terminate completes (its volume stays attached and
+/// unwritable meanwhile): the launch waits for the detach, takes the final delta only after it, and loses
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_shutdown_is_waited_out_before_the_final_delta() -> Result<()> {
+    let mut rig = rig_with(json!({ "instance_shutdown_seconds": 3.0 })).await?;
+    let res = async {
+        let _ferryd = rig.ferryd(&[])?;
+        let m1 = rig.first_boot(AZ_A).await?;
+        let v1 = rig.world.attached_volumes(&m1.id).await?[0]
+            .volume_id()
+            .unwrap_or_default()
+            .to_string();
+        let writer = Writer::start(&rig.emu, &m1.id, 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let since = rig.seq().await?;
+        rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
+        rig.world.terminate(&m1.id).await?;
+        let m2 = in_service(&rig.world, &[&m1.id]).await?;
+        let (last, _) = writer.finished(STEP).await?;
+        let detached = rig
+            .emu
+            .calls(None)
+            .await?
+            .into_iter()
+            .filter(|c| c["seq"].as_u64().unwrap_or(0) > since)
+            .filter(|c| c["action"] == "CreateSnapshot" && c["status"] == 200)
+            .filter(|c| c["params"]["VolumeId"] == v1.as_str())
+            .count();
+        ensure!(
+            detached == 2,
+            "a pre-copy and a final delta of {v1}: {detached}"
+        );
+        let held = rig.world.attached_volumes(&m2.id).await?;
+        let id = held
+            .first()
+            .and_then(|v| v.volume_id())
+            .context("nothing attached to the replacement")?;
+        let content = volume_counter(&rig.emu, id).await?;
+        ensure!(
+            content == last,
+            "replacement holds write {content}, last acknowledged {last}"
+        );
+        Ok(())
+    }
+    .await;
+    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+}
+
 /// A raw hook notification, as anyone allowed to `sqs:SendMessage` could forge it.
 fn forged(group: &str, instance: &str, launch: bool) -> String {
     let (hook, transition) = if launch {
