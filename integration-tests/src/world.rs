@@ -197,6 +197,19 @@ type = "gp3"
         )
     }
 
+    /// ferry's configuration with `extra` more logical volumes: `v1` at /dev/sdg, `v2` at /dev/sdh, ...
+    pub fn config_toml_with_volumes(&self, extra: u8) -> String {
+        let mut c = self.config_toml();
+        for i in 0..extra {
+            let dev = char::from(b'g' + i);
+            c.push_str(&format!(
+                "\n[[groups.volumes]]\nname = \"v{}\"\ndevice = \"/dev/sd{dev}\"\nsize_gib = 10\ntype = \"gp3\"\n",
+                i + 1
+            ));
+        }
+        c
+    }
+
     /// Sets min = max = desired = 1: the group launches its one instance.
     pub async fn scale_to_one(&self) -> Result<()> {
         self.asg

@@ -20,8 +20,16 @@ fn rig_opts() -> WorldOptions {
 }
 
 async fn rig() -> Result<Rig> {
+    rig_with(json!({})).await
+}
+
+/// A rig with the fast timings, a 0.3 s incremental snapshot, and `extra` settings on top.
+async fn rig_with(extra: serde_json::Value) -> Result<Rig> {
     let mut settings = ferry_integration_tests::emulator::fast_timings();
     settings["incremental_snapshot_seconds"] = json!(0.3);
+    if let (Some(s), Some(e)) = (settings.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
     Rig::new(
         Path::new(env!("CARGO_BIN_EXE_ferryd")),
         &rig_opts(),
@@ -30,27 +38,14 @@ async fn rig() -> Result<Rig> {
     .await
 }
 
-/// The world's config with `extra` more logical volumes (`v1` at /dev/sdg, `v2` at /dev/sdh, ...).
-fn config_with_volumes(rig: &Rig, extra: usize) -> String {
-    let mut c = rig.world.config_toml();
-    for i in 0..extra {
-        let dev = char::from(b'g' + u8::try_from(i).unwrap_or(0));
-        c.push_str(&format!(
-            "\n[[groups.volumes]]\nname = \"v{}\"\ndevice = \"/dev/sd{dev}\"\nsize_gib = 10\ntype = \"gp3\"\n",
-            i + 1
-        ));
-    }
-    c
-}
-
-async fn multi_volume(volumes: usize) -> Result<()> {
+async fn multi_volume(volumes: u8) -> Result<()> {
     let mut rig = rig().await?;
     let res = async {
-        let config = config_with_volumes(&rig, volumes - 1);
+        let config = rig.world.config_toml_with_volumes(volumes - 1);
         let _ferryd = rig.ferryd_with(&config, &[])?;
         let m1 = rig.first_boot(AZ_A).await?;
         let held = rig.world.attached_volumes(&m1.id).await?;
-        ensure!(held.len() == volumes, "first boot attached {held:?}");
+        ensure!(held.len() == usize::from(volumes), "first boot attached {held:?}");
         let writer = Writer::start(&rig.emu, &m1.id, 0);
         tokio::time::sleep(Duration::from_millis(500)).await;
         rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
@@ -59,7 +54,7 @@ async fn multi_volume(volumes: usize) -> Result<()> {
         let (last, _) = writer.finished(STEP).await?;
         ensure!(m2.az == AZ_B, "replacement in {}", m2.az);
         let held = rig.world.attached_volumes(&m2.id).await?;
-        ensure!(held.len() == volumes, "replacement holds {held:?}");
+        ensure!(held.len() == usize::from(volumes), "replacement holds {held:?}");
         for v in &held {
             let id = v.volume_id().unwrap_or_default();
             ensure!(v.availability_zone() == Some(AZ_B), "{id} not restored in b");
