@@ -208,35 +208,40 @@ impl Inventory {
     }
 }
 
-/// Reads the inventory.
+/// Reads the inventory. The full listing and ferry's own tag filter must agree; while ferry is still
+/// creating volumes the two reads can straddle a create, so a mismatch is read again before it fails.
 pub async fn inventory(world: &World) -> Result<Inventory> {
-    let vols = world.ec2.describe_volumes().send().await?;
-    let (ferry_volumes, other_volumes) = vols
-        .volumes()
-        .iter()
-        .cloned()
-        .partition(|v| tag(v.tags(), "ferry:group").as_deref() == Some(world.group.as_str()));
-    let snaps = world.ec2.describe_snapshots().send().await?;
-    // Cross-check the tag filter ferry itself uses: it must find the same set.
-    let by_filter = world
-        .ec2
-        .describe_volumes()
-        .filters(filter("tag:ferry:group", &world.group))
-        .send()
-        .await?;
-    let inv = Inventory {
-        ferry_volumes,
-        other_volumes,
-        snapshots: snaps.snapshots().to_vec(),
-    };
-    if by_filter.volumes().len() != inv.ferry_volumes.len() {
-        bail!(
+    let mut last = String::new();
+    for _ in 0..5 {
+        let vols = world.ec2.describe_volumes().send().await?;
+        let (ferry_volumes, other_volumes) =
+            vols.volumes().iter().cloned().partition(|v| {
+                tag(v.tags(), "ferry:group").as_deref() == Some(world.group.as_str())
+            });
+        let snaps = world.ec2.describe_snapshots().send().await?;
+        // Cross-check the tag filter ferry itself uses: it must find the same set.
+        let by_filter = world
+            .ec2
+            .describe_volumes()
+            .filters(filter("tag:ferry:group", &world.group))
+            .send()
+            .await?;
+        let inv = Inventory {
+            ferry_volumes,
+            other_volumes,
+            snapshots: snaps.snapshots().to_vec(),
+        };
+        if by_filter.volumes().len() == inv.ferry_volumes.len() {
+            return Ok(inv);
+        }
+        last = format!(
             "the tag filter finds {} ferry volumes, the full listing {}",
             by_filter.volumes().len(),
             inv.ferry_volumes.len()
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(inv)
+    bail!("{last}, in five reads")
 }
 
 /// A volume's one attachment as (instance, device, state).
@@ -409,11 +414,22 @@ pub async fn check_common(
             bail!("token {token} was completed {results:?} (want exactly one CONTINUE)");
         }
     }
-    let (q, dlq) = (
-        world.queue_depth().await?,
-        depth(world, &world.dlq_url).await?,
-    );
-    if q != 0 || dlq != 0 {
+    // A killed ferryd's messages come back after their visibility timeout and are then consumed (confirmed
+    // as ended, deleted): the queues must end empty, which can take one more visibility timeout.
+    let settle = Duration::from_secs(u64::from(world.visibility_timeout) * 2 + 10);
+    let drained = wait_for("both queues to be empty", settle, || async {
+        let (q, dlq) = (
+            depth(world, &world.queue_url).await?,
+            depth(world, &world.dlq_url).await?,
+        );
+        Ok((q == 0 && dlq == 0).then_some(()))
+    })
+    .await;
+    if drained.is_err() {
+        let (q, dlq) = (
+            depth(world, &world.queue_url).await?,
+            depth(world, &world.dlq_url).await?,
+        );
         bail!("queue depth {q}, dead-letter queue depth {dlq}: want both empty");
     }
     Ok(())
