@@ -23,12 +23,8 @@ pub fn wait_states(transition: Transition) -> &'static [&'static str] {
     }
 }
 
-/// The pure check of what Auto Scaling reported against what the message claims.
-pub fn check(
-    hook: &HookEvent,
-    instance: Option<&GroupInstance>,
-    spec: Option<&HookSpec>,
-) -> Result<(), Unconfirmed> {
+/// The instance exists in Auto Scaling, in the named group, waiting on an action of the transition.
+fn check_instance(hook: &HookEvent, instance: Option<&GroupInstance>) -> Result<(), Unconfirmed> {
     let fail = |check, reason| Err(Unconfirmed { check, reason });
     let Some(instance) = instance else {
         return fail(
@@ -62,46 +58,61 @@ pub fn check(
             ),
         );
     }
+    Ok(())
+}
+
+/// The hook is one of the group's hooks, of the message's transition.
+fn check_hook(hook: &HookEvent, spec: Option<&HookSpec>) -> Result<(), Unconfirmed> {
     let Some(spec) = spec else {
-        return fail(
-            "unknown_hook",
-            format!(
+        return Err(Unconfirmed {
+            check: "unknown_hook",
+            reason: format!(
                 "lifecycle hook {:?} is not a hook of group {:?}",
                 hook.hook_name, hook.group
             ),
-        );
+        });
     };
     if spec.transition != Some(hook.transition) {
-        return fail(
-            "wrong_transition",
-            format!(
+        return Err(Unconfirmed {
+            check: "wrong_transition",
+            reason: format!(
                 "lifecycle hook {:?} of group {:?} is not a {} hook",
                 hook.hook_name, hook.group, hook.transition
             ),
-        );
+        });
     }
     Ok(())
 }
 
-/// Asks Auto Scaling (`DescribeAutoScalingInstances`, `DescribeLifecycleHooks`) and checks the claim.
-/// `Err` when Auto Scaling cannot be asked now: the message is left on the queue.
+/// Asks Auto Scaling (`DescribeAutoScalingInstances`, then `DescribeLifecycleHooks` only if the instance
+/// checks out) and checks the claim. `Err` when Auto Scaling cannot be asked now: the message is left on
+/// the queue.
 pub async fn confirm(
     asg: &dyn LifecycleActions,
     hook: &HookEvent,
 ) -> Result<Result<(), Unconfirmed>, StepError> {
     let instance = asg.describe_instance(&hook.instance_id).await?;
-    let verdict = check(hook, instance.as_ref(), None);
-    if matches!(&verdict, Err(u) if u.check != "unknown_hook") {
-        return Ok(verdict);
+    if let Err(u) = check_instance(hook, instance.as_ref()) {
+        return Ok(Err(u));
     }
     let spec = asg.describe_hook(&hook.group, &hook.hook_name).await?;
-    Ok(check(hook, instance.as_ref(), spec.as_ref()))
+    Ok(check_hook(hook, spec.as_ref()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Both checks, in the order `confirm` makes them.
+    fn check(
+        hook: &HookEvent,
+        instance: Option<&GroupInstance>,
+        spec: Option<&HookSpec>,
+    ) -> Result<(), Unconfirmed> {
+        check_instance(hook, instance)?;
+        check_hook(hook, spec)
+    }
 
     fn hook(transition: Transition) -> HookEvent {
         let mut h = HookEvent::reconciled("db", "ferry-launch", "i-1", transition);
