@@ -1,7 +1,8 @@
 //! A failover under faults: EC2 throttled by a token bucket (about a fifth of ferry's EC2 calls answered
 //! `RequestLimitExceeded`), 5 % of all AWS calls answered 500/503, and 50–200 ms of latency on every call.
-//! The first boot and a cross-AZ failover must still end exactly right, with no action abandoned, and the
-//! call log must show that the faults really happened.
+//! The first boot and a cross-AZ failover must still end exactly right, with no action abandoned and the
+//! workload's last acknowledged write on the replacement, and the call log must show that the faults really
+//! happened.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use ferry_integration_tests::scenario::{
     actions, attachment, check_common, create_volume_tokens, in_service, ledger_key, ok_calls,
     retrying, tag, Action, Rig,
 };
+use ferry_integration_tests::workload::{volume_counter, Writer};
 use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
 use serde_json::{json, Value};
 
@@ -50,6 +52,8 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
     rig.emu.place(&rig.world.group, Some(AZ_A)).await?;
     retrying("scaling to one", 20, || rig.world.scale_to_one()).await?;
     let first = launched(rig, &[]).await?;
+    let writer = Writer::start(&rig.emu, &first.instance, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
     retrying("terminating the first instance", 20, || {
         rig.world.terminate(&first.instance)
@@ -112,8 +116,13 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
     let all = actions(&rig.emu).await?;
     ensure!(all.len() == 3, "3 actions: {all:?}");
     let inv = rig.inventory().await?;
-    ensure!(inv.snapshots.len() == 1, "snapshots {:?}", inv.snapshots);
-    let snap = &inv.snapshots[0];
+    // The pre-copy, and the final delta the launch took of the fenced volume.
+    ensure!(inv.snapshots.len() == 2, "snapshots {:?}", inv.snapshots);
+    let snap = inv
+        .snapshots
+        .iter()
+        .find(|s| tag(s.tags(), "ferry:reason").as_deref() == Some("final"))
+        .context("no final delta")?;
     ensure!(
         inv.ferry_volumes.len() == 2,
         "volumes {:?}",
@@ -123,7 +132,7 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
     ensure!(tokens.len() == 2, "distinct CreateVolume tokens {tokens:?}");
     let snaps_made = ok_calls(&rig.emu, "CreateSnapshot", 0).await?.len()
         + ok_calls(&rig.emu, "CreateSnapshots", 0).await?.len();
-    ensure!(snaps_made == 1, "{snaps_made} snapshot calls succeeded");
+    ensure!(snaps_made == 2, "{snaps_made} snapshot calls succeeded");
     let old = inv
         .ferry_volumes
         .iter()
@@ -149,6 +158,12 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
         v2.attachments()
     );
     ensure!(tag(v2.tags(), "ferry:generation").as_deref() == Some("2"));
+    let (last, _) = writer.finished(SLOW_STEP).await?;
+    let content = volume_counter(&rig.emu, v2.volume_id().unwrap_or_default()).await?;
+    ensure!(
+        last > 0 && content == last,
+        "the replacement holds write {content}; the last acknowledged was {last}"
+    );
     ensure!(tag(v2.tags(), "ferry:hook") == Some(ledger_key(&second.instance, true)));
     check_common(rig, &inv, &m2.id, false).await
 }

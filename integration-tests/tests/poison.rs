@@ -13,6 +13,7 @@ use ferry_integration_tests::scenario::{
     action_of, actions, check_common, depth, in_service, ledger_key, ok_calls, receive, send, tag,
     Rig, STEP,
 };
+use ferry_integration_tests::workload::{volume_counter, Writer};
 use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
 use serde_json::{json, Value};
 
@@ -99,10 +100,13 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
     rig.world.scale_to_one().await?;
     send_all(rig, 40..70).await?;
     let m1 = in_service(&rig.world, &[]).await?;
+    let writer = Writer::start(&rig.emu, &m1.id, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
     rig.world.terminate(&m1.id).await?;
     send_all(rig, 70..100).await?;
     let m2 = in_service(&rig.world, &[&m1.id]).await?;
+    let (last, _) = writer.finished(STEP).await?;
     ensure!(m2.az == AZ_B, "replacement in {}", m2.az);
 
     // Five receives each (5 s visibility), then the redrive policy moves them.
@@ -188,11 +192,17 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
         );
     }
 
-    // The failover itself: 3 actions, one snapshot, the restore attached in AZ b.
+    // The failover itself: 3 actions, the restore attached in AZ b with the last acknowledged write.
     ensure!(all.len() == 3, "actions: {all:?}");
     let launch2 = action_of(&all, &m2.id, true)?;
     let inv = rig.inventory().await?;
-    ensure!(inv.snapshots.len() == 1, "snapshots {:?}", inv.snapshots);
+    // The pre-copy, and the final delta of the fenced volume, which is what was restored.
+    ensure!(inv.snapshots.len() == 2, "snapshots {:?}", inv.snapshots);
+    let fin = inv
+        .snapshots
+        .iter()
+        .find(|s| tag(s.tags(), "ferry:reason").as_deref() == Some("final"))
+        .context("no final delta")?;
     ensure!(
         inv.ferry_volumes.len() == 2,
         "volumes {:?}",
@@ -201,7 +211,12 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
     let held = inv.attached_to(&m2.id);
     ensure!(held.len() == 1, "attached to {}: {held:?}", m2.id);
     ensure!(held[0].availability_zone() == Some(AZ_B));
-    ensure!(held[0].snapshot_id() == inv.snapshots[0].snapshot_id());
+    ensure!(held[0].snapshot_id() == fin.snapshot_id());
+    let content = volume_counter(&rig.emu, held[0].volume_id().unwrap_or_default()).await?;
+    ensure!(
+        last > 0 && content == last,
+        "the replacement holds write {content}; the last acknowledged was {last}"
+    );
     ensure!(tag(held[0].tags(), "ferry:hook") == Some(ledger_key(&launch2.instance, true)));
     check_common(rig, &inv, &m2.id, false).await
 }
