@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::emulator::Emulator;
+use crate::world::World;
 
 /// How often the workload writes.
 pub const WRITE_EVERY: Duration = Duration::from_millis(5);
@@ -71,6 +72,26 @@ impl Writer {
             .context("the workload task panicked")??;
         Ok((self.acked.load(Ordering::SeqCst), why))
     }
+}
+
+/// Checks that every ferry volume attached to `instance` holds exactly `last`, the last write the old
+/// workload acknowledged: nothing lost, and every volume of the slot from the same point.
+pub async fn check_holds(emu: &Emulator, world: &World, instance: &str, last: u64) -> Result<()> {
+    ensure!(last > 0, "the workload acknowledged no write");
+    let held = world.attached_volumes(instance).await?;
+    ensure!(
+        !held.is_empty(),
+        "no ferry volume is attached to {instance}"
+    );
+    for v in &held {
+        let id = v.volume_id().unwrap_or_default();
+        let content = volume_counter(emu, id).await?;
+        ensure!(
+            content == last,
+            "{id} on {instance} holds write {content}; the last acknowledged write was {last}"
+        );
+    }
+    Ok(())
 }
 
 /// The write counter on a volume, from the emulator.

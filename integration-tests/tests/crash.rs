@@ -16,7 +16,7 @@ use ferry_integration_tests::scenario::{
     action_of, actions, attachment, check_common, create_volume_tokens, exited, in_service,
     ledger_key, ok_calls, tag, Rig, STEP,
 };
-use ferry_integration_tests::workload::{volume_counter, Writer};
+use ferry_integration_tests::workload::{check_holds, Writer};
 use ferry_integration_tests::world::{wait_for, GroupMember, WorldOptions, AZ_A, AZ_B};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -260,17 +260,7 @@ async fn drive(rig: &mut Rig, case: Case) -> Result<()> {
     let (last, _) = writer.finished(STEP).await?;
     rig.queue_drained().await?;
     check_failover(rig, case.flow, &m1, &v1, &m2, since).await?;
-    let held = rig.world.attached_volumes(&m2.id).await?;
-    let v2 = held
-        .first()
-        .and_then(|v| v.volume_id())
-        .ok_or_else(|| anyhow::anyhow!("nothing attached to {}", m2.id))?;
-    let content = volume_counter(&rig.emu, v2).await?;
-    ensure!(
-        last > 0 && content == last,
-        "{v2} holds write {content}; the old instance's last acknowledged write was {last}"
-    );
-    Ok(())
+    check_holds(&rig.emu, &rig.world, &m2.id, last).await
 }
 
 /// Kills the crashing run as the case says, and makes sure it died of it.

@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use ferry_integration_tests::scenario::{
     check_common, create_volume_tokens, exited, in_service, ok_calls, tag, Rig, STEP,
 };
-use ferry_integration_tests::workload::{volume_counter, Writer};
+use ferry_integration_tests::workload::{check_holds, Writer};
 use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
 use tokio::sync::Semaphore;
 
@@ -86,12 +86,8 @@ async fn drive(rig: &mut Rig, op: &str) -> Result<()> {
     for v in &held {
         let id = v.volume_id().unwrap_or_default();
         ensure!(v.availability_zone() == Some(AZ_B), "{id} is not in {AZ_B}");
-        let content = volume_counter(&rig.emu, id).await?;
-        ensure!(
-            last > 0 && content == last,
-            "{id} holds write {content}; the last acknowledged write was {last}"
-        );
     }
+    check_holds(&rig.emu, &rig.world, &m2.id, last).await?;
     let inv = rig.inventory().await?;
     let reasons: Vec<String> = inv
         .snapshots

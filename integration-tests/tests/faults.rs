@@ -12,7 +12,7 @@ use ferry_integration_tests::scenario::{
     actions, attachment, check_common, create_volume_tokens, in_service, ledger_key, ok_calls,
     retrying, tag, Action, Rig,
 };
-use ferry_integration_tests::workload::{volume_counter, Writer};
+use ferry_integration_tests::workload::{check_holds, Writer};
 use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
 use serde_json::{json, Value};
 
@@ -159,11 +159,7 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
     );
     ensure!(tag(v2.tags(), "ferry:generation").as_deref() == Some("2"));
     let (last, _) = writer.finished(SLOW_STEP).await?;
-    let content = volume_counter(&rig.emu, v2.volume_id().unwrap_or_default()).await?;
-    ensure!(
-        last > 0 && content == last,
-        "the replacement holds write {content}; the last acknowledged was {last}"
-    );
+    check_holds(&rig.emu, &rig.world, &m2.id, last).await?;
     ensure!(tag(v2.tags(), "ferry:hook") == Some(ledger_key(&second.instance, true)));
     check_common(rig, &inv, &m2.id, false).await
 }

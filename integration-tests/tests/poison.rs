@@ -13,7 +13,7 @@ use ferry_integration_tests::scenario::{
     action_of, actions, check_common, depth, in_service, ledger_key, ok_calls, receive, send, tag,
     Rig, STEP,
 };
-use ferry_integration_tests::workload::{volume_counter, Writer};
+use ferry_integration_tests::workload::{check_holds, Writer};
 use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
 use serde_json::{json, Value};
 
@@ -212,11 +212,7 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
     ensure!(held.len() == 1, "attached to {}: {held:?}", m2.id);
     ensure!(held[0].availability_zone() == Some(AZ_B));
     ensure!(held[0].snapshot_id() == fin.snapshot_id());
-    let content = volume_counter(&rig.emu, held[0].volume_id().unwrap_or_default()).await?;
-    ensure!(
-        last > 0 && content == last,
-        "the replacement holds write {content}; the last acknowledged was {last}"
-    );
+    check_holds(&rig.emu, &rig.world, &m2.id, last).await?;
     ensure!(tag(held[0].tags(), "ferry:hook") == Some(ledger_key(&launch2.instance, true)));
     check_common(rig, &inv, &m2.id, false).await
 }
