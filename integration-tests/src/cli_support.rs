@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
+
 use crate::emulator::Emulator;
+use crate::world::World;
 
 /// What one `ferryd` invocation did.
 #[derive(Debug, Clone)]
@@ -68,4 +71,53 @@ pub async fn ferryd_cli(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// An EC2 tag, for seeding the ledger by hand.
+pub fn new_tag(k: &str, v: &str) -> Tag {
+    Tag::builder().key(k).value(v).build()
+}
+
+fn tag_spec(kind: ResourceType, tags: Vec<Tag>) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(tags))
+        .build()
+}
+
+/// Creates a 1 GiB gp3 volume in `az` with these tags (none if empty), from `from` if given; its id.
+pub async fn seed_volume(
+    w: &World,
+    az: &str,
+    tags: Vec<Tag>,
+    from: Option<&str>,
+) -> Result<String> {
+    let mut req = w
+        .ec2
+        .create_volume()
+        .availability_zone(az)
+        .size(1)
+        .volume_type(VolumeType::Gp3)
+        .set_snapshot_id(from.map(str::to_string));
+    if !tags.is_empty() {
+        req = req.tag_specifications(tag_spec(ResourceType::Volume, tags));
+    }
+    Ok(req
+        .send()
+        .await?
+        .volume_id()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Snapshots volume `of` with these tags; the snapshot's id.
+pub async fn seed_snapshot(w: &World, of: &str, tags: Vec<Tag>) -> Result<String> {
+    let out = w
+        .ec2
+        .create_snapshot()
+        .volume_id(of)
+        .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+        .send()
+        .await?;
+    Ok(out.snapshot_id().unwrap_or_default().to_string())
 }

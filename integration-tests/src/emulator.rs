@@ -107,6 +107,16 @@ impl Emulator {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// The call log's highest sequence number so far (0 before any call): calls after it are newer.
+    pub async fn last_seq(&self) -> Result<u64> {
+        Ok(self
+            .calls(None)
+            .await?
+            .last()
+            .and_then(|c| c["seq"].as_u64())
+            .unwrap_or(0))
+    }
+
     /// Clears all state.
     pub async fn reset(&self) -> Result<()> {
         self.control(reqwest::Method::POST, "reset", None)

@@ -102,13 +102,7 @@ impl Rig {
 
     /// The highest call-log sequence number so far.
     pub async fn seq(&self) -> Result<u64> {
-        Ok(self
-            .emu
-            .calls(None)
-            .await?
-            .last()
-            .and_then(|c| c["seq"].as_u64())
-            .unwrap_or(0))
+        self.emu.last_seq().await
     }
 
     /// Places the next launch in `az`, scales to one and waits for the instance to be InService.

@@ -232,12 +232,7 @@ pub async fn run(emu: &Emulator, world: &World, progress: Progress<'_>) -> Resul
     progress(&format!(
         "--- same-AZ replacement in {AZ_B}: reattach, no restore ---"
     ));
-    let since = emu
-        .calls(None)
-        .await?
-        .last()
-        .and_then(|c| c["seq"].as_u64())
-        .unwrap_or(0);
+    let since = emu.last_seq().await?;
     let m3 = failover(world, emu, &second, AZ_B, progress)
         .await
         .context("same-AZ replacement")?;

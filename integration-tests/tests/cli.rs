@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_autoscaling::types::{InstanceMaintenancePolicy, Tag as AsgTag};
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
-use ferry_integration_tests::cli_support::{ferryd_cli, write_config, CliOutput};
+use aws_sdk_ec2::types::{Filter, Tag};
+use ferry_integration_tests::cli_support::{
+    ferryd_cli, new_tag as t, seed_snapshot, seed_volume, write_config, CliOutput,
+};
 use ferry_integration_tests::emulator::Emulator;
 use ferry_integration_tests::scenario::{tag, Rig};
 use ferry_integration_tests::world::{World, WorldOptions, AZ_A};
@@ -273,10 +275,6 @@ async fn status_doctor_and_snapshot_after_first_boot() -> Result<()> {
     Ok(())
 }
 
-fn t(k: &str, v: &str) -> Tag {
-    Tag::builder().key(k).value(v).build()
-}
-
 fn ledger(group: &str, generation: u32) -> Vec<Tag> {
     vec![
         t("ferry:group", group),
@@ -285,43 +283,6 @@ fn ledger(group: &str, generation: u32) -> Vec<Tag> {
         t("ferry:generation", &generation.to_string()),
         t("ferry:hook", "test/gc"),
     ]
-}
-
-fn spec(kind: ResourceType, tags: Vec<Tag>) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(tags))
-        .build()
-}
-
-async fn volume(w: &World, tags: Vec<Tag>, from: Option<&str>) -> Result<String> {
-    let mut req = w
-        .ec2
-        .create_volume()
-        .availability_zone(AZ_A)
-        .size(1)
-        .volume_type(VolumeType::Gp3)
-        .set_snapshot_id(from.map(str::to_string));
-    if !tags.is_empty() {
-        req = req.tag_specifications(spec(ResourceType::Volume, tags));
-    }
-    Ok(req
-        .send()
-        .await?
-        .volume_id()
-        .unwrap_or_default()
-        .to_string())
-}
-
-async fn snapshot(w: &World, of: &str, tags: Vec<Tag>) -> Result<String> {
-    let out = w
-        .ec2
-        .create_snapshot()
-        .volume_id(of)
-        .tag_specifications(spec(ResourceType::Snapshot, tags))
-        .send()
-        .await?;
-    Ok(out.snapshot_id().unwrap_or_default().to_string())
 }
 
 /// Which of `ids` still exist.
@@ -394,11 +355,11 @@ async fn gc_deletes_only_old_detached_generations() -> Result<()> {
         .to_string();
 
     // The old part of the ledger: generations 1 to 4 of db/0/data.
-    let v1 = volume(w, ledger("db", 1), None).await?;
-    let s1 = snapshot(w, &v1, ledger("db", 1)).await?;
-    let v2 = volume(w, ledger("db", 2), None).await?;
-    let s2 = snapshot(w, &v2, ledger("db", 2)).await?;
-    let attached = volume(w, ledger("db", 2), None).await?;
+    let v1 = seed_volume(w, AZ_A, ledger("db", 1), None).await?;
+    let s1 = seed_snapshot(w, &v1, ledger("db", 1)).await?;
+    let v2 = seed_volume(w, AZ_A, ledger("db", 2), None).await?;
+    let s2 = seed_snapshot(w, &v2, ledger("db", 2)).await?;
+    let attached = seed_volume(w, AZ_A, ledger("db", 2), None).await?;
     w.ec2
         .attach_volume()
         .volume_id(&attached)
@@ -406,22 +367,22 @@ async fn gc_deletes_only_old_detached_generations() -> Result<()> {
         .device("/dev/sdg")
         .send()
         .await?;
-    let s3 = snapshot(w, &v2, ledger("db", 3)).await?;
-    let v4 = volume(w, ledger("db", 4), None).await?;
+    let s3 = seed_snapshot(w, &v2, ledger("db", 3)).await?;
+    let v4 = seed_volume(w, AZ_A, ledger("db", 4), None).await?;
     emu.configure(json!({"snapshot_seconds": 3600.0})).await?;
-    let pending = snapshot(w, &v1, ledger("db", 1)).await?;
+    let pending = seed_snapshot(w, &v1, ledger("db", 1)).await?;
     emu.configure(json!({"snapshot_seconds": 0.0, "volume_create_seconds": 3600.0}))
         .await?;
-    let source = snapshot(w, &v1, ledger("db", 1)).await?;
-    let creating = volume(w, ledger("db", 2), Some(&source)).await?;
+    let source = seed_snapshot(w, &v1, ledger("db", 1)).await?;
+    let creating = seed_volume(w, AZ_A, ledger("db", 2), Some(&source)).await?;
     emu.configure(json!({"volume_create_seconds": 0.0})).await?;
-    let untagged = volume(w, Vec::new(), None).await?;
-    let foreign = volume(w, ledger("other", 1), None).await?;
+    let untagged = seed_volume(w, AZ_A, Vec::new(), None).await?;
+    let foreign = seed_volume(w, AZ_A, ledger("other", 1), None).await?;
 
     tokio::time::sleep(Duration::from_secs(30)).await;
     // The young part: the newest completed snapshot, and an old generation that is too young to go.
-    let s4 = snapshot(w, &v4, ledger("db", 4)).await?;
-    let young = snapshot(w, &v1, ledger("db", 1)).await?;
+    let s4 = seed_snapshot(w, &v4, ledger("db", 4)).await?;
+    let young = seed_snapshot(w, &v1, ledger("db", 1)).await?;
 
     let doomed = [&v1, &s1, &v2, &s2];
     let kept = [

@@ -6,18 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use aws_sdk_ec2::types::{Filter, Placement, ResourceType, Tag, TagSpecification, VolumeType};
-use ferry_integration_tests::cli_support::{ferryd_cli, write_config, CliOutput};
+use aws_sdk_ec2::types::{Filter, Placement, Tag};
+use ferry_integration_tests::cli_support::{
+    ferryd_cli, new_tag as t, seed_snapshot, seed_volume, write_config, CliOutput,
+};
 use ferry_integration_tests::scenario::{actions, in_service, tag, Rig, STEP};
 use ferry_integration_tests::world::{wait_for, World, WorldOptions, AZ_A, AZ_B};
 use serde_json::{json, Value};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ferryd"))
-}
-
-fn t(k: &str, v: &str) -> Tag {
-    Tag::builder().key(k).value(v).build()
 }
 
 /// The ledger tags of `group`/`slot`/data with this `ferry:generation` value (parseable or not).
@@ -31,50 +29,14 @@ fn ledger(group: &str, slot: &str, generation: &str) -> Vec<Tag> {
     ]
 }
 
-fn spec(kind: ResourceType, tags: Vec<Tag>) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(tags))
-        .build()
-}
-
-async fn volume(w: &World, az: &str, tags: Vec<Tag>) -> Result<String> {
-    let mut req = w
-        .ec2
-        .create_volume()
-        .availability_zone(az)
-        .size(1)
-        .volume_type(VolumeType::Gp3);
-    if !tags.is_empty() {
-        req = req.tag_specifications(spec(ResourceType::Volume, tags));
-    }
-    Ok(req
-        .send()
-        .await?
-        .volume_id()
-        .unwrap_or_default()
-        .to_string())
-}
-
-async fn snapshot(w: &World, of: &str, tags: Vec<Tag>) -> Result<String> {
-    let out = w
-        .ec2
-        .create_snapshot()
-        .volume_id(of)
-        .tag_specifications(spec(ResourceType::Snapshot, tags))
-        .send()
-        .await?;
-    Ok(out.snapshot_id().unwrap_or_default().to_string())
-}
-
 /// A snapshot of `group`/0/data that stays in `error`: taken in AZ B, which then has an outage.
 async fn error_snapshot(rig: &Rig, group: &str) -> Result<String> {
     let w = &rig.world;
     rig.emu
         .configure(json!({"snapshot_seconds": 3600.0}))
         .await?;
-    let source = volume(w, AZ_B, Vec::new()).await?;
-    let snap = snapshot(w, &source, ledger(group, "0", "3")).await?;
+    let source = seed_volume(w, AZ_B, Vec::new(), None).await?;
+    let snap = seed_snapshot(w, &source, ledger(group, "0", "3")).await?;
     rig.emu.configure(json!({"snapshot_seconds": 0.0})).await?;
     rig.emu
         .faults(json!({"az_outage": {"az": AZ_B, "snapshot_mode": "error"}}))
@@ -155,10 +117,10 @@ async fn retires_unreadable_remains_once() -> Result<()> {
     let (rig, config) = rig().await?;
     let w = &rig.world;
     let failed = error_snapshot(&rig, "db").await?;
-    let garbled = volume(w, AZ_A, ledger("db", "0", "two")).await?;
+    let garbled = seed_volume(w, AZ_A, ledger("db", "0", "two"), None).await?;
     // Not of db/0: another group, and another slot.
-    let other_group = volume(w, AZ_A, ledger("other", "0", "two")).await?;
-    let other_slot = volume(w, AZ_A, ledger("db", "1", "two")).await?;
+    let other_group = seed_volume(w, AZ_A, ledger("other", "0", "two"), None).await?;
+    let other_slot = seed_volume(w, AZ_A, ledger("db", "1", "two"), None).await?;
 
     let out = run(&rig, &config, &["reset-slot", "--group", "db"]).await?;
     assert_eq!(out.code, Some(2), "without --yes: {out}");
@@ -255,8 +217,8 @@ async fn refuses_readable_data_and_attached_volumes() -> Result<()> {
     let (rig, config) = rig().await?;
     let w = &rig.world;
     let failed = error_snapshot(&rig, "db").await?;
-    let source = volume(w, AZ_A, Vec::new()).await?;
-    let good = snapshot(w, &source, ledger("db", "0", "2")).await?;
+    let source = seed_volume(w, AZ_A, Vec::new(), None).await?;
+    let good = seed_snapshot(w, &source, ledger("db", "0", "2")).await?;
     assert_eq!(resource(w, &good).await?.0, "completed");
 
     // A completed snapshot with a generation is readable: refused without --force, nothing tagged.
@@ -298,7 +260,7 @@ async fn refuses_readable_data_and_attached_volumes() -> Result<()> {
         .instance_id()
         .unwrap_or_default()
         .to_string();
-    let held = volume(w, AZ_A, ledger("db", "0", "two")).await?;
+    let held = seed_volume(w, AZ_A, ledger("db", "0", "two"), None).await?;
     w.ec2
         .attach_volume()
         .volume_id(&held)

@@ -249,12 +249,7 @@ async fn one_run(emu: &Emulator, world: &World) -> Result<Run> {
     tokio::time::sleep(WRITE_BEFORE).await;
 
     emu.place(&world.group, Some(AZ_B)).await?;
-    let since = emu
-        .calls(None)
-        .await?
-        .last()
-        .and_then(|c| c["seq"].as_u64())
-        .unwrap_or(0);
+    let since = emu.last_seq().await?;
     world.terminate(&m1.id).await?;
     let m2 = in_service(world, &[m1.id.as_str()])
         .await
