@@ -295,8 +295,9 @@ fn pick_source(v: &LaunchView<'_>, live: &[&ObservedVolume], g: Generation) -> V
         .iter()
         .filter(|s| s.generation == Some(g) && s.state != SnapshotState::Error)
         .collect();
-    let mut finals: Vec<&&ObservedSnapshot> = at_g
+    let mut finals: Vec<&ObservedSnapshot> = at_g
         .iter()
+        .copied()
         .filter(|s| s.reason.is_some_and(SnapshotReason::is_final))
         .collect();
     finals.sort_by_key(|s| (s.start_time.unwrap_or(0), s.id.clone()));
