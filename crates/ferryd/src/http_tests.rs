@@ -43,9 +43,31 @@ async fn get(url: &str) -> (u16, String, serde_json::Value) {
     (status, ctype, json)
 }
 
-#[tokio::test]
-async fn endpoints_follow_liveness_and_readiness() {
+#[tokio::test(start_paused = true)]
+async fn liveness_follows_the_poll_loop() {
     let st = state(Duration::from_millis(300));
+    let (metrics, readiness) = (st.metrics.clone(), st.readiness.clone());
+
+    // Live at start-up (within the window), then not, until the loop polls.
+    assert!(st.liveness().is_ok());
+    tokio::time::advance(Duration::from_millis(400)).await;
+    let reason = st.liveness().expect_err("not live");
+    assert!(reason.contains("has not polled since start-up"), "{reason}");
+    metrics.on_poll();
+    assert!(st.liveness().is_ok());
+    tokio::time::advance(Duration::from_millis(400)).await;
+    let reason = st.liveness().expect_err("not live");
+    assert!(reason.contains("last polled"), "{reason}");
+
+    // Draining: live although the loop no longer polls.
+    readiness.set_draining();
+    assert!(st.liveness().is_ok());
+}
+
+#[tokio::test]
+async fn endpoints_report_metrics_liveness_and_readiness() {
+    // A window no request can outlast on a slow machine: liveness timing is tested on paused time above.
+    let st = state(Duration::from_secs(3600));
     let (metrics, readiness) = (st.metrics.clone(), st.readiness.clone());
     let (base, stop, task) = start(st).await;
 
@@ -56,23 +78,9 @@ async fn endpoints_follow_liveness_and_readiness() {
     assert!(text.contains("# TYPE ferry_hooks counter"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
 
-    // Live at start-up (within the window), then not, until the loop polls.
-    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let (code, _, body) = get(&format!("{base}/healthz")).await;
-    assert_eq!(code, 503);
-    let reason = body["reason"].as_str().expect("a reason");
-    assert!(reason.contains("has not polled since start-up"), "{reason}");
     metrics.on_poll();
     let (code, _, body) = get(&format!("{base}/healthz")).await;
     assert_eq!((code, body["status"].as_str()), (200, Some("ok")));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let (code, _, body) = get(&format!("{base}/healthz")).await;
-    assert_eq!(code, 503);
-    assert!(body["reason"]
-        .as_str()
-        .expect("reason")
-        .contains("last polled"));
 
     // Not ready until a check passes; the reason of a failed check is shown.
     let (code, _, body) = get(&format!("{base}/readyz")).await;
@@ -88,13 +96,26 @@ async fn endpoints_follow_liveness_and_readiness() {
     assert_eq!(code, 503);
     assert_eq!(body["reason"], "GetQueueAttributes: AccessDenied");
 
-    // Draining: not ready, but live although the loop no longer polls.
+    // Draining: not ready, but live.
     readiness.set_ready(true, "queue reachable");
     readiness.set_draining();
     assert_eq!(get(&format!("{base}/readyz")).await.0, 503);
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
     assert_eq!(get(&format!("{base}/nope")).await.0, 404);
 
+    stop.send(true).expect("server running");
+    task.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test]
+async fn healthz_answers_503_with_the_reason_when_not_live() {
+    let st = state(Duration::ZERO);
+    let (base, stop, task) = start(st).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (code, _, body) = get(&format!("{base}/healthz")).await;
+    assert_eq!(code, 503);
+    let reason = body["reason"].as_str().expect("a reason");
+    assert!(reason.contains("has not polled since start-up"), "{reason}");
     stop.send(true).expect("server running");
     task.await.expect("joined").expect("clean stop");
 }
