@@ -187,7 +187,7 @@ def _route(method: str, path: str, environ: dict[str, Any]) -> Response:
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
         elif method == "DELETE":
-            FAULTS.clear()
+            FAULTS.delete()
         if method in ("GET", "POST", "DELETE"):
             return _json(200, FAULTS.to_json())
     if path == "/_emulator/placement" and method in ("GET", "POST"):

@@ -84,7 +84,8 @@ def _copy_snapshot(self: Any, source_snapshot_id: str, source_region: str, *args
 
 
 # -- lookups (any account, any region) --------------------------------------------
-def _backends() -> Iterator[Any]:
+def all_backends() -> Iterator[Any]:
+    """Every EC2 backend moto has created (all accounts, all regions)."""
     from moto.ec2.models import ec2_backends
 
     for regions in list(ec2_backends.values()):
@@ -92,7 +93,7 @@ def _backends() -> Iterator[Any]:
 
 
 def find_volume(volume_id: str) -> Volume | None:
-    for backend in _backends():
+    for backend in all_backends():
         volume = backend.volumes.get(volume_id)
         if volume is not None:
             return volume
@@ -100,7 +101,7 @@ def find_volume(volume_id: str) -> Volume | None:
 
 
 def find_snapshot(snapshot_id: str) -> Snapshot | None:
-    for backend in _backends():
+    for backend in all_backends():
         snapshot = backend.snapshots.get(snapshot_id)
         if snapshot is not None:
             return snapshot
@@ -108,7 +109,7 @@ def find_snapshot(snapshot_id: str) -> Snapshot | None:
 
 
 def find_instance(instance_id: str) -> Instance | None:
-    for backend in _backends():
+    for backend in all_backends():
         for instance in backend.all_instances():
             if instance.id == instance_id:
                 return instance

@@ -9,12 +9,15 @@
   ``InvalidVolume.ZoneMismatch``; device taken -> ``InvalidParameterValue``;
   ``attaching`` for ``attach_seconds``.
 * ``DetachVolume``: ``InstanceId`` optional; ``detaching`` for ``detach_seconds``
-  (forever while the volume's AZ has an outage).
+  (held while the volume's AZ has an outage: it completes after the outage
+  ends, once its detach time ran; see ebs_models.py).
 * ``CreateSnapshot`` / ``CreateSnapshots`` (with ``TagSpecifications`` and
   ``CopyTagsFromSource=volume``): ``pending`` for ``snapshot_seconds``
-  (``incremental_snapshot_seconds`` for incremental ones). The content is
-  captured when the call is made (data.py); CreateSnapshots runs under the
-  global lock, so its whole set is captured at one instant.
+  (``incremental_snapshot_seconds`` for incremental ones); accepted during an
+  outage of the volume's AZ too, then held ``pending`` or ``error`` (the
+  response still says ``pending``). The content is captured when the call is
+  made (data.py); CreateSnapshots runs under the global lock, so its whole set
+  is captured at one instant.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from moto.ec2.models.elastic_block_store import Volume
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 
 from . import ebs_models, state
-from .faults import FAULTS
 
 # (account, region, client token) -> (request fingerprint, volume id)
 CLIENT_TOKENS: dict[tuple[str, str, str], tuple[str, str]] = {}
@@ -162,13 +164,7 @@ def _detach_volume(self: ElasticBlockStore) -> ActionResult:
         raise _err("IncorrectState", f"Volume '{volume_id}' is in the 'detaching' state.")
     self.error_on_dryrun()
     att.instance.block_device_mapping.pop(att.device, None)
-    seconds = state.SETTINGS.detach_seconds
-    if seconds > 0 or FAULTS.az_down(volume.availability_zone):
-        att.__dict__["_ferry_detaching"] = True
-        att.__dict__["_ferry_detach_done_at"] = state.now() + seconds
-    else:
-        att.status = "detached"
-        volume.attachment = None
+    ebs_models.start_detach(att, volume)
     return ActionResult(
         {
             "VolumeId": volume.id,
@@ -186,7 +182,7 @@ def _create_snapshot(self: ElasticBlockStore) -> ActionResult:
     snapshot = self.ec2_backend.create_snapshot(volume.id, self._get_param("Description"))
     snapshot.add_tags(self._parse_tag_specification().get("snapshot", {}))
     ebs_models.start_snapshot_timer(snapshot, volume)
-    return ActionResult(snapshot)
+    return ActionResult(ebs_models.accepted_view(snapshot))
 
 
 def _create_snapshots(self: ElasticBlockStore) -> ActionResult:
@@ -211,7 +207,7 @@ def _create_snapshots(self: ElasticBlockStore) -> ActionResult:
             snapshot.add_tags({t["key"]: t["value"] for t in volume.get_tags() if not t["key"].startswith("aws:")})
         snapshot.add_tags(tags)
         ebs_models.start_snapshot_timer(snapshot, volume)
-        snapshots.append(snapshot)
+        snapshots.append(ebs_models.accepted_view(snapshot))
     return ActionResult({"Snapshots": snapshots})
 
 

@@ -2,13 +2,18 @@
 
 The configuration is set through ``/_emulator/faults`` (see control.py) and
 read by the middleware (throttle, errors, latency) and by the EC2 patches
-(the AZ outage: impaired status checks, stuck snapshots and detaches).
+(the AZ outage: impaired status checks, held snapshots, detaches and
+shutdowns). When the outage begins, ends, moves to another AZ or changes its
+``snapshot_mode``, the observers registered with :meth:`Faults.on_outage_change`
+are told (under ``state.LOCK``), so the EC2 patches can hold and release the
+AZ's timed operations at that instant.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +22,11 @@ from . import state
 SERVICES = ("ec2", "autoscaling", "sqs")
 SNAPSHOT_MODES = ("pending", "error")
 _KEYS = ("throttle", "error_rate", "latency_ms", "az_outage", "seed")
+
+# (az, snapshot_mode, since): an active AZ outage
+Outage = tuple[str, str, float]
+# (the outage before a change or None, the outage after it or None) -> None
+OutageObserver = Callable[[Outage | None, Outage | None], None]
 
 
 @dataclass
@@ -42,9 +52,11 @@ class Faults:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._observers: list[OutageObserver] = []
         self.clear()
 
     def clear(self) -> None:
+        """Forget every fault and the runtime state, telling no observer (the reset path)."""
         with self._lock:
             self.config: dict[str, Any] = {}
             self.buckets: dict[str, Bucket] = {}
@@ -52,6 +64,11 @@ class Faults:
             self.outage_since: float | None = None
 
     # -- configuration -------------------------------------------------
+    def on_outage_change(self, callback: OutageObserver) -> OutageObserver:
+        """Register ``callback(old, new)``, run under ``state.LOCK`` whenever the outage changes."""
+        self._observers.append(callback)
+        return callback
+
     def update(self, data: Any, known_azs: set[str]) -> None:
         """Validate and merge a partial update; raises ValueError naming the bad input."""
         if not isinstance(data, dict):
@@ -76,6 +93,20 @@ class Faults:
             if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
                 raise ValueError(f"seed must be an integer, got {seed!r}")
             staged["seed"] = seed
+        with state.LOCK:  # no EC2 request sees the new outage before its observers ran
+            old = self.outage()
+            self._apply(data, staged)
+            self._outage_changed(old)
+
+    def delete(self) -> None:
+        """Clear every fault (DELETE /_emulator/faults); an active outage ends, observers are told."""
+        with state.LOCK:
+            old = self.outage()
+            self.clear()
+            self._outage_changed(old)
+
+    def _apply(self, data: dict[str, Any], staged: dict[str, Any]) -> None:
+        """Install a validated configuration; an outage of a new AZ starts now."""
         with self._lock:
             old_outage = self.config.get("az_outage")
             self.config = {k: v for k, v in staged.items() if v is not None and v != {}}
@@ -88,6 +119,15 @@ class Faults:
                 self.outage_since = None
             elif old_outage is None or old_outage["az"] != new_outage["az"]:
                 self.outage_since = state.now()
+
+    def _outage_changed(self, old: Outage | None) -> None:
+        """Tell the observers if the outage's AZ or mode changed (caller holds ``state.LOCK``)."""
+        new = self.outage()
+        if _zone_and_mode(old) == _zone_and_mode(new):
+            return
+        state.run_due()  # what fell due before the change happens before it
+        for callback in self._observers:
+            callback(old, new)
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:
@@ -126,7 +166,7 @@ class Faults:
                 return 500, "InternalError", "We encountered an internal error. Please try again."
             return 503, "ServiceUnavailable", "The service is unavailable. Please try again shortly."
 
-    def outage(self) -> tuple[str, str, float] | None:
+    def outage(self) -> Outage | None:
         """(az, snapshot_mode, since) of the active AZ outage, if any."""
         with self._lock:
             spec = self.config.get("az_outage")
@@ -137,6 +177,10 @@ class Faults:
     def az_down(self, az: str | None) -> bool:
         out = self.outage()
         return out is not None and az is not None and out[0] == az
+
+
+def _zone_and_mode(outage: Outage | None) -> tuple[str, str] | None:
+    return None if outage is None else (outage[0], outage[1])
 
 
 def _is_number(value: Any) -> bool:
