@@ -97,6 +97,15 @@ pub struct GroupConfig {
     /// How long a terminate waits for its snapshots before completing anyway, in seconds.
     #[serde(default = "default_snapshot_timeout")]
     pub snapshot_timeout_secs: u64,
+    /// Periodic crash-consistent snapshots of the attached volumes, in seconds; 0 is off.
+    #[serde(default = "default_recovery_interval")]
+    pub recovery_point_interval_secs: u64,
+    /// What a launch does when the newest data cannot be had: wait, or restore the newest recovery point.
+    #[serde(default)]
+    pub source_unreachable: SourceUnreachable,
+    /// With `restore-latest`: how long after the launch action began it restores the newest recovery point.
+    #[serde(default = "default_restore_latest_after")]
+    pub restore_latest_after_secs: u64,
     /// The logical volumes.
     pub volumes: Vec<VolumeConfig>,
 }
@@ -109,6 +118,33 @@ fn default_staying() -> u64 {
 }
 fn default_snapshot_timeout() -> u64 {
     6 * 3600
+}
+fn default_recovery_interval() -> u64 {
+    300
+}
+fn default_restore_latest_after() -> u64 {
+    600
+}
+
+/// `source_unreachable`: what a launch does when the newest data cannot be had (docs/failure-modes.md).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceUnreachable {
+    /// Keep waiting within the hook's global timeout; never restore older data (zero data loss).
+    #[default]
+    Wait,
+    /// After `restore_latest_after_secs`, restore the newest completed recovery point and record the loss.
+    RestoreLatest,
+}
+
+impl SourceUnreachable {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceUnreachable::Wait => "wait",
+            SourceUnreachable::RestoreLatest => "restore-latest",
+        }
+    }
 }
 
 /// `[[groups.volumes]]`.
@@ -220,8 +256,13 @@ pub enum RetryMode {
 pub struct GcConfig {
     /// The newest generations kept per (group, slot, volume), whatever their age.
     pub keep_generations: u64,
-    /// Anything younger than this many days is kept, whatever its generation (may be fractional).
+    /// Anything younger than this many days is kept, whatever its generation (may be fractional); not
+    /// periodic recovery points, which follow the two keys below.
     pub min_age_days: f64,
+    /// The newest completed periodic recovery points kept per (group, slot, volume).
+    pub keep_recovery_points: u64,
+    /// Periodic recovery points older than this many seconds are deleted (never the newest completed one).
+    pub recovery_point_max_age_secs: u64,
 }
 
 impl Default for GcConfig {
@@ -229,6 +270,8 @@ impl Default for GcConfig {
         Self {
             keep_generations: 3,
             min_age_days: 7.0,
+            keep_recovery_points: 24,
+            recovery_point_max_age_secs: 86_400,
         }
     }
 }
@@ -240,6 +283,17 @@ impl GcConfig {
         #[allow(clippy::cast_possible_truncation)]
         let secs = (self.min_age_days * 86_400.0).round() as i64;
         secs
+    }
+
+    /// The retention policy `ferryd gc` and the daemon's recovery-point retention share.
+    pub fn policy(&self) -> crate::retention::Policy {
+        crate::retention::Policy {
+            keep_generations: self.keep_generations,
+            min_age_secs: self.min_age_secs(),
+            keep_recovery_points: self.keep_recovery_points,
+            recovery_point_max_age_secs: i64::try_from(self.recovery_point_max_age_secs)
+                .unwrap_or(i64::MAX),
+        }
     }
 }
 
@@ -266,6 +320,9 @@ impl Config {
                 elastic_ip: g.elastic_ip.clone(),
                 staying_holder_timeout: Duration::from_secs(g.launch_before_terminate_timeout_secs),
                 snapshot_timeout: Duration::from_secs(g.snapshot_timeout_secs),
+                restore_latest: g.source_unreachable == SourceUnreachable::RestoreLatest,
+                restore_latest_after: Duration::from_secs(g.restore_latest_after_secs),
+                recovery_point_interval: Duration::from_secs(g.recovery_point_interval_secs),
                 volumes: g
                     .volumes
                     .iter()

@@ -63,6 +63,18 @@ impl Config {
         if !(self.gc.min_age_days.is_finite() && (0.0..=36_500.0).contains(&self.gc.min_age_days)) {
             return Err(invalid("gc.min_age_days", "must be 0..=36500"));
         }
+        if self.gc.keep_recovery_points == 0 {
+            return Err(invalid(
+                "gc.keep_recovery_points",
+                "must be at least 1: the newest completed recovery point is always kept",
+            ));
+        }
+        if self.gc.recovery_point_max_age_secs == 0 {
+            return Err(invalid(
+                "gc.recovery_point_max_age_secs",
+                "must be positive",
+            ));
+        }
         if !(1..=20).contains(&self.aws.max_attempts) {
             return Err(invalid("aws.max_attempts", "must be 1..=20"));
         }
@@ -108,6 +120,26 @@ fn validate_group(i: usize, g: &GroupConfig) -> Result<(), ConfigError> {
     }
     if g.snapshot_timeout_secs == 0 {
         return Err(invalid(key("snapshot_timeout_secs"), "must be positive"));
+    }
+    // A week: beyond it a recovery point bounds nothing an operator would accept.
+    if g.recovery_point_interval_secs > 7 * 86_400 {
+        return Err(invalid(
+            key("recovery_point_interval_secs"),
+            format!(
+                "{} is above 604800 (a week); 0 turns recovery points off",
+                g.recovery_point_interval_secs
+            ),
+        ));
+    }
+    // The hook's global timeout is at most 48 h: a later restore could never happen.
+    if !(1..=172_800).contains(&g.restore_latest_after_secs) {
+        return Err(invalid(
+            key("restore_latest_after_secs"),
+            format!(
+                "{} is outside 1..=172800 (the lifecycle hook's global timeout is at most 48 h)",
+                g.restore_latest_after_secs
+            ),
+        ));
     }
     if g.volumes.is_empty() {
         return Err(invalid(

@@ -142,6 +142,9 @@ impl<T: Ec2> Instances for Crashing<T> {
         self.point
             .passed("ec2:CreateTags", self.inner.tag_instance(i, tags).await)
     }
+    fn now_secs(&self) -> i64 {
+        self.inner.now_secs()
+    }
 }
 
 #[async_trait]

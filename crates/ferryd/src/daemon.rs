@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferry_hook_listener::{ListenerConfig, SqsQueue};
 use ferry_snapshot::aws_ec2::AwsEc2;
-use ferry_snapshot::Ec2;
+use ferry_snapshot::{Ec2, RecoveryPoints, SourceEvents};
 use ferry_state_machine::aws::AwsLifecycleActions;
 use ferry_state_machine::lock::LocalSlotLocks;
 use ferry_state_machine::{Driver, DriverConfig, HookObserver, LifecycleActions};
@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::crashpoint::{CrashPoint, Crashing};
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, SourceFanout};
 use crate::handler::{FerryHandler, ManagedGroup};
 use crate::http::{HttpState, Readiness};
 use crate::metrics::Metrics;
@@ -54,10 +54,12 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     ));
 
     let mut observers: Vec<Arc<dyn HookObserver>> = vec![Arc::new(metrics.clone())];
+    let mut source_events: Vec<Arc<dyn SourceEvents>> = vec![Arc::new(metrics.clone())];
     let mut webhook_worker = None;
     if let Some(w) = &config.webhook {
         let (notifier, worker) = Notifier::spawn(w, Some(metrics.clone()))?;
-        observers.push(notifier);
+        observers.push(notifier.clone());
+        source_events.push(notifier);
         webhook_worker = Some(worker);
     }
     let d = &config.daemon;
@@ -81,38 +83,44 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
             require_managed_tag: g.require_managed_tag,
         })
         .collect();
-    let handler = Arc::new(FerryHandler::new(
-        groups,
-        config.queue.delete_unmanaged,
-        ec2.clone(),
-        asg.clone(),
-        driver,
-        metrics.clone(),
-    ));
+    let handler = Arc::new(
+        FerryHandler::new(
+            groups,
+            config.queue.delete_unmanaged,
+            ec2.clone(),
+            asg.clone(),
+            driver,
+            metrics.clone(),
+        )
+        .with_source_events(Arc::new(SourceFanout(source_events))),
+    );
 
     let queue_arn = crate::queue_info::queue_arn(&sqs, &config.queue.url).await;
     let names: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
-    let reconciling = tokio::spawn(Reconciler::new(asg, names.clone(), queue_arn).run(
+    let reconciling = tokio::spawn(Reconciler::new(asg.clone(), names.clone(), queue_arn).run(
         handler.clone(),
         Duration::from_secs(d.reconcile_interval_secs),
         shutdown.clone(),
     ));
-    let recovery = (config.metrics.recovery_interval_secs > 0).then(|| {
-        let volumes = config
-            .groups
-            .iter()
-            .map(|g| {
-                (
-                    g.name.clone(),
-                    g.volumes.iter().map(|v| v.name.clone()).collect(),
-                )
-            })
+    let specs = config.group_specs();
+    let any_points = specs.iter().any(|g| !g.recovery_point_interval.is_zero());
+    let recovery = (any_points || config.metrics.recovery_interval_secs > 0).then(|| {
+        let idle = match config.metrics.recovery_interval_secs {
+            0 => Duration::from_secs(300),
+            s => Duration::from_secs(s),
+        };
+        let points = specs
+            .into_iter()
+            .map(|g| RecoveryPoints::new(ec2.clone(), asg.clone(), g))
             .collect();
         tokio::spawn(crate::recovery::run(
-            ec2,
-            volumes,
+            ec2.clone(),
+            points,
             metrics.clone(),
-            Duration::from_secs(config.metrics.recovery_interval_secs),
+            crate::recovery::LoopConfig {
+                idle_every: idle,
+                retention: config.gc.policy(),
+            },
             shutdown.clone(),
         ))
     });

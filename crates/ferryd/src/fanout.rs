@@ -4,7 +4,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_state_machine::{HookEvent, HookObserver, HookOutcome, Progress, StepError};
+use ferry_snapshot::SourceEvents;
+use ferry_state_machine::{
+    AttachedData, HookEvent, HookObserver, HookOutcome, Progress, StepError,
+};
+
+/// Tells each of several [`SourceEvents`] (metrics, the webhook) in turn.
+#[derive(Clone, Default)]
+pub struct SourceFanout(pub Vec<Arc<dyn SourceEvents>>);
+
+impl SourceEvents for SourceFanout {
+    fn source_unreachable(&self, group: &str, instance: &str, policy: &str, waited: Duration) {
+        for e in &self.0 {
+            e.source_unreachable(group, instance, policy, waited);
+        }
+    }
+
+    fn restored_latest(&self, group: &str, instance: &str, loss: u64, attached: &[AttachedData]) {
+        for e in &self.0 {
+            e.restored_latest(group, instance, loss, attached);
+        }
+    }
+}
 
 /// Calls each observer in turn, in order.
 #[derive(Clone, Default)]

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use ferry_hook_listener::{Admission, HookHandler};
-use ferry_snapshot::{Ec2, GroupSpec, LaunchWork, TerminateWork};
+use ferry_snapshot::{Ec2, GroupSpec, LaunchWork, SourceEvents, TerminateWork};
 use ferry_state_machine::{Driver, HookEvent, HookOutcome, HookWork, LifecycleActions, Transition};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -38,6 +38,8 @@ pub struct FerryHandler {
     /// Runs in progress by (instance, transition): a message and the reconciler may find the same action.
     running: Mutex<HashMap<RunKey, watch::Receiver<Option<HookOutcome>>>>,
     metrics: Metrics,
+    /// Told what launches' `source_unreachable` policy saw.
+    source_events: Option<Arc<dyn SourceEvents>>,
 }
 
 /// One lifecycle action: (instance id, transition).
@@ -65,7 +67,14 @@ impl FerryHandler {
             managed: Mutex::default(),
             running: Mutex::default(),
             metrics,
+            source_events: None,
         }
+    }
+
+    /// The same handler, telling `events` what launches' `source_unreachable` policy saw.
+    pub fn with_source_events(mut self, events: Arc<dyn SourceEvents>) -> Self {
+        self.source_events = Some(events);
+        self
     }
 
     fn ignore(&self, reason: String) -> Admission {
@@ -99,11 +108,13 @@ impl FerryHandler {
     fn work_for(&self, hook: &HookEvent) -> Option<Box<dyn HookWork>> {
         let group = self.groups.get(&hook.group)?;
         Some(match hook.transition {
-            Transition::Launching => Box::new(LaunchWork::new(
-                self.ec2.clone(),
-                self.asg.clone(),
-                group.spec.clone(),
-            )),
+            Transition::Launching => {
+                let work = LaunchWork::new(self.ec2.clone(), self.asg.clone(), group.spec.clone());
+                Box::new(match &self.source_events {
+                    Some(e) => work.with_events(e.clone()),
+                    None => work,
+                })
+            }
             Transition::Terminating => {
                 Box::new(TerminateWork::new(self.ec2.clone(), group.spec.clone()))
             }

@@ -14,6 +14,7 @@ mod notify;
 mod queue_info;
 mod reconcile;
 mod recovery;
+mod retention;
 mod sdk_metrics;
 mod verify;
 

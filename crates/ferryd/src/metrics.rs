@@ -143,6 +143,7 @@ struct Inner {
     data_unavailable: Counters<2>,
     last_poll_ts: FloatGauge,
     webhook: Counters<2>,
+    dr: dr::DrMetrics,
     /// When the poll loop last polled.
     poll_clock: PollClock,
     /// Hooks counted in `in_flight`, by ledger key (`<instance>/<transition>`).
@@ -210,6 +211,7 @@ impl Metrics {
             data_unavailable: reg(&mut r, DATA_UNAVAILABLE, None),
             last_poll_ts: reg(&mut r, LAST_POLL, s),
             webhook: reg(&mut r, WEBHOOK, None),
+            dr: dr::DrMetrics::register(&mut r),
             counters,
             registry: r,
             poll_clock: PollClock::default(),
@@ -425,6 +427,9 @@ impl ListenerObserver for Metrics {
         self.count(C::DeleteErrors).inc();
     }
 }
+
+#[path = "metrics_dr.rs"]
+mod dr;
 
 #[cfg(test)]
 #[path = "metrics_tests.rs"]

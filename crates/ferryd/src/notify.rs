@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use ferry_snapshot::SourceEvents;
 use ferry_state_machine::{
-    Disposition, HookEvent, HookObserver, HookOutcome, LifecycleResult, Progress, StepError,
-    Transition,
+    AttachedData, Disposition, HookEvent, HookObserver, HookOutcome, LifecycleResult, Progress,
+    StepError, Transition,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,10 @@ pub enum WebhookEvent {
     FailoverAbandoned,
     /// A hook step failed permanently (the hook is abandoned).
     HookError,
+    /// A launch has waited `restore_latest_after_secs` on a source it cannot get (an impaired AZ).
+    SourceUnreachable,
+    /// A launch restored a recovery point because the newest data was unreachable: writes were lost.
+    RestoredLatest,
 }
 
 impl WebhookEvent {
@@ -41,15 +46,19 @@ impl WebhookEvent {
             WebhookEvent::FailoverCompleted => "failover_completed",
             WebhookEvent::FailoverAbandoned => "failover_abandoned",
             WebhookEvent::HookError => "hook_error",
+            WebhookEvent::SourceUnreachable => "source_unreachable",
+            WebhookEvent::RestoredLatest => "restored_latest",
         }
     }
 
     /// Every kind.
-    pub const ALL: [WebhookEvent; 4] = [
+    pub const ALL: [WebhookEvent; 6] = [
         WebhookEvent::FailoverStarted,
         WebhookEvent::FailoverCompleted,
         WebhookEvent::FailoverAbandoned,
         WebhookEvent::HookError,
+        WebhookEvent::SourceUnreachable,
+        WebhookEvent::RestoredLatest,
     ];
 }
 
@@ -171,6 +180,9 @@ pub struct EventBody {
     pub token: String,
     /// Why, when there is a reason.
     pub reason: Option<String>,
+    /// `restored_latest`: the writes lost, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_window_secs: Option<u64>,
     /// When, RFC 3339 in UTC.
     pub time: String,
 }
@@ -217,20 +229,47 @@ impl Notifier {
         Ok((Arc::new(notifier), worker))
     }
 
-    /// Queues an event unless it is not wanted or the queue is full (then it is dropped and counted).
+    /// Queues an event of a hook (see [`Notifier::send`]).
     fn emit(&self, event: WebhookEvent, hook: &HookEvent, reason: Option<String>) {
-        if !self.events.contains(&event) {
-            return;
-        }
-        let body = EventBody {
+        self.send(EventBody {
             event,
             group: hook.group.clone(),
             instance_id: hook.instance_id.clone(),
             transition: hook.transition.label().to_string(),
             token: hook.token.clone(),
             reason,
+            loss_window_secs: None,
             time: rfc3339(SystemTime::now()),
-        };
+        });
+    }
+
+    /// Queues an event of a launch's source policy.
+    fn emit_source(
+        &self,
+        event: WebhookEvent,
+        group: &str,
+        instance: &str,
+        reason: String,
+        loss: Option<u64>,
+    ) {
+        self.send(EventBody {
+            event,
+            group: group.to_string(),
+            instance_id: instance.to_string(),
+            transition: Transition::Launching.label().to_string(),
+            token: String::new(),
+            reason: Some(reason),
+            loss_window_secs: loss,
+            time: rfc3339(SystemTime::now()),
+        });
+    }
+
+    /// Queues a body unless its event is not wanted or the queue is full (then it is dropped and counted).
+    fn send(&self, body: EventBody) {
+        let event = body.event;
+        if !self.events.contains(&event) {
+            return;
+        }
         if let Err(e) = self.tx.try_send(body) {
             let why = match e {
                 mpsc::error::TrySendError::Full(_) => "queue full",
@@ -280,6 +319,34 @@ impl HookObserver for Notifier {
             };
             self.emit(event, hook, Some(reason.clone()));
         }
+    }
+}
+
+impl SourceEvents for Notifier {
+    fn source_unreachable(&self, group: &str, instance: &str, policy: &str, waited: Duration) {
+        let why = format!(
+            "the newest data has been unreachable for {}s (source_unreachable = {policy})",
+            waited.as_secs()
+        );
+        self.emit_source(WebhookEvent::SourceUnreachable, group, instance, why, None);
+    }
+
+    fn restored_latest(&self, group: &str, instance: &str, loss: u64, attached: &[AttachedData]) {
+        let what: Vec<String> = attached
+            .iter()
+            .map(|a| format!("{} {} gen {}", a.logical, a.volume_id, a.generation))
+            .collect();
+        let why = format!(
+            "restored the newest recovery point: {}; the writes of the last {loss}s before the old instance's end are lost",
+            what.join(", ")
+        );
+        self.emit_source(
+            WebhookEvent::RestoredLatest,
+            group,
+            instance,
+            why,
+            Some(loss),
+        );
     }
 }
 

@@ -1,241 +1,219 @@
-//! The recovery-point check: every so often, the age of each volume's newest completed ferry snapshot,
-//! exported as `ferry_recovery_point_age_seconds{group, slot, volume}`.
+//! The recovery-point loop: for every group, takes periodic crash-consistent recovery points of the attached
+//! volumes (`recovery_point_interval_secs`), applies the shared retention rule to them, and exports
+//! `ferry_recovery_point_age_seconds{group, slot, volume}`: the data a failover without a final snapshot
+//! would lose right now.
 //!
-//! The age is how much data a failover would lose right now if the instance died without a terminate
-//! hook. It keeps growing between look-ups, and while they fail, from the last snapshot seen.
+//! Each group is woken when its next point is due (read from the ledger), while one is pending, or after a
+//! back-off when EBS refuses (`SnapshotCreationPerVolumeRateExceeded`, throttling) or a call fails.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ferry_snapshot::{Ec2, SnapshotQuery};
-use ferry_state_machine::observe::SnapshotState;
+use ferry_snapshot::{Ec2, RecoveryPoints, Round, RoundOutcome};
+use ferry_state_machine::observe::{ObservedSnapshot, ObservedVolume, SnapshotState, VolumeState};
+use ferry_state_machine::StepError;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
+use crate::retention::{self, Kind, Policy, Resource, State};
 
 /// The slot of a group of one; the only slot ferry manages today.
 const SLOT: u32 = 0;
+/// The first back-off after EBS refused or a call failed; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(15);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Measures the recovery-point age of every (group, logical volume) every `every`, until `shutdown`
-/// turns true. `groups` is (group name, logical volume names). An `every` of zero checks once.
+/// What the loop needs besides the groups.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// How often a group with recovery points off (or with nothing attached) is looked at, for the age.
+    pub idle_every: Duration,
+    /// The retention rule shared with `ferryd gc`.
+    pub retention: Policy,
+}
+
+/// One group's place in the loop.
+struct Slot {
+    points: RecoveryPoints,
+    next: Instant,
+    backoff: Duration,
+}
+
+/// Runs until `shutdown` turns true.
 pub async fn run(
     ec2: Arc<dyn Ec2>,
-    groups: Vec<(String, Vec<String>)>,
+    groups: Vec<RecoveryPoints>,
     metrics: Metrics,
-    every: Duration,
-    shutdown: watch::Receiver<bool>,
-) {
-    run_with_clock(ec2, groups, metrics, every, shutdown, wall_clock).await;
-}
-
-/// Seconds since the Unix epoch.
-fn wall_clock() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// [`run`] with the wall clock given, for tests.
-async fn run_with_clock(
-    ec2: Arc<dyn Ec2>,
-    groups: Vec<(String, Vec<String>)>,
-    metrics: Metrics,
-    every: Duration,
+    cfg: LoopConfig,
     mut shutdown: watch::Receiver<bool>,
-    now: impl Fn() -> i64,
 ) {
-    let mut checker = Checker::default();
+    let start = Instant::now();
+    let mut slots: Vec<Slot> = groups
+        .into_iter()
+        .map(|points| Slot {
+            points,
+            next: start,
+            backoff: Duration::ZERO,
+        })
+        .collect();
     loop {
         if *shutdown.borrow() {
             return;
         }
-        checker.check(ec2.as_ref(), &groups, &metrics, now()).await;
-        if every.is_zero() {
-            return;
+        let now = Instant::now();
+        for slot in slots.iter_mut().filter(|s| s.next <= now) {
+            let wait = round(ec2.as_ref(), slot, &metrics, &cfg).await;
+            slot.next = Instant::now() + wait;
         }
+        let Some(next) = slots.iter().map(|s| s.next).min() else {
+            return;
+        };
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep_until(next) => {}
             changed = shutdown.changed() => if changed.is_err() { return },
         }
     }
 }
 
-/// The newest completed snapshot time seen per (group, volume), so the age stays right when a look-up
-/// fails.
-#[derive(Debug, Default)]
-struct Checker {
-    newest: HashMap<(String, String), i64>,
+/// One round of one group; returns how long until its next.
+async fn round(ec2: &dyn Ec2, slot: &mut Slot, metrics: &Metrics, cfg: &LoopConfig) -> Duration {
+    let group = slot.points.group().name.clone();
+    let interval = slot.points.group().recovery_point_interval;
+    // While a point is pending or was just started: look again soon, so the next one starts on time.
+    let poll = (interval / 5).clamp(Duration::from_secs(1), Duration::from_secs(15));
+    let idle = if interval.is_zero() {
+        cfg.idle_every
+    } else {
+        cfg.idle_every.min(interval.max(Duration::from_secs(5)))
+    };
+    match slot.points.round().await {
+        Ok(r) => {
+            slot.backoff = Duration::ZERO;
+            for (volume, age) in &r.ages {
+                if let Some(age) = age {
+                    metrics.set_recovery_point_age(&group, SLOT, volume, Duration::from_secs(*age));
+                }
+            }
+            retain(ec2, &group, &r, metrics, cfg).await;
+            match &r.outcome {
+                RoundOutcome::Took(made) => {
+                    metrics.recovery_point_taken(&group);
+                    debug!(asg = %group, snapshots = made.len(), "recovery point set started");
+                    poll
+                }
+                RoundOutcome::Tagged(_) | RoundOutcome::Pending(_) => poll,
+                RoundOutcome::NotDue(at) => {
+                    let secs = u64::try_from(at - ec2.now_secs()).unwrap_or(0);
+                    Duration::from_secs(secs.max(1))
+                }
+                RoundOutcome::Idle(why) => {
+                    debug!(asg = %group, reason = %why, "no recovery point now");
+                    idle
+                }
+            }
+        }
+        Err(e) => {
+            slot.backoff = (slot.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+            if refused(&e) {
+                metrics.recovery_point_refused(&group);
+                warn!(asg = %group, error = %e, backoff_secs = slot.backoff.as_secs(), "EBS refused a recovery point; backing off");
+            } else {
+                metrics.recovery_check_failed();
+                warn!(asg = %group, error = %e, backoff_secs = slot.backoff.as_secs(), "recovery-point round failed; backing off");
+            }
+            slot.backoff
+        }
+    }
 }
 
-impl Checker {
-    /// One round: one `DescribeSnapshots` per (group, volume).
-    async fn check(
-        &mut self,
-        ec2: &dyn Ec2,
-        groups: &[(String, Vec<String>)],
-        metrics: &Metrics,
-        now: i64,
-    ) {
-        for (group, volumes) in groups {
-            for volume in volumes {
-                let key = (group.clone(), volume.clone());
-                match newest_completed(ec2, group, volume).await {
-                    Ok(Some(t)) => {
-                        self.newest.insert(key.clone(), t);
-                    }
-                    Ok(None) => {
-                        debug!(asg = %group, volume = %volume, "no completed ferry snapshot yet");
-                    }
-                    Err(e) => {
-                        metrics.recovery_check_failed();
-                        warn!(asg = %group, volume = %volume, error = %e, "cannot look up the newest snapshot");
-                    }
-                }
-                if let Some(t) = self.newest.get(&key) {
-                    let age = u64::try_from(now.saturating_sub(*t)).unwrap_or(0);
-                    metrics.set_recovery_point_age(group, SLOT, volume, Duration::from_secs(age));
-                }
+/// Whether EBS refused for its rate limits (not a failure of ferry's).
+fn refused(e: &StepError) -> bool {
+    let code = e.code.as_deref().unwrap_or_default();
+    code == "SnapshotCreationPerVolumeRateExceeded"
+        || code.contains("Throttl")
+        || code == "RequestLimitExceeded"
+}
+
+/// Deletes the group's recovery points that the shared retention rule lets go. Only recovery points: the
+/// rest of the ledger is `ferryd gc`'s, run by the operator.
+async fn retain(ec2: &dyn Ec2, group: &str, r: &Round, metrics: &Metrics, cfg: &LoopConfig) {
+    let resources = resources(group, &r.volumes, &r.snapshots);
+    let groups = [group.to_string()];
+    for d in retention::plan(&resources, &groups, cfg.retention, ec2.now_secs()) {
+        if !(d.delete && d.resource.is_recovery_point()) {
+            continue;
+        }
+        match ec2.delete_snapshot(&d.resource.id).await {
+            Ok(()) => {
+                metrics.recovery_point_deleted(group);
+                info!(asg = %group, snapshot.id = %d.resource.id, reason = %d.reason, "deleted a recovery point (retention)");
+            }
+            Err(e) => {
+                warn!(asg = %group, snapshot.id = %d.resource.id, error = %e, "cannot delete a recovery point")
             }
         }
     }
 }
 
-/// The start time (epoch seconds) of the newest completed snapshot of (group, slot 0, volume).
-async fn newest_completed(
-    ec2: &dyn Ec2,
+/// The slot's ledger as the retention rule reads it.
+fn resources(
     group: &str,
-    volume: &str,
-) -> Result<Option<i64>, ferry_state_machine::StepError> {
-    let query = SnapshotQuery {
-        group: group.to_string(),
-        slot: Some(SLOT),
-        logical: Some(volume.to_string()),
-        ..SnapshotQuery::default()
-    };
-    let snapshots = ec2.find_snapshots(&query).await?;
-    Ok(snapshots
-        .iter()
-        .filter(|s| s.state == SnapshotState::Completed)
-        .filter_map(|s| s.start_time)
-        .max())
+    volumes: &[ObservedVolume],
+    snapshots: &[ObservedSnapshot],
+) -> Vec<Resource> {
+    let base =
+        |kind, id: &str, logical: &Option<String>, generation: Option<u64>, state| Resource {
+            kind,
+            id: id.to_string(),
+            group: group.to_string(),
+            slot: Some(SLOT.to_string()),
+            logical: logical.clone(),
+            generation,
+            state,
+            attached_to: None,
+            created: None,
+            source_snapshot: None,
+            reason: None,
+            set: None,
+        };
+    let vols = volumes.iter().map(|v| Resource {
+        attached_to: v.attached_to().map(str::to_string),
+        source_snapshot: v.source_snapshot.clone(),
+        ..base(
+            Kind::Volume,
+            &v.id,
+            &v.logical,
+            v.generation.map(|g| g.0),
+            match v.state {
+                VolumeState::Creating => State::Creating,
+                VolumeState::Available => State::Available,
+                VolumeState::InUse => State::InUse,
+                VolumeState::Deleting => State::Deleting,
+                VolumeState::Error => State::Error,
+            },
+        )
+    });
+    let snaps = snapshots.iter().map(|s| Resource {
+        created: s.start_time,
+        reason: s.reason.map(|r| r.as_tag().to_string()),
+        set: s.set.clone(),
+        ..base(
+            Kind::Snapshot,
+            &s.id,
+            &s.logical,
+            s.generation.map(|g| g.0),
+            match s.state {
+                SnapshotState::Pending => State::Pending,
+                SnapshotState::Completed => State::Completed,
+                SnapshotState::Error => State::Error,
+            },
+        )
+    });
+    vols.chain(snaps).collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ferry_snapshot::fake::{ledger_tags, FakeEc2, Timings};
-
-    /// The fake's clock: 1 700 000 000 at its creation, then paused tokio time.
-    fn fake_clock() -> impl Fn() -> i64 {
-        let origin = tokio::time::Instant::now();
-        move || 1_700_000_000 + i64::try_from(origin.elapsed().as_secs()).unwrap_or(0)
-    }
-
-    fn age(metrics: &Metrics, volume: &str) -> Option<f64> {
-        let needle = format!(
-            "ferry_recovery_point_age_seconds{{group=\"db\",slot=\"0\",volume=\"{volume}\"}} "
-        );
-        let text = metrics.encode();
-        let line = text.lines().find(|l| l.starts_with(&needle))?;
-        line[needle.len()..].trim().parse().ok()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn reports_the_age_of_the_newest_completed_snapshot() {
-        let fake = FakeEc2::new();
-        let clock = fake_clock();
-        fake.put_snapshot(
-            "vol-1",
-            10,
-            SnapshotState::Completed,
-            &ledger_tags("db", 0, "data", 1),
-        );
-        // Another group's and another volume's snapshots do not count.
-        tokio::time::advance(Duration::from_secs(50)).await;
-        fake.put_snapshot(
-            "vol-2",
-            10,
-            SnapshotState::Completed,
-            &ledger_tags("other", 0, "data", 1),
-        );
-        let metrics = Metrics::new();
-        let (tx, rx) = watch::channel(false);
-        let ec2: Arc<dyn Ec2> = Arc::new(fake.clone());
-        let groups = vec![(
-            "db".to_string(),
-            vec!["data".to_string(), "wal".to_string()],
-        )];
-        let task = tokio::spawn(run_with_clock(
-            ec2,
-            groups,
-            metrics.clone(),
-            Duration::from_secs(60),
-            rx,
-            clock,
-        ));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(age(&metrics, "data"), Some(50.0));
-        assert_eq!(age(&metrics, "wal"), None, "no snapshot: no series");
-
-        // The age grows between snapshots...
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(age(&metrics, "data"), Some(110.0));
-
-        // ...a pending snapshot does not reset it, a completed one does.
-        fake.set_timings(Timings {
-            snapshot: Duration::from_secs(3600),
-            ..Timings::default()
-        });
-        fake.put_snapshot(
-            "vol-1",
-            10,
-            SnapshotState::Pending,
-            &ledger_tags("db", 0, "data", 2),
-        );
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(age(&metrics, "data"), Some(170.0));
-        fake.put_snapshot(
-            "vol-1",
-            10,
-            SnapshotState::Completed,
-            &ledger_tags("db", 0, "data", 3),
-        );
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        // Made at t=171, read at t=230.
-        assert_eq!(age(&metrics, "data"), Some(59.0));
-        assert_eq!(
-            fake.count("DescribeSnapshots"),
-            8,
-            "one look-up per volume per round"
-        );
-
-        tx.send(true).expect("the task is running");
-        task.await.expect("the task stops on shutdown");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn zero_interval_checks_once() {
-        let fake = FakeEc2::new();
-        fake.put_snapshot(
-            "vol-1",
-            10,
-            SnapshotState::Completed,
-            &ledger_tags("db", 0, "data", 1),
-        );
-        let metrics = Metrics::new();
-        let (_tx, rx) = watch::channel(false);
-        let groups = vec![("db".to_string(), vec!["data".to_string()])];
-        run(
-            Arc::new(fake.clone()),
-            groups,
-            metrics.clone(),
-            Duration::ZERO,
-            rx,
-        )
-        .await;
-        assert_eq!(fake.count("DescribeSnapshots"), 1);
-        assert!(age(&metrics, "data").is_some());
-    }
-}
+#[path = "recovery_tests.rs"]
+mod tests;

@@ -267,6 +267,10 @@ impl<T: Ec2> Instances for FaultyEc2<T> {
         self.gate("CreateTags").await?;
         self.inner.tag_instance(instance_id, tags).await
     }
+
+    fn now_secs(&self) -> i64 {
+        self.inner.now_secs()
+    }
 }
 
 #[async_trait]

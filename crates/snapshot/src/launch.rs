@@ -2,36 +2,74 @@
 //! and perform one step: claim, restore, snapshot, create, attach, move the Elastic IP, tag the instance.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::machine::{
-    decide_launch_volume, LaunchView, VolumeStep, WaitFor, LAUNCH_KEY_SUFFIX,
+    decide_launch_volume, LaunchView, VolumeStep, WaitFor, FINAL_RETRY_SECS, LAUNCH_KEY_SUFFIX,
 };
-use ferry_state_machine::observe::{HolderState, ObservedInstance, ObservedVolume, SnapshotReason};
+use ferry_state_machine::observe::{
+    HolderState, ObservedInstance, ObservedSnapshot, ObservedVolume, SnapshotReason,
+};
 use ferry_state_machine::slot::{decide_launch_slot, SlotStep};
+use ferry_state_machine::unreachable::{apply_source_policy, Lineage, SourceView, Unreachable};
 use ferry_state_machine::{
     tags, AttachedData, Disposition, HookEvent, HookWork, LifecycleActions, Progress, StepError,
     Verdict,
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::ledger::{self, SLOT};
 use crate::ports::{Ec2, NewVolume, SnapshotQuery, VolumeQuery};
 use crate::spec::{GroupSpec, VolumeSpec};
+
+/// Hears what the `source_unreachable` policy saw, for metrics, logs and the webhook. Each is told once per
+/// hook run.
+pub trait SourceEvents: Send + Sync {
+    /// A launch of `group` onto `instance` has waited `waited` (at least `restore_latest_after_secs`) on a
+    /// source it cannot get; `policy` is `wait` or `restore-latest`.
+    fn source_unreachable(&self, group: &str, instance: &str, policy: &str, waited: Duration);
+    /// A launch of `group` onto `instance` is ready with data restored from a recovery point: the writes of
+    /// the last `loss_window_secs` before the old instance's end are lost. `attached` is what it attached.
+    fn restored_latest(
+        &self,
+        group: &str,
+        instance: &str,
+        loss_window_secs: u64,
+        attached: &[AttachedData],
+    );
+}
+
+/// The observations of one logical volume: its step, volumes and snapshots.
+type Observed = (VolumeStep, Vec<ObservedVolume>, Vec<ObservedSnapshot>);
 
 /// Runs launch hooks of one group.
 pub struct LaunchWork {
     ec2: Arc<dyn Ec2>,
     asg: Arc<dyn LifecycleActions>,
     group: GroupSpec,
+    events: Option<Arc<dyn SourceEvents>>,
+    /// What the source policy last reported per hook, so that each is logged once.
+    reported: Mutex<HashMap<String, &'static str>>,
 }
 
 impl LaunchWork {
     /// A launch executor for `group`.
     pub fn new(ec2: Arc<dyn Ec2>, asg: Arc<dyn LifecycleActions>, group: GroupSpec) -> Self {
-        Self { ec2, asg, group }
+        Self {
+            ec2,
+            asg,
+            group,
+            events: None,
+            reported: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same executor, telling `events` about unreachable sources.
+    pub fn with_events(mut self, events: Arc<dyn SourceEvents>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Whether another instance holding a copy is leaving (terminating) or staying.
@@ -55,7 +93,8 @@ impl LaunchWork {
         me: &ObservedInstance,
         spec: &VolumeSpec,
         elapsed: Duration,
-    ) -> Result<VolumeStep, StepError> {
+        now: i64,
+    ) -> Result<Observed, StepError> {
         let volumes = self
             .ec2
             .find_volumes(&VolumeQuery {
@@ -80,7 +119,7 @@ impl LaunchWork {
                 holders.insert(holder.to_string(), self.holder_state(holder).await?);
             }
         }
-        Ok(decide_launch_volume(&LaunchView {
+        let step = decide_launch_volume(&LaunchView {
             instance: me,
             token: &hook.ledger_key(),
             volumes: &volumes,
@@ -88,7 +127,88 @@ impl LaunchWork {
             holders: &holders,
             elapsed,
             staying_holder_timeout: self.group.staying_holder_timeout,
-        }))
+            now,
+        });
+        Ok((step, volumes, snapshots))
+    }
+
+    /// Applies `source_unreachable` to the slot's steps, and logs (once per hook and kind) what it saw.
+    fn source_policy(
+        &self,
+        hook: &HookEvent,
+        observed: &[Observed],
+        elapsed: Duration,
+        now: i64,
+    ) -> (Vec<VolumeStep>, Unreachable) {
+        let token = hook.ledger_key();
+        let lineages: Vec<Lineage<'_>> = observed
+            .iter()
+            .map(|(_, v, s)| Lineage {
+                volumes: v,
+                snapshots: s,
+            })
+            .collect();
+        let mut steps: Vec<VolumeStep> = observed.iter().map(|(s, _, _)| s.clone()).collect();
+        let seen = apply_source_policy(
+            &SourceView {
+                token: &token,
+                lineages: &lineages,
+                elapsed,
+                now,
+                policy: self.group.source_policy(),
+            },
+            &mut steps,
+        );
+        let policy = if self.group.restore_latest {
+            "restore-latest"
+        } else {
+            "wait"
+        };
+        let kind = match &seen {
+            Unreachable::Reachable => return (steps, seen),
+            Unreachable::Waiting { waited, .. } if *waited < self.group.restore_latest_after => {
+                return (steps, seen)
+            }
+            Unreachable::Waiting { .. } => "waiting",
+            Unreachable::Restoring(_) => "restoring",
+            Unreachable::NothingToRestore => "nothing",
+            Unreachable::AlreadyMoving => "moving",
+        };
+        let first = self
+            .reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.clone(), kind)
+            != Some(kind);
+        if !first {
+            return (steps, seen);
+        }
+        if kind == "waiting" {
+            if let Some(e) = &self.events {
+                e.source_unreachable(&self.group.name, &hook.instance_id, policy, elapsed);
+            }
+        }
+        match &seen {
+            Unreachable::Waiting { waited, latest } => match latest {
+                Some(set) => {
+                    warn!(asg = %self.group.name, waited_secs = waited.as_secs(), newest_point = %set.key, loss_window_secs = set.loss_window_secs, "source unreachable: waiting for the newest data (source_unreachable = \"wait\"); restoring the newest recovery point instead would lose up to {}s of writes", set.loss_window_secs)
+                }
+                None => {
+                    warn!(asg = %self.group.name, waited_secs = waited.as_secs(), "source unreachable: waiting for the newest data (source_unreachable = \"wait\"); no complete recovery point exists")
+                }
+            },
+            Unreachable::Restoring(set) => {
+                error!(asg = %self.group.name, point = %set.key, loss_window_secs = set.loss_window_secs, snapshots = ?set.snapshots, "source unreachable after {}s: restoring the newest completed recovery point (source_unreachable = \"restore-latest\"); writes of the last {}s before the old instance's end are lost", elapsed.as_secs(), set.loss_window_secs)
+            }
+            Unreachable::NothingToRestore => {
+                error!(asg = %self.group.name, "source unreachable and restore-latest is due, but no complete recovery point set exists: waiting for the newest data")
+            }
+            Unreachable::AlreadyMoving => {
+                warn!(asg = %self.group.name, "source unreachable for part of the slot after this launch moved another part itself: waiting, a recovery point would not be consistent with it")
+            }
+            Unreachable::Reachable => {}
+        }
+        (steps, seen)
     }
 
     /// Performs one mutating volume step. Returns a description of what was done.
@@ -145,6 +265,37 @@ impl LaunchWork {
                 let id = self.ec2.create_volume(&req).await?;
                 info!(volume.id = %id, snapshot.id = %snapshot_id, source.volume = %source_volume, az = %me.availability_zone, generation = generation.0, "restoring snapshot into a new volume");
                 Ok(format!("restoring {snapshot_id} into {id}"))
+            }
+            VolumeStep::RestorePoint {
+                snapshot_id,
+                source_volume,
+                generation,
+                loss_window_secs,
+            } => {
+                let mut tags = ledger::new_volume_tags(
+                    group,
+                    &hook.ledger_key(),
+                    &spec.name,
+                    generation,
+                    Some((&snapshot_id, &source_volume)),
+                );
+                tags.push((tags::LOSS_WINDOW.into(), loss_window_secs.to_string()));
+                let req = NewVolume {
+                    snapshot_id: Some(snapshot_id.clone()),
+                    size_gib: None,
+                    client_token: ledger::client_token(
+                        &hook.ledger_key(),
+                        &spec.name,
+                        Some(&snapshot_id),
+                    ),
+                    tags,
+                    ..self.new_volume(me, spec)
+                };
+                let id = self.ec2.create_volume(&req).await?;
+                error!(volume.id = %id, snapshot.id = %snapshot_id, source.volume = %source_volume, az = %me.availability_zone, generation = generation.0, loss_window_secs, "restore-latest: restoring a recovery point into a new volume; it supersedes the unreachable generation");
+                Ok(format!(
+                    "restoring recovery point {snapshot_id} into {id} (loss window {loss_window_secs}s)"
+                ))
             }
             VolumeStep::SnapshotVolume {
                 volume_id,
@@ -273,10 +424,12 @@ impl HookWork for LaunchWork {
                 ))))
             }
         };
-        let mut steps = Vec::with_capacity(self.group.volumes.len());
+        let now = self.ec2.now_secs();
+        let mut observed = Vec::with_capacity(self.group.volumes.len());
         for spec in &self.group.volumes {
-            steps.push(self.volume_step(hook, &me, spec, elapsed).await?);
+            observed.push(self.volume_step(hook, &me, spec, elapsed, now).await?);
         }
+        let (mut steps, seen) = self.source_policy(hook, &observed, elapsed, now);
         match decide_launch_slot(&steps) {
             SlotStep::Abandon(i) => {
                 let why = match &steps[i] {
@@ -304,7 +457,21 @@ impl HookWork for LaunchWork {
                         _ => None,
                     })
                     .collect();
-                return Ok(Progress::Waiting(waits.join("; ")));
+                let mut why = waits.join("; ");
+                if let Unreachable::Waiting { waited, .. } = &seen {
+                    if *waited >= self.group.restore_latest_after {
+                        why.push_str(&format!(
+                            "; source unreachable for {}s (source_unreachable = {})",
+                            waited.as_secs(),
+                            if self.group.restore_latest {
+                                "restore-latest"
+                            } else {
+                                "wait"
+                            }
+                        ));
+                    }
+                }
+                return Ok(Progress::Waiting(why));
             }
             SlotStep::Ready => {}
         }
@@ -313,12 +480,17 @@ impl HookWork for LaunchWork {
             .volumes
             .iter()
             .zip(steps)
-            .filter_map(|(spec, s)| match s {
+            .zip(&observed)
+            .filter_map(|((spec, s), (_, vols, _))| match s {
                 VolumeStep::Ready {
                     volume_id,
                     generation,
                 } => Some(AttachedData {
                     logical: spec.name.clone(),
+                    loss_window_secs: vols
+                        .iter()
+                        .find(|v| v.id == volume_id)
+                        .and_then(|v| v.loss_window_secs),
                     volume_id,
                     generation,
                 }),
@@ -336,9 +508,42 @@ impl HookWork for LaunchWork {
             },
             None => Verdict::abandon("not every configured volume is attached"),
         };
+        let verdict = match verdict.loss_window_secs() {
+            Some(loss) => {
+                let first = self
+                    .reported
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(hook.ledger_key(), "restored")
+                    != Some("restored");
+                if first {
+                    if let Some(e) = &self.events {
+                        e.restored_latest(
+                            &self.group.name,
+                            &hook.instance_id,
+                            loss,
+                            verdict.attached(),
+                        );
+                    }
+                }
+                let gens: Vec<String> = verdict
+                    .attached()
+                    .iter()
+                    .map(|a| format!("{} {} gen {}", a.logical, a.volume_id, a.generation))
+                    .collect();
+                verdict.degraded(format!(
+                    "{RESTORED_LATEST}: {}; loss window {loss}s",
+                    gens.join(", ")
+                ))
+            }
+            None => verdict,
+        };
         Ok(Progress::Finished(verdict))
     }
 }
+
+/// The start of the note on a launch verdict whose data came from a recovery point (`restore-latest`).
+pub const RESTORED_LATEST: &str = "restored the newest recovery point, source unreachable";
 
 /// `VolumeInUse` on an attach the machine asked for means the volume was attached since it was
 /// observed: by a duplicate run of this hook, or by an SDK retry of a request that had landed.
@@ -375,7 +580,13 @@ fn describe_wait(logical: &str, w: &WaitFor) -> String {
     match w {
         WaitFor::VolumeCreating(v) => format!("{logical}: volume {v} creating"),
         WaitFor::Attachment(v) => format!("{logical}: volume {v} attaching or detaching"),
-        WaitFor::Snapshot(s) => format!("{logical}: snapshot {s} pending"),
+        WaitFor::Snapshot(s) => format!("{logical}: final snapshot {s} pending"),
+        WaitFor::SourceBusy(v) => {
+            format!("{logical}: volume {v} of the newest generation is creating, attaching or detaching")
+        }
+        WaitFor::FinalFailed(s) => format!(
+            "{logical}: final snapshot {s} failed; it is taken again {FINAL_RETRY_SECS}s after it started"
+        ),
         WaitFor::Holder {
             instance_id,
             volume_id,

@@ -7,12 +7,14 @@ pub mod faulty;
 pub mod launch;
 pub mod ledger;
 pub mod ports;
+pub mod recovery_point;
 pub mod spec;
 pub mod terminate;
 
-pub use launch::LaunchWork;
+pub use launch::{LaunchWork, SourceEvents, RESTORED_LATEST};
 pub use ports::{
     Addresses, Ec2, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, VolumeQuery, Volumes,
 };
+pub use recovery_point::{RecoveryPoints, Round, RoundOutcome};
 pub use spec::{GroupSpec, VolumeSpec};
 pub use terminate::TerminateWork;

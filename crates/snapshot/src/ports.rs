@@ -128,6 +128,12 @@ pub trait Instances: Send + Sync {
     ) -> Result<Option<ObservedInstance>, StepError>;
     /// `CreateTags` on an instance.
     async fn tag_instance(&self, instance_id: &str, tags: &[Tag]) -> Result<(), StepError>;
+    /// EC2's clock: now, in Unix seconds, the clock of snapshot start times (the wall clock; a fake's own).
+    fn now_secs(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
 }
 
 /// Elastic IPs.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ferry_state_machine::unreachable::SourcePolicy;
+
 /// One logical volume of a group, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSpec {
@@ -37,11 +39,40 @@ pub struct GroupSpec {
     pub staying_holder_timeout: Duration,
     /// How long a terminate waits for its snapshots before completing anyway.
     pub snapshot_timeout: Duration,
+    /// `source_unreachable = "restore-latest"` (else `"wait"`).
+    pub restore_latest: bool,
+    /// `restore_latest_after_secs`: with restore-latest, when a launch that cannot get the newest data restores
+    /// the newest recovery point instead; with wait, when it reports the source unreachable.
+    pub restore_latest_after: Duration,
+    /// `recovery_point_interval_secs`; zero is off.
+    pub recovery_point_interval: Duration,
 }
 
 impl GroupSpec {
     /// The logical volume names, in config order.
     pub fn volume_names(&self) -> Vec<String> {
         self.volumes.iter().map(|v| v.name.clone()).collect()
+    }
+
+    /// The `source_unreachable` policy.
+    pub fn source_policy(&self) -> SourcePolicy {
+        if self.restore_latest {
+            SourcePolicy::RestoreLatest {
+                after: self.restore_latest_after,
+            }
+        } else {
+            SourcePolicy::Wait
+        }
+    }
+
+    /// How long a terminate waits for its pre-copy: `snapshot_timeout`, and under restore-latest at most
+    /// `restore_latest_after`, so that the fence and the replacement's launch are not held up by a snapshot
+    /// that an impaired AZ will never complete.
+    pub fn terminate_snapshot_bound(&self) -> Duration {
+        if self.restore_latest {
+            self.snapshot_timeout.min(self.restore_latest_after)
+        } else {
+            self.snapshot_timeout
+        }
     }
 }

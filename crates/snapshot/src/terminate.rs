@@ -28,9 +28,24 @@ impl TerminateWork {
         Self { ec2, group }
     }
 
-    fn snapshot_tags(&self, hook: &HookEvent) -> Vec<Tag> {
+    /// The pre-copy's tags. `whole` is true for the first set of every managed volume (one instant, one
+    /// `ferry:set`); a retake of some volumes gets a set of its own, since it is of a later instant.
+    fn snapshot_tags(&self, hook: &HookEvent, elapsed: Duration, whole: bool) -> Vec<Tag> {
         let mut t = ledger::base_tags(&self.group.name, &hook.ledger_key());
         t.push((tags::REASON.into(), SnapshotReason::Precopy.as_tag().into()));
+        let now = self.ec2.now_secs();
+        let started = hook
+            .time
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .unwrap_or_else(|| now - i64::try_from(elapsed.as_secs()).unwrap_or(0));
+        t.push((tags::ACTION_STARTED.into(), started.to_string()));
+        let set = if whole {
+            hook.ledger_key()
+        } else {
+            format!("{}/retake-{now}", hook.ledger_key())
+        };
+        t.push((tags::SET.into(), set));
         t.push((
             tags::NAME.into(),
             format!(
@@ -46,8 +61,9 @@ impl TerminateWork {
         hook: &HookEvent,
         managed: &[ObservedVolume],
         missing: &[String],
+        elapsed: Duration,
     ) -> Result<String, StepError> {
-        let t = self.snapshot_tags(hook);
+        let t = self.snapshot_tags(hook, elapsed, missing.len() == managed.len());
         if missing.len() == 1 || missing.len() < managed.len() {
             // One volume (or a retry of some): CreateSnapshot per volume, with every ledger tag at creation.
             let mut made = Vec::new();
@@ -124,11 +140,11 @@ impl HookWork for TerminateWork {
             volumes: &managed,
             snapshots: &snapshots,
             elapsed,
-            snapshot_timeout: self.group.snapshot_timeout,
+            snapshot_timeout: self.group.terminate_snapshot_bound(),
         });
         match step {
             TerminateStep::Snapshot(missing) => Ok(Progress::Acted(
-                self.snapshot(hook, &managed, &missing).await?,
+                self.snapshot(hook, &managed, &missing, elapsed).await?,
             )),
             TerminateStep::TagSnapshots(pairs) => {
                 for (snap, vol_id) in &pairs {

@@ -294,6 +294,9 @@ impl Instances for NoTagCopy {
     async fn tag_instance(&self, i: &str, t: &[Tag]) -> Result<(), StepError> {
         self.ec2.tag_instance(i, t).await
     }
+    fn now_secs(&self) -> i64 {
+        self.ec2.now_secs()
+    }
 }
 
 #[async_trait]

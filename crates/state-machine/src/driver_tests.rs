@@ -91,6 +91,7 @@ fn ready() -> Verdict {
             logical: "data".into(),
             volume_id: "vol-1".into(),
             generation: crate::model::Generation(1),
+            loss_window_secs: None,
         }],
     )
     .unwrap()

@@ -11,8 +11,10 @@ pub mod machine;
 pub mod model;
 pub mod observe;
 pub mod port;
+pub mod recovery;
 pub mod slot;
 pub mod tags;
+pub mod unreachable;
 pub mod verdict;
 
 pub use driver::{Driver, DriverConfig, HookObserver, HookOutcome, HookWork, NoObserver, Progress};

@@ -26,6 +26,8 @@ pub struct LaunchView<'a> {
     pub elapsed: Duration,
     /// How long to wait for a holder that is staying (launch-before-terminate) before abandoning.
     pub staying_holder_timeout: Duration,
+    /// The time now, in Unix seconds (the clock of the snapshots' start times).
+    pub now: i64,
 }
 
 /// Why a hook waits.
@@ -35,8 +37,12 @@ pub enum WaitFor {
     VolumeCreating(String),
     /// A volume is attaching or detaching.
     Attachment(String),
-    /// A snapshot is pending.
+    /// A final snapshot is pending.
     Snapshot(String),
+    /// A volume of the newest generation, not this hook's, is creating, attaching or detaching.
+    SourceBusy(String),
+    /// The final snapshot of this volume failed a moment ago; it is retaken after [`FINAL_RETRY_SECS`].
+    FinalFailed(String),
     /// The ordering barrier: another instance still holds a copy and is leaving.
     Holder {
         /// The instance holding the copy.
@@ -76,6 +82,18 @@ pub enum VolumeStep {
     Attach {
         /// The volume.
         volume_id: String,
+    },
+    /// `source_unreachable = "restore-latest"`: restore a recovery point into a new volume in this AZ, which
+    /// supersedes the unreachable newest generation and records the loss window.
+    RestorePoint {
+        /// The recovery point.
+        snapshot_id: String,
+        /// The volume it was taken from (lineage).
+        source_volume: String,
+        /// The generation of the new volume: above the unreachable one.
+        generation: Generation,
+        /// The writes it may miss, in seconds.
+        loss_window_secs: u64,
     },
     /// Restore a snapshot into a new volume in this AZ.
     Restore {
@@ -128,9 +146,15 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
     }
 
     // 2. Fencing: another instance holds a copy (attached, or claimed by its launch that is still alive).
-    //    Wait for it to let go; never attach or restore a second copy.
+    //    Wait for it to let go; never attach or restore a second copy. A held copy that this hook has already
+    //    superseded (restore-latest restored a newer generation past an unreachable source) is not current
+    //    data any more: it never blocks, and it is never attached (step 1 and generations order it).
+    let superseded_by_me = live
+        .iter()
+        .any(|x| x.hook.as_deref() == Some(v.token) && x.generation == newest);
     if let Some((vol, holder)) = live
         .iter()
+        .filter(|x| !(superseded_by_me && x.generation < newest))
         .find_map(|x| held_by_other(x, me, v.holders).map(|h| (x, h)))
     {
         return match v.holders.get(&holder).copied().unwrap_or(HolderState::Staying) {
@@ -211,6 +235,9 @@ fn first_boot_or_refuse(v: &LaunchView<'_>) -> VolumeStep {
     ))
 }
 
+/// How long after a final snapshot failed a launch takes it again.
+pub const FINAL_RETRY_SECS: i64 = 300;
+
 /// The start of the reason of a launch that refuses an empty volume over existing data.
 pub const UNREADABLE_DATA: &str = "existing data unreadable";
 
@@ -249,18 +276,14 @@ fn pick_source(v: &LaunchView<'_>, live: &[&ObservedVolume], g: Generation) -> V
                 volume_id: vol.id.clone(),
                 generation: g.next(),
             },
-            VolumeState::Creating => VolumeStep::Wait(WaitFor::VolumeCreating(vol.id.clone())),
-            _ => VolumeStep::Wait(WaitFor::Attachment(vol.id.clone())),
+            _ => VolumeStep::Wait(WaitFor::SourceBusy(vol.id.clone())),
         };
     }
 
     // 5. A detached volume of the newest generation in another AZ: restore its final snapshot, or take one.
     if let Some(vol) = at_g.first() {
         if vol.state != VolumeState::Available {
-            return match vol.state {
-                VolumeState::Creating => VolumeStep::Wait(WaitFor::VolumeCreating(vol.id.clone())),
-                _ => VolumeStep::Wait(WaitFor::Attachment(vol.id.clone())),
-            };
+            return VolumeStep::Wait(WaitFor::SourceBusy(vol.id.clone()));
         }
         let finals: Vec<&ObservedSnapshot> = v
             .snapshots
@@ -280,6 +303,15 @@ fn pick_source(v: &LaunchView<'_>, live: &[&ObservedVolume], g: Generation) -> V
         }
         if let Some(s) = finals.iter().find(|s| s.state == SnapshotState::Pending) {
             return VolumeStep::Wait(WaitFor::Snapshot(s.id.clone()));
+        }
+        // Every final snapshot failed. Retake it, but not in a loop: in an impaired AZ each one fails again.
+        if let Some(s) = finals
+            .iter()
+            .filter(|s| s.state == SnapshotState::Error)
+            .max_by_key(|s| s.start_time.unwrap_or(0))
+            .filter(|s| v.now - s.start_time.unwrap_or(0) < FINAL_RETRY_SECS)
+        {
+            return VolumeStep::Wait(WaitFor::FinalFailed(s.id.clone()));
         }
         return VolumeStep::SnapshotVolume {
             volume_id: vol.id.clone(),

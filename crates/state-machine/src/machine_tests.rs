@@ -29,6 +29,7 @@ fn vol(id: &str, az: &str, state: VolumeState, gen: u64) -> ObservedVolume {
         hook: Some("tok-old".into()),
         source_snapshot: None,
         size_gib: 20,
+        loss_window_secs: None,
     }
 }
 
@@ -69,6 +70,8 @@ fn snap(
         hook: Some("tok-term".into()),
         reason: Some(reason),
         start_time: Some(100),
+        set: None,
+        action_started: None,
     }
 }
 
@@ -94,6 +97,7 @@ fn run(c: &Case) -> VolumeStep {
         holders: &holders,
         elapsed: Duration::from_secs(c.elapsed_s),
         staying_holder_timeout: Duration::from_secs(600),
+        now: 1_000,
     })
 }
 
@@ -369,6 +373,44 @@ fn launch_table() {
                 snapshot_id: "snap-2".into(),
                 source_volume: "vol-0".into(),
                 generation: Generation(3),
+            },
+        },
+        Case {
+            name: "the final snapshot failed a moment ago (an impaired AZ): wait, do not retake it in a loop",
+            az: "c",
+            volumes: vec![vol("vol-1", "a", Available, 3)],
+            snapshots: vec![ObservedSnapshot {
+                start_time: Some(900),
+                ..snap("snap-3", "vol-1", SnapshotState::Error, 3, Final)
+            }],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Wait(WaitFor::FinalFailed("snap-3".into())),
+        },
+        Case {
+            name: "the final snapshot failed long ago: take it again",
+            az: "c",
+            volumes: vec![vol("vol-1", "a", Available, 3)],
+            snapshots: vec![snap("snap-3", "vol-1", SnapshotState::Error, 3, Final)],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::SnapshotVolume {
+                volume_id: "vol-1".into(),
+                generation: Generation(3),
+            },
+        },
+        Case {
+            name: "a held copy that my restore-latest superseded is no barrier: attach mine",
+            az: "b",
+            volumes: vec![
+                attached(vol("vol-1", "a", Available, 3), OLD, AttachState::Attached),
+                mine(vol("vol-2", "b", Available, 4)),
+            ],
+            snapshots: vec![],
+            holder: Some(HolderState::Leaving),
+            elapsed_s: 0,
+            want: VolumeStep::Attach {
+                volume_id: "vol-2".into(),
             },
         },
         Case {

@@ -60,6 +60,9 @@ pub struct ObservedVolume {
     pub source_snapshot: Option<String>,
     /// The size in GiB.
     pub size_gib: i32,
+    /// On a volume restored from a recovery point under `source_unreachable = "restore-latest"`: the writes
+    /// it may miss, in seconds (`ferry:loss-window-secs`).
+    pub loss_window_secs: Option<u64>,
 }
 
 impl ObservedVolume {
@@ -99,6 +102,8 @@ pub enum SnapshotReason {
     Final,
     /// On demand (`ferryd snapshot`, an operator's recovery point): not final.
     Manual,
+    /// A periodic recovery point of an attached volume (`recovery_point_interval_secs`): not final.
+    Recovery,
 }
 
 impl SnapshotReason {
@@ -108,6 +113,7 @@ impl SnapshotReason {
             SnapshotReason::Precopy => "precopy",
             SnapshotReason::Final => "final",
             SnapshotReason::Manual => "manual",
+            SnapshotReason::Recovery => "recovery",
         }
     }
 
@@ -117,6 +123,7 @@ impl SnapshotReason {
             "precopy" | "terminate" => Some(SnapshotReason::Precopy),
             "final" | "launch" => Some(SnapshotReason::Final),
             "manual" => Some(SnapshotReason::Manual),
+            "recovery" => Some(SnapshotReason::Recovery),
             _ => None,
         }
     }
@@ -148,6 +155,10 @@ pub struct ObservedSnapshot {
     pub reason: Option<SnapshotReason>,
     /// When it was started, in seconds since the Unix epoch.
     pub start_time: Option<i64>,
+    /// The crash-consistent set it belongs to (`ferry:set`): the snapshots of one instant.
+    pub set: Option<String>,
+    /// On a pre-copy: when its terminate action began, in Unix seconds (`ferry:action-started`).
+    pub action_started: Option<i64>,
 }
 
 /// An EC2 instance as observed.

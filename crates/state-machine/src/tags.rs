@@ -11,9 +11,17 @@ pub const GENERATION: &str = "ferry:generation";
 /// The lifecycle action that created or last claimed the resource, as `<instance-id>/<launch|terminate>`:
 /// the dedupe key (see `HookEvent::ledger_key`).
 pub const HOOK: &str = "ferry:hook";
-/// Why a snapshot was taken: `precopy` (the terminate's, a recovery point), `final` (of a fenced volume) or
-/// `manual`; v1's `terminate` reads as `precopy` and `launch` as `final`.
+/// Why a snapshot was taken: `precopy` (the terminate's, a recovery point), `final` (of a fenced volume),
+/// `recovery` (periodic) or `manual`; v1's `terminate` reads as `precopy` and `launch` as `final`.
 pub const REASON: &str = "ferry:reason";
+/// On a snapshot: the crash-consistent set it belongs to, one value for the snapshots of one instant
+/// (`<instance-id>/terminate` for a pre-copy, `<instance-id>/recovery/<unix secs>` for a recovery point).
+pub const SET: &str = "ferry:set";
+/// On a pre-copy: when its terminate action began, in Unix seconds (the end of a restore-latest loss window).
+pub const ACTION_STARTED: &str = "ferry:action-started";
+/// On a volume restored from a recovery point (`source_unreachable = "restore-latest"`): whole seconds from
+/// the recovery point's start to the old instance's terminate action (or the launch's, when there was none).
+pub const LOSS_WINDOW: &str = "ferry:loss-window-secs";
 /// On a volume: the snapshot it was restored from, for lineage.
 pub const SOURCE_SNAPSHOT: &str = "ferry:source-snapshot";
 /// On a volume: the volume it descends from, for lineage.

@@ -11,6 +11,8 @@ pub struct AttachedData {
     pub volume_id: String,
     /// Its generation.
     pub generation: Generation,
+    /// When it was restored from a recovery point (`restore-latest`): the writes it may miss, in seconds.
+    pub loss_window_secs: Option<u64>,
 }
 
 /// The result to complete a hook with and why. Private fields: build it with the constructors.
@@ -79,6 +81,14 @@ impl Verdict {
     pub fn attached(&self) -> &[AttachedData] {
         &self.attached
     }
+
+    /// The largest loss window of the attached data, when a volume was restored from a recovery point.
+    pub fn loss_window_secs(&self) -> Option<u64> {
+        self.attached
+            .iter()
+            .filter_map(|a| a.loss_window_secs)
+            .max()
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +100,7 @@ mod tests {
             logical: name.into(),
             volume_id: format!("vol-{name}"),
             generation: Generation(2),
+            loss_window_secs: None,
         }
     }
 

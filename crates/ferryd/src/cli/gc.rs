@@ -11,9 +11,9 @@ use ferry_snapshot::{Snapshots, Volumes};
 use ferry_state_machine::error::sdk_error;
 use ferry_state_machine::{tags, StepError};
 
-use super::gc_plan::{plan, Decision, Kind, Policy, Resource, State};
 use super::{now_secs, println_out, runtime_error, Aws};
 use crate::config::Config;
+use crate::retention::{plan, Decision, Kind, Resource, State};
 
 /// `ferryd gc` options.
 #[derive(Debug, Args)]
@@ -35,10 +35,7 @@ pub fn main(config: &Config, args: &GcArgs) -> ExitCode {
             Ok(r) => r,
             Err(e) => return runtime_error(format!("cannot list the ledger: {e}")),
         };
-        let policy = Policy {
-            keep_generations: config.gc.keep_generations,
-            min_age_secs: config.gc.min_age_secs(),
-        };
+        let policy = config.gc.policy();
         let decisions = plan(&resources, &groups, policy, now_secs());
         let (mut deleted, mut failed, mut kept) = (0usize, 0usize, 0usize);
         for d in &decisions {
@@ -178,6 +175,8 @@ fn snapshot_resource(s: &Snapshot) -> Option<Resource> {
         attached_to: None,
         created: s.start_time().map(|t| t.secs()),
         source_snapshot: None,
+        reason: tag(s.tags(), tags::REASON).map(str::to_string),
+        set: tag(s.tags(), tags::SET).map(str::to_string),
     })
 }
 
@@ -209,6 +208,8 @@ fn volume_resource(v: &Volume) -> Option<Resource> {
             .filter(|s| !s.is_empty())
             .or_else(|| tag(v.tags(), tags::SOURCE_SNAPSHOT))
             .map(str::to_string),
+        reason: None,
+        set: None,
     })
 }
 

@@ -7,10 +7,11 @@
 pub mod doctor;
 mod doctor_iam;
 pub mod gc;
-mod gc_plan;
+
 pub mod reset_slot;
 pub mod snapshot_cmd;
 pub mod status;
+mod status_dr;
 
 use std::future::Future;
 use std::process::ExitCode;

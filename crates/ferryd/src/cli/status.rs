@@ -58,6 +58,10 @@ pub struct GroupStatus {
     pub elastic_ip: Option<EipStatus>,
     /// Instances held in `Pending:Wait` or `Terminating:Wait`.
     pub pending_hooks: Vec<PendingHook>,
+    /// How the group handles an unreachable source, and its recovery points.
+    pub source_policy: super::status_dr::SourcePolicyStatus,
+    /// Older copies of the slot's data, never attached as current.
+    pub superseded: Vec<super::status_dr::SupersededVolume>,
     /// What could not be read.
     pub errors: Vec<String>,
 }
@@ -90,6 +94,8 @@ pub struct VolumeStatus {
     pub state: String,
     /// The device it is attached at.
     pub device: Option<String>,
+    /// Restored from a recovery point (`restore-latest`): the writes it may miss, in seconds.
+    pub loss_window_secs: Option<u64>,
 }
 
 /// The newest completed snapshot of one logical volume.
@@ -101,7 +107,7 @@ pub struct SnapshotStatus {
     pub snapshot_id: String,
     /// Its generation.
     pub generation: Option<u64>,
-    /// `precopy`, `final` or `manual`.
+    /// `precopy`, `final`, `recovery` or `manual`.
     pub reason: Option<String>,
     /// When it started, in seconds since the Unix epoch.
     pub start_time: Option<i64>,
@@ -147,7 +153,11 @@ pub fn main(config: &Config, args: &StatusArgs) -> ExitCode {
                 Ok(s) => print_out(&format!("{s}\n")),
                 Err(e) => return runtime_error(format!("cannot render JSON: {e}")),
             },
-            OutputFormat::Table => print_out(&table(&report)),
+            OutputFormat::Table => print_out(&format!(
+                "{}{}",
+                table(&report),
+                super::status_dr::notes(&report)
+            )),
         }
         let errors: Vec<String> = report
             .groups
@@ -175,8 +185,14 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
         newest_snapshots: Vec::new(),
         elastic_ip: None,
         pending_hooks: Vec::new(),
+        source_policy: super::status_dr::policy(g),
+        superseded: Vec::new(),
         errors: Vec::new(),
     };
+    match super::status_dr::superseded(aws, g).await {
+        Ok(s) => st.superseded = s,
+        Err(e) => st.errors.push(e),
+    }
     match aws.asg.describe_group(&g.name).await {
         Ok(Some(info)) => {
             st.exists = true;
@@ -220,6 +236,7 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
                             volume_id: v.id,
                             generation: v.generation.map(|g| g.0),
                             state: volume_state(v.state).into(),
+                            loss_window_secs: v.loss_window_secs,
                         })
                         .collect(),
                 });

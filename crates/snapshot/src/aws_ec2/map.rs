@@ -68,6 +68,9 @@ pub(crate) struct Ledger {
     pub hook: Option<String>,
     pub source_snapshot: Option<String>,
     pub reason: Option<SnapshotReason>,
+    pub set: Option<String>,
+    pub action_started: Option<i64>,
+    pub loss_window_secs: Option<u64>,
 }
 
 /// Reads the ledger tags; a generation that does not parse is `None`.
@@ -80,6 +83,9 @@ pub(crate) fn ledger<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) ->
             tags::HOOK => out.hook = Some(v.to_string()),
             tags::SOURCE_SNAPSHOT => out.source_snapshot = Some(v.to_string()),
             tags::REASON => out.reason = SnapshotReason::from_tag(v),
+            tags::SET => out.set = Some(v.to_string()),
+            tags::ACTION_STARTED => out.action_started = v.trim().parse().ok(),
+            tags::LOSS_WINDOW => out.loss_window_secs = v.trim().parse().ok(),
             _ => {}
         }
     }
@@ -132,6 +138,7 @@ pub(crate) fn observe_volume(v: &Volume) -> Option<ObservedVolume> {
         hook: l.hook,
         source_snapshot: l.source_snapshot,
         size_gib: v.size().unwrap_or_default(),
+        loss_window_secs: l.loss_window_secs,
     })
 }
 
@@ -157,6 +164,8 @@ pub(crate) fn observe_snapshot(s: &Snapshot) -> Option<ObservedSnapshot> {
         hook: l.hook,
         reason: l.reason,
         start_time: s.start_time().map(|t| t.secs()),
+        set: l.set,
+        action_started: l.action_started,
     })
 }
 

@@ -217,6 +217,11 @@ impl Instances for FakeEc2 {
         Ok(g.observe_instance(instance_id))
     }
 
+    fn now_secs(&self) -> i64 {
+        let g = self.lock();
+        g.epoch_secs(Instant::now())
+    }
+
     async fn tag_instance(&self, instance_id: &str, tags: &[Tag]) -> Result<(), StepError> {
         let mut g = self.lock();
         g.call("CreateTags");

@@ -47,6 +47,7 @@ impl VolRec {
             hook: l.hook,
             source_snapshot: l.source_snapshot,
             size_gib: self.v.size_gib,
+            loss_window_secs: l.loss_window_secs,
         }
     }
 }
@@ -101,6 +102,8 @@ impl SnapRec {
             hook: l.hook,
             reason: l.reason,
             start_time: Some(self.s.start_time),
+            set: l.set,
+            action_started: l.action_started,
         }
     }
 

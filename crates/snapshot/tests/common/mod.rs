@@ -63,6 +63,9 @@ fn group(volumes: Vec<VolumeSpec>) -> GroupSpec {
         volumes,
         staying_holder_timeout: STAYING_TIMEOUT,
         snapshot_timeout: Duration::from_secs(3600),
+        restore_latest: false,
+        restore_latest_after: Duration::from_secs(600),
+        recovery_point_interval: Duration::ZERO,
     }
 }
 

@@ -7,6 +7,8 @@ const DAY: i64 = 86_400;
 const POLICY: Policy = Policy {
     keep_generations: 2,
     min_age_secs: 7 * DAY,
+    keep_recovery_points: 3,
+    recovery_point_max_age_secs: DAY,
 };
 
 fn groups() -> Vec<String> {
@@ -25,6 +27,8 @@ fn snap(id: &str, generation: u64, state: State, age_days: i64) -> Resource {
         attached_to: None,
         created: Some(NOW - age_days * DAY),
         source_snapshot: None,
+        reason: None,
+        set: None,
     }
 }
 
@@ -276,4 +280,68 @@ fn gc_config_parses_defaults_fractions_and_rejects_bad_values() {
         let err = parse(bad).expect_err(bad);
         assert!(err.contains(key), "{bad}: {err}");
     }
+}
+
+/// A periodic recovery point of `logical` in set `set`, `age_min` minutes old.
+fn point(id: &str, logical: &str, set: &str, state: State, age_min: i64) -> Resource {
+    Resource {
+        logical: Some(logical.into()),
+        reason: Some("recovery".into()),
+        set: Some(set.into()),
+        created: Some(NOW - age_min * 60),
+        ..snap(id, 5, state, 0)
+    }
+}
+
+#[test]
+fn recovery_points_keep_a_count_and_an_age_and_always_the_newest() {
+    let (deleted, kept) = run(vec![
+        point("rp1", "data", "s1", State::Completed, 5),
+        point("rp2", "data", "s2", State::Completed, 10),
+        point("rp3", "data", "s3", State::Completed, 15),
+        // Beyond the 3 newest, although young and of the newest generation.
+        point("rp4", "data", "s4", State::Completed, 20),
+        point("rp5", "data", "s5", State::Error, 1),
+        point("rp6", "data", "s6", State::Pending, 0),
+    ]);
+    assert_eq!(deleted, vec!["rp4", "rp5"]);
+    assert!(reason_of(&kept, "rp1").contains("newest completed"));
+    assert!(reason_of(&kept, "rp3").contains("3 newest"));
+    assert!(reason_of(&kept, "rp6").contains("pending"));
+
+    // Older than the maximum age: gone, except the newest completed one, whatever its age.
+    let (deleted, kept) = run(vec![
+        point("old1", "data", "s1", State::Completed, 2 * 24 * 60),
+        point("old2", "data", "s2", State::Completed, 3 * 24 * 60),
+    ]);
+    assert_eq!(deleted, vec!["old2"]);
+    assert!(reason_of(&kept, "old1").contains("newest completed"));
+}
+
+#[test]
+fn the_newest_complete_set_stays_whole() {
+    // "wal" failed in the newest set: the older complete set s1 is what restore-latest would restore.
+    let (deleted, kept) = run(vec![
+        point("d1", "data", "s1", State::Completed, 3 * 24 * 60),
+        point("w1", "wal", "s1", State::Completed, 3 * 24 * 60),
+        point("d2", "data", "s2", State::Completed, 2 * 24 * 60),
+        point("w2", "wal", "s2", State::Error, 2 * 24 * 60),
+    ]);
+    assert_eq!(deleted, vec!["w2"]);
+    assert!(reason_of(&kept, "w1").contains("newest completed"));
+    assert!(reason_of(&kept, "d1").contains("newest complete recovery point set"));
+    assert!(reason_of(&kept, "d2").contains("newest completed"));
+}
+
+#[test]
+fn a_recovery_point_a_restore_is_reading_stays() {
+    let mut restoring = vol("vol-new", 6, State::Creating, 0);
+    restoring.source_snapshot = Some("rp-old".into());
+    let (deleted, kept) = run(vec![
+        point("rp-new", "data", "s2", State::Completed, 1),
+        point("rp-old", "data", "s1", State::Completed, 3 * 24 * 60),
+        restoring,
+    ]);
+    assert!(deleted.is_empty(), "{deleted:?}");
+    assert!(reason_of(&kept, "rp-old").contains("still creating"));
 }

@@ -1,4 +1,5 @@
-//! The pure retention decision of `ferryd gc`: which ledger snapshots and volumes may go, and why.
+//! The one retention rule, shared by `ferryd gc` and the daemon's recovery-point retention: which ledger
+//! snapshots and volumes may go, and why.
 //!
 //! No I/O and no clock: the caller lists the resources tagged with a configured group and passes `now`.
 
@@ -65,15 +66,33 @@ pub struct Resource {
     pub created: Option<i64>,
     /// For a volume: the snapshot it was created from (`SnapshotId`, else `ferry:source-snapshot`).
     pub source_snapshot: Option<String>,
+    /// For a snapshot: why it was taken (`ferry:reason`).
+    pub reason: Option<String>,
+    /// For a snapshot: its crash-consistent set (`ferry:set`).
+    pub set: Option<String>,
 }
+
+impl Resource {
+    /// Whether this is a periodic recovery point (`ferry:reason = recovery`).
+    pub fn is_recovery_point(&self) -> bool {
+        self.kind == Kind::Snapshot && self.reason.as_deref() == Some(RECOVERY)
+    }
+}
+
+/// The `ferry:reason` of a periodic recovery point.
+const RECOVERY: &str = "recovery";
 
 /// The retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// The newest generations kept per (group, slot, volume).
     pub keep_generations: u64,
-    /// The minimum age of anything deleted, in seconds.
+    /// The minimum age of anything deleted, in seconds (not of periodic recovery points: they have their own).
     pub min_age_secs: i64,
+    /// The newest completed periodic recovery points kept per (group, slot, volume).
+    pub keep_recovery_points: u64,
+    /// Periodic recovery points older than this, in seconds, go (but never the newest completed one).
+    pub recovery_point_max_age_secs: i64,
 }
 
 /// What to do with one resource.
@@ -124,6 +143,7 @@ pub fn plan(resources: &[Resource], groups: &[String], policy: Policy, now: i64)
         let set: BTreeSet<u64> = l.generations.iter().copied().collect();
         l.generations = set.into_iter().rev().collect();
     }
+    let points = RecoveryPoints::of(resources);
     let sources_in_use: HashSet<&str> = resources
         .iter()
         .filter(|r| r.kind == Kind::Volume && r.state == State::Creating)
@@ -132,7 +152,11 @@ pub fn plan(resources: &[Resource], groups: &[String], policy: Policy, now: i64)
     let mut out: Vec<Decision> = resources
         .iter()
         .map(|r| {
-            let (delete, reason) = decide(r, groups, &lineages, &sources_in_use, policy, now);
+            let (delete, reason) = if r.is_recovery_point() {
+                decide_point(r, groups, &points, &sources_in_use, policy, now)
+            } else {
+                decide(r, groups, &lineages, &sources_in_use, policy, now)
+            };
             Decision {
                 resource: r.clone(),
                 delete,
@@ -217,8 +241,8 @@ fn decide(
     if age < policy.min_age_secs {
         return keep(format!(
             "too young: {} old, minimum {}",
-            super::human_age(age),
-            super::human_age(policy.min_age_secs)
+            crate::cli::human_age(age),
+            crate::cli::human_age(policy.min_age_secs)
         ));
     }
     let what = if r.state == State::Error {
@@ -232,9 +256,126 @@ fn decide(
             "{what}generation {g} is older than the {} newest ({}) and {} old",
             policy.keep_generations,
             list(&kept),
-            super::human_age(age)
+            crate::cli::human_age(age)
         ),
     )
+}
+
+/// What the periodic recovery points of each (group, slot, volume) are, newest first.
+#[derive(Debug, Default)]
+struct RecoveryPoints {
+    /// Completed recovery points per lineage, newest first: (created, id).
+    completed: BTreeMap<Key, Vec<(i64, String)>>,
+    /// The members of the newest set complete for every volume of its (group, slot).
+    newest_sets: HashSet<String>,
+}
+
+impl RecoveryPoints {
+    fn of(resources: &[Resource]) -> Self {
+        let mut out = RecoveryPoints::default();
+        let done = resources
+            .iter()
+            .filter(|r| r.is_recovery_point() && r.state == State::Completed);
+        // (group, slot) -> set -> (volume -> (created, id)); and the volumes seen per (group, slot).
+        type Sets = BTreeMap<String, (i64, BTreeMap<String, String>)>;
+        let mut sets: BTreeMap<(String, String), Sets> = BTreeMap::new();
+        let mut volumes: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for r in done {
+            let (Some(key), Some(created)) = (key_of(r), r.created) else {
+                continue;
+            };
+            out.completed
+                .entry(key.clone())
+                .or_default()
+                .push((created, r.id.clone()));
+            let slot = (key.0, key.1);
+            volumes
+                .entry(slot.clone())
+                .or_default()
+                .insert(key.2.clone());
+            if let Some(set) = &r.set {
+                let e = sets
+                    .entry(slot)
+                    .or_default()
+                    .entry(set.clone())
+                    .or_default();
+                e.0 = e.0.max(created);
+                e.1.insert(key.2, r.id.clone());
+            }
+        }
+        for list in out.completed.values_mut() {
+            list.sort_by(|a, b| b.cmp(a));
+        }
+        for (slot, by_set) in sets {
+            let all = volumes.get(&slot).map_or(0, BTreeSet::len);
+            if let Some((_, (_, members))) = by_set
+                .into_iter()
+                .filter(|(_, (_, m))| m.len() == all)
+                .max_by_key(|(set, (t, _))| (*t, set.clone()))
+            {
+                out.newest_sets.extend(members.into_values());
+            }
+        }
+        out
+    }
+}
+
+/// The rule of periodic recovery points: the newest `keep_recovery_points` completed ones younger than
+/// `recovery_point_max_age_secs` stay; so do the newest completed one and the newest complete set, always.
+fn decide_point(
+    r: &Resource,
+    groups: &[String],
+    points: &RecoveryPoints,
+    sources_in_use: &HashSet<&str>,
+    policy: Policy,
+    now: i64,
+) -> (bool, String) {
+    let keep = |why: String| (false, why);
+    if !groups.contains(&r.group) {
+        return keep(format!("group {:?} is not configured", r.group));
+    }
+    let Some(key) = key_of(r) else {
+        return keep("incomplete ledger tags (ferry:slot or ferry:volume)".into());
+    };
+    match r.state {
+        State::Pending => return keep("recovery point still pending".into()),
+        State::Completed | State::Error => {}
+        _ => return keep("not a snapshot state".into()),
+    }
+    if sources_in_use.contains(r.id.as_str()) {
+        return keep("the source of a volume that is still creating".into());
+    }
+    if r.state == State::Error {
+        return (true, "recovery point in error, holds no data".into());
+    }
+    let list = points.completed.get(&key).map_or(&[][..], Vec::as_slice);
+    let rank = list.iter().position(|(_, id)| id == &r.id);
+    if rank == Some(0) {
+        return keep("the newest completed recovery point".into());
+    }
+    if points.newest_sets.contains(&r.id) {
+        return keep("a member of the newest complete recovery point set".into());
+    }
+    let age = r.created.map(|c| now - c);
+    let young = age.is_some_and(|a| a < policy.recovery_point_max_age_secs);
+    let kept = usize::try_from(policy.keep_recovery_points).unwrap_or(usize::MAX);
+    match (rank, age) {
+        (Some(n), Some(_)) if n < kept && young => keep(format!(
+            "among the {} newest recovery points and younger than {}",
+            policy.keep_recovery_points,
+            crate::cli::human_age(policy.recovery_point_max_age_secs)
+        )),
+        (_, None) => keep("unknown age".into()),
+        (_, Some(a)) => (
+            true,
+            format!(
+                "recovery point {} old, beyond the {} newest or older than {}",
+                crate::cli::human_age(a),
+                policy.keep_recovery_points,
+                crate::cli::human_age(policy.recovery_point_max_age_secs)
+            ),
+        ),
+    }
 }
 
 fn list(gens: &[u64]) -> String {
@@ -245,5 +386,5 @@ fn list(gens: &[u64]) -> String {
 }
 
 #[cfg(test)]
-#[path = "gc_plan_tests.rs"]
+#[path = "retention_tests.rs"]
 mod tests;

@@ -1,0 +1,233 @@
+//! Periodic recovery points of one group's slot (`recovery_point_interval_secs`): observe the ledger, ask
+//! the pure schedule (`ferry_state_machine::recovery`), and take at most one crash-consistent set per round.
+//!
+//! The schedule lives in the ledger (snapshot start times), so a restart or a second replica resumes it;
+//! a set is never started while a snapshot of the slot's attached volumes is pending, which also keeps a
+//! retried round from taking a duplicate.
+
+use std::sync::Arc;
+
+use ferry_state_machine::observe::{ObservedSnapshot, ObservedVolume, SnapshotReason};
+use ferry_state_machine::recovery::{
+    decide_recovery_point, recovery_point_age, RecoveryStep, RecoveryView,
+};
+use ferry_state_machine::{tags, LifecycleActions, StepError};
+use tracing::{debug, info};
+
+use crate::ledger::{self, SLOT};
+use crate::ports::{Ec2, SnapshotQuery, Tag, VolumeQuery};
+use crate::spec::GroupSpec;
+
+/// What one round did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundOutcome {
+    /// Started a set: (snapshot id, volume id).
+    Took(Vec<(String, String)>),
+    /// Put per-volume ledger tags on this many recovery points.
+    Tagged(usize),
+    /// A snapshot of the attached volumes is pending.
+    Pending(Vec<String>),
+    /// The next one is due at this Unix time.
+    NotDue(i64),
+    /// No recovery point is taken now, and why (no data attached, the instance is leaving, ...).
+    Idle(String),
+}
+
+/// One round's result, with what the metrics and retention need.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// What the round did.
+    pub outcome: RoundOutcome,
+    /// Per configured logical volume: the age of its newest completed snapshot, in seconds.
+    pub ages: Vec<(String, Option<u64>)>,
+    /// The slot's volumes, as observed.
+    pub volumes: Vec<ObservedVolume>,
+    /// The slot's snapshots, as observed (before anything this round started).
+    pub snapshots: Vec<ObservedSnapshot>,
+}
+
+/// Takes the recovery points of one group.
+pub struct RecoveryPoints {
+    ec2: Arc<dyn Ec2>,
+    asg: Arc<dyn LifecycleActions>,
+    group: GroupSpec,
+}
+
+impl RecoveryPoints {
+    /// The recovery points of `group`.
+    pub fn new(ec2: Arc<dyn Ec2>, asg: Arc<dyn LifecycleActions>, group: GroupSpec) -> Self {
+        Self { ec2, asg, group }
+    }
+
+    /// The group.
+    pub fn group(&self) -> &GroupSpec {
+        &self.group
+    }
+
+    /// One round: observe the slot, and take, tag or wait. With a zero interval it only observes (ages).
+    pub async fn round(&self) -> Result<Round, StepError> {
+        let name = self.group.name.clone();
+        let volumes = self
+            .ec2
+            .find_volumes(&VolumeQuery {
+                group: name.clone(),
+                slot: Some(SLOT),
+                ..VolumeQuery::default()
+            })
+            .await?;
+        let snapshots = self
+            .ec2
+            .find_snapshots(&SnapshotQuery {
+                group: name,
+                slot: Some(SLOT),
+                ..SnapshotQuery::default()
+            })
+            .await?;
+        let now = self.ec2.now_secs();
+        let ages = self
+            .group
+            .volumes
+            .iter()
+            .map(|spec| {
+                let of: Vec<ObservedSnapshot> = snapshots
+                    .iter()
+                    .filter(|s| s.logical.as_deref() == Some(spec.name.as_str()))
+                    .cloned()
+                    .collect();
+                (spec.name.clone(), recovery_point_age(&of, now))
+            })
+            .collect();
+        let outcome = self.schedule(&volumes, &snapshots, now).await?;
+        Ok(Round {
+            outcome,
+            ages,
+            volumes,
+            snapshots,
+        })
+    }
+
+    async fn schedule(
+        &self,
+        volumes: &[ObservedVolume],
+        snapshots: &[ObservedSnapshot],
+        now: i64,
+    ) -> Result<RoundOutcome, StepError> {
+        if self.group.recovery_point_interval.is_zero() {
+            return Ok(RoundOutcome::Idle(
+                "recovery_point_interval_secs = 0".into(),
+            ));
+        }
+        let names = self.group.volume_names();
+        let attached: Vec<ObservedVolume> = volumes
+            .iter()
+            .filter(|v| v.holds_data() && v.logical.as_ref().is_some_and(|l| names.contains(l)))
+            .filter(|v| v.attached_to().is_some())
+            .cloned()
+            .collect();
+        let Some(instance) = attached
+            .first()
+            .and_then(|v| v.attached_to())
+            .map(str::to_string)
+        else {
+            return Ok(RoundOutcome::Idle("no managed volume is attached".into()));
+        };
+        if attached
+            .iter()
+            .any(|v| v.attached_to() != Some(instance.as_str()))
+        {
+            return Ok(RoundOutcome::Idle(format!(
+                "the slot's volumes are attached to more than one instance ({})",
+                attached
+                    .iter()
+                    .filter_map(|v| v.attached_to())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        // Messages are claims; so is an attachment. Only an instance Auto Scaling has in service in this group.
+        match self.asg.describe_instance(&instance).await? {
+            Some(i) if i.group == self.group.name && i.lifecycle_state == "InService" => {}
+            Some(i) => {
+                return Ok(RoundOutcome::Idle(format!(
+                    "{instance} is {} in {}: the lifecycle hooks take care of its data",
+                    i.lifecycle_state, i.group
+                )))
+            }
+            None => {
+                return Ok(RoundOutcome::Idle(format!(
+                    "{instance} is not in an Auto Scaling group"
+                )))
+            }
+        }
+        let step = decide_recovery_point(&RecoveryView {
+            attached: &attached,
+            snapshots,
+            interval: self.group.recovery_point_interval,
+            now,
+        });
+        match step {
+            RecoveryStep::NotDue(at) => Ok(RoundOutcome::NotDue(at)),
+            RecoveryStep::Pending(ids) => Ok(RoundOutcome::Pending(ids)),
+            RecoveryStep::Tag(pairs) => {
+                for (snap, vol) in &pairs {
+                    if let Some(v) = attached.iter().find(|v| &v.id == vol) {
+                        self.ec2
+                            .tag_snapshot(snap, &ledger::volume_data_tags(v))
+                            .await?;
+                    }
+                }
+                Ok(RoundOutcome::Tagged(pairs.len()))
+            }
+            RecoveryStep::Take(ids) => self.take(&instance, &attached, &ids, now).await,
+        }
+    }
+
+    /// Starts one crash-consistent set of `ids`, all attached to `instance`.
+    async fn take(
+        &self,
+        instance: &str,
+        attached: &[ObservedVolume],
+        ids: &[String],
+        now: i64,
+    ) -> Result<RoundOutcome, StepError> {
+        let group = self.group.name.as_str();
+        let mut t: Vec<Tag> = ledger::base_tags(group, &format!("{instance}/recovery"));
+        t.push((
+            tags::REASON.into(),
+            SnapshotReason::Recovery.as_tag().into(),
+        ));
+        t.push((tags::SET.into(), format!("{instance}/recovery/{now}")));
+        t.push((
+            tags::NAME.into(),
+            format!("ferry {group} recovery point of {instance}"),
+        ));
+        let made = if let [id] = ids {
+            let vol = attached.iter().find(|v| &v.id == id);
+            let mut vt = t.clone();
+            vt.extend(vol.map(ledger::volume_data_tags).unwrap_or_default());
+            let desc = format!("ferry {group}: recovery point of {id} on {instance}");
+            vec![(self.ec2.create_snapshot(id, &desc, &vt).await?, id.clone())]
+        } else {
+            let me = self.ec2.describe_instance(instance).await?.ok_or_else(|| {
+                StepError::retry(
+                    "ec2:DescribeInstances",
+                    format!("instance {instance} not found while its volumes are attached"),
+                )
+            })?;
+            let exclude = ledger::snapshot_set_exclusions(&me, ids);
+            let made = self.ec2.create_snapshots(instance, &exclude, &t).await?;
+            for (snap, vol) in &made {
+                if let Some(v) = attached.iter().find(|v| &v.id == vol) {
+                    self.ec2
+                        .tag_snapshot(snap, &ledger::volume_data_tags(v))
+                        .await?;
+                }
+            }
+            made
+        };
+        let ids: Vec<&str> = made.iter().map(|(s, _)| s.as_str()).collect();
+        info!(asg = %group, instance.id = %instance, snapshots = ?ids, "recovery point started");
+        debug!(asg = %group, "recovery point set {instance}/recovery/{now}");
+        Ok(RoundOutcome::Took(made))
+    }
+}
