@@ -183,6 +183,8 @@ recovery_interval_secs = 1
 name = "{group}"
 elastic_ip = "{eip}"
 launch_before_terminate_timeout_secs = 60
+# Off: these tests count the hooks' snapshot calls exactly; the dead-AZ tests turn recovery points on.
+recovery_point_interval_secs = 0
 
 [[groups.volumes]]
 name = "data"

@@ -37,8 +37,8 @@ async fn rig() -> Result<Rig> {
 fn config(rig: &Rig, keys: &str) -> String {
     let base = rig.world.config_toml();
     base.replacen(
-        "launch_before_terminate_timeout_secs = 60\n",
-        &format!("launch_before_terminate_timeout_secs = 60\nrecovery_point_interval_secs = 2\n{keys}\n"),
+        "recovery_point_interval_secs = 0\n",
+        &format!("recovery_point_interval_secs = 2\n{keys}\n"),
         1,
     )
 }
@@ -98,7 +98,10 @@ async fn boot_with_recovery_points(rig: &Rig) -> Result<(String, String, Writer)
 async fn restore_latest(restart: bool) -> Result<()> {
     let mut rig = rig().await?;
     let res = async {
-        let conf = config(&rig, "source_unreachable = \"restore-latest\"\nrestore_latest_after_secs = 8");
+        let conf = config(
+            &rig,
+            "source_unreachable = \"restore-latest\"\nrestore_latest_after_secs = 8",
+        );
         let mut ferryd = Some(rig.ferryd_with(&conf, &[])?);
         let (m1, v1, writer) = boot_with_recovery_points(&rig).await?;
 
@@ -112,7 +115,10 @@ async fn restore_latest(restart: bool) -> Result<()> {
             .context("a completed recovery point")?;
         let newest_id = newest.snapshot_id().unwrap_or_default().to_string();
         let expected = snapshot_counter(&rig.emu, &newest_id).await?;
-        ensure!(expected > 0 && expected <= last, "point {newest_id} holds {expected}, last ack {last}");
+        ensure!(
+            expected > 0 && expected <= last,
+            "point {newest_id} holds {expected}, last ack {last}"
+        );
 
         rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
         rig.world.terminate(&m1).await?;
@@ -133,7 +139,10 @@ async fn restore_latest(restart: bool) -> Result<()> {
             tag(held[0].tags(), "ferry:source-snapshot")
         );
         let got = volume_counter(&rig.emu, &v2).await?;
-        ensure!(got == expected, "restored volume holds {got}, the point held {expected}");
+        ensure!(
+            got == expected,
+            "restored volume holds {got}, the point held {expected}"
+        );
         let loss: u64 = tag(held[0].tags(), "ferry:loss-window-secs")
             .context("ferry:loss-window-secs on the restored volume")?
             .parse()?;
@@ -157,9 +166,15 @@ async fn restore_latest(restart: bool) -> Result<()> {
             now.len() == 1 && now[0].volume_id() == Some(v2.as_str()),
             "the new instance still holds {v2} alone: {now:?}"
         );
-        ensure!(volume_counter(&rig.emu, &v2).await? == expected, "its data is unchanged");
+        ensure!(
+            volume_counter(&rig.emu, &v2).await? == expected,
+            "its data is unchanged"
+        );
         let old = rig.world.attached_volumes(&m1).await?;
-        ensure!(old.is_empty(), "the superseded volume is attached to nothing: {old:?}");
+        ensure!(
+            old.is_empty(),
+            "the superseded volume is attached to nothing: {old:?}"
+        );
         let members = rig.world.members().await?;
         ensure!(
             members.iter().filter(|m| m.state == "InService").count() == 1,
@@ -177,7 +192,10 @@ async fn wait_policy(restart: bool) -> Result<()> {
     let mut rig = rig().await?;
     let res = async {
         // The terminate gives up on its pre-copy after 3 s, so the replacement launches during the outage.
-        let conf = config(&rig, "snapshot_timeout_secs = 3\nrestore_latest_after_secs = 4");
+        let conf = config(
+            &rig,
+            "snapshot_timeout_secs = 3\nrestore_latest_after_secs = 4",
+        );
         let mut ferryd = Some(rig.ferryd_with(&conf, &[])?);
         let (m1, _v1, writer) = boot_with_recovery_points(&rig).await?;
         outage(&rig, true).await?;
@@ -214,7 +232,8 @@ async fn wait_policy(restart: bool) -> Result<()> {
         ensure!(m2.az == AZ_B, "replacement in {}", m2.az);
         let held = rig.world.attached_volumes(&m2.id).await?;
         ensure!(
-            held.iter().all(|v| tag(v.tags(), "ferry:loss-window-secs").is_none()),
+            held.iter()
+                .all(|v| tag(v.tags(), "ferry:loss-window-secs").is_none()),
             "no loss window under wait"
         );
         check_holds(&rig.emu, &rig.world, &m2.id, last).await?;
@@ -226,7 +245,8 @@ async fn wait_policy(restart: bool) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restore_latest_brings_the_group_back_from_the_newest_point_before_the_outage() -> Result<()> {
+async fn restore_latest_brings_the_group_back_from_the_newest_point_before_the_outage() -> Result<()>
+{
     restore_latest(false).await
 }
 

@@ -109,3 +109,49 @@ fn missing_file_names_the_path() {
         .to_string();
     assert!(err.contains("/nonexistent/ferry.toml"), "{err}");
 }
+
+#[test]
+fn dead_az_keys_default_validate_and_name_the_key() {
+    let c = parse(MINIMAL).unwrap();
+    let g = &c.groups[0];
+    assert_eq!(g.recovery_point_interval_secs, 300);
+    assert_eq!(g.source_unreachable, SourceUnreachable::Wait);
+    assert_eq!(g.restore_latest_after_secs, 600);
+    assert_eq!(
+        (c.gc.keep_recovery_points, c.gc.recovery_point_max_age_secs),
+        (24, 86_400)
+    );
+    let spec = &c.group_specs()[0];
+    assert!(!spec.restore_latest);
+    assert_eq!(spec.recovery_point_interval, Duration::from_secs(300));
+
+    let with = |keys: &str| {
+        MINIMAL.replace(
+            "[[groups.volumes]]",
+            &format!("{keys}\n\n[[groups.volumes]]"),
+        )
+    };
+    let c = parse(&with(
+        "source_unreachable = \"restore-latest\"\nrestore_latest_after_secs = 30\nrecovery_point_interval_secs = 0",
+    ))
+    .unwrap();
+    let spec = &c.group_specs()[0];
+    assert!(spec.restore_latest);
+    assert_eq!(spec.terminate_snapshot_bound(), Duration::from_secs(30));
+    assert!(spec.recovery_point_interval.is_zero());
+
+    let err = parse(&with("source_unreachable = \"restore\"")).unwrap_err();
+    assert!(
+        err.contains("source_unreachable") && err.contains("restore-latest"),
+        "{err}"
+    );
+    let err = parse(&with("restore_latest_after_secs = 0")).unwrap_err();
+    assert!(err.contains("groups[0].restore_latest_after_secs"), "{err}");
+    let err = parse(&with("recovery_point_interval_secs = 9999999")).unwrap_err();
+    assert!(
+        err.contains("groups[0].recovery_point_interval_secs"),
+        "{err}"
+    );
+    let err = parse(&format!("{MINIMAL}\n[gc]\nkeep_recovery_points = 0\n")).unwrap_err();
+    assert!(err.contains("gc.keep_recovery_points"), "{err}");
+}

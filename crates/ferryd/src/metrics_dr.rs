@@ -17,6 +17,7 @@ pub(super) struct DrMetrics {
     unreachable: Counters<2>,
     restores: Counters<1>,
     loss_window: Family<Labels<2>, FloatGauge>,
+    interval: Family<Labels<1>, FloatGauge>,
 }
 
 impl DrMetrics {
@@ -55,6 +56,15 @@ impl DrMetrics {
                 Some(Unit::Seconds),
                 Family::default(),
             ),
+            interval: add(
+                r,
+                (
+                    "ferry_recovery_point_interval",
+                    "The configured recovery_point_interval_secs per group (0: off), for the staleness alert",
+                ),
+                Some(Unit::Seconds),
+                Family::default(),
+            ),
         }
     }
 }
@@ -63,6 +73,16 @@ impl Metrics {
     fn point(&self, group: &str, outcome: &str) {
         let l = labels([("group", group), ("outcome", outcome)]);
         self.inner.dr.points.get_or_create(&l).inc();
+    }
+
+    /// Exports a group's configured recovery-point interval.
+    pub fn set_recovery_point_interval(&self, group: &str, interval: Duration) {
+        let l = labels([("group", group)]);
+        self.inner
+            .dr
+            .interval
+            .get_or_create(&l)
+            .set(interval.as_secs_f64());
     }
 
     /// Counts a recovery point set started.

@@ -50,6 +50,9 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let start = Instant::now();
+    for g in &groups {
+        metrics.set_recovery_point_interval(&g.group().name, g.group().recovery_point_interval);
+    }
     let mut slots: Vec<Slot> = groups
         .into_iter()
         .map(|points| Slot {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use ferry_state_machine::machine::{decide_terminate, TerminateStep, TerminateView};
 use ferry_state_machine::observe::{ObservedVolume, SnapshotReason};
 use ferry_state_machine::{tags, Destination, HookEvent, HookWork, Progress, StepError, Verdict};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::ledger::{self, SLOT};
 use crate::ports::{Ec2, SnapshotQuery, Tag, VolumeQuery};
@@ -107,6 +107,47 @@ impl TerminateWork {
     }
 }
 
+/// Whether EC2 deletes this attached volume with its instance.
+fn deleted_with_instance(v: &ObservedVolume) -> bool {
+    v.attachment
+        .as_ref()
+        .is_some_and(|a| a.delete_on_termination)
+}
+
+/// The start of the reason of a terminate that ferry abandons because it cannot take the data off.
+pub const CANNOT_TAKE_DATA_OFF: &str = "cannot take the data off";
+
+impl TerminateWork {
+    /// The verdict when a managed volume would be deleted with the instance (`DeleteOnTermination`, e.g. a
+    /// launch template's block device mapping): the fence would destroy the only copy of the newest data.
+    /// With `wait`, ABANDON, so that Auto Scaling retains the instance with its data (the group's
+    /// `TerminateHookAbandon = retain`); with `restore-latest`, CONTINUE, and the replacement restores the
+    /// newest recovery point (the pre-copy just taken).
+    fn doomed(&self, hook: &HookEvent, managed: &[ObservedVolume]) -> Verdict {
+        let ids: Vec<&str> = managed
+            .iter()
+            .filter(|v| deleted_with_instance(v))
+            .map(|v| v.id.as_str())
+            .collect();
+        let what = format!(
+            "{} would be deleted with {} (DeleteOnTermination = true)",
+            ids.join(","),
+            hook.instance_id
+        );
+        if self.group.restore_latest {
+            error!(volumes = ?ids, "{what}: completing the terminate anyway (source_unreachable = \"restore-latest\"); the replacement restores the newest recovery point");
+            return Verdict::terminate_done(format!(
+                "degraded: {what}; the replacement restores the newest recovery point"
+            ));
+        }
+        error!(volumes = ?ids, "{what}: abandoning the terminate so that Auto Scaling retains the instance with its data (TerminateHookAbandon = retain)");
+        Verdict::abandon(format!(
+            "{CANNOT_TAKE_DATA_OFF}: {what}; abandoning so that the instance is retained with its data \
+             (InstanceLifecyclePolicy TerminateHookAbandon = retain; see docs/failure-modes.md)"
+        ))
+    }
+}
+
 #[async_trait]
 impl HookWork for TerminateWork {
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
@@ -163,6 +204,11 @@ impl HookWork for TerminateWork {
                 "snapshots pending: {}",
                 pending.join(",")
             ))),
+            TerminateStep::Done | TerminateStep::DoneDegraded(_)
+                if managed.iter().any(deleted_with_instance) =>
+            {
+                Ok(Progress::Finished(self.doomed(hook, &managed)))
+            }
             TerminateStep::Done if managed.is_empty() => Ok(Progress::Finished(
                 Verdict::terminate_done("no managed volume attached: nothing to snapshot"),
             )),

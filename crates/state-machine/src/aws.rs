@@ -186,6 +186,11 @@ impl LifecycleActions for AwsLifecycleActions {
             maintenance_policy: g
                 .instance_maintenance_policy()
                 .and_then(|p| Some((p.min_healthy_percentage()?, p.max_healthy_percentage()?))),
+            terminate_hook_abandon: g
+                .instance_lifecycle_policy()
+                .and_then(|p| p.retention_triggers())
+                .and_then(|r| r.terminate_hook_abandon())
+                .map(|a| a.as_str().to_string()),
             name,
         }))
     }

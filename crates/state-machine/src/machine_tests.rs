@@ -39,6 +39,7 @@ fn attached(mut v: ObservedVolume, to: &str, state: AttachState) -> ObservedVolu
         instance_id: to.into(),
         device: "/dev/sdf".into(),
         state,
+        delete_on_termination: false,
     });
     v
 }

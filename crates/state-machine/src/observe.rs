@@ -37,6 +37,9 @@ pub struct Attachment {
     pub device: String,
     /// The attachment's state.
     pub state: AttachState,
+    /// Whether EC2 deletes the volume when the instance terminates (`DeleteOnTermination`). ferry's own
+    /// attachments never do; a volume of the launch template's block device mappings may.
+    pub delete_on_termination: bool,
 }
 
 /// A ferry-managed volume as observed, with its ledger tags.

@@ -67,6 +67,8 @@ pub struct GroupInfo {
     pub capacity: (i32, i32, i32),
     /// The instance maintenance policy's (MinHealthyPercentage, MaxHealthyPercentage), if set.
     pub maintenance_policy: Option<(i32, i32)>,
+    /// The instance lifecycle policy's `RetentionTriggers.TerminateHookAbandon` (`retain`, `terminate`), if set.
+    pub terminate_hook_abandon: Option<String>,
 }
 
 impl GroupInfo {

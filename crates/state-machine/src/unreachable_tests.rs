@@ -15,6 +15,7 @@ fn vol(id: &str, logical: &str, gen: u64) -> ObservedVolume {
             instance_id: "i-old".into(),
             device: "/dev/sdf".into(),
             state: AttachState::Attached,
+            delete_on_termination: false,
         }),
         logical: Some(logical.into()),
         generation: Some(Generation(gen)),
@@ -143,7 +144,11 @@ fn restore_latest_waits_for_its_bound_then_restores_the_newest_completed_point()
     };
     assert_eq!(set.key, "s2");
     // From the point's start to the old instance's terminate action.
-    assert_eq!(restored(&steps[0]), ("snap-new", 4, 401), "400 s, rounded up");
+    assert_eq!(
+        restored(&steps[0]),
+        ("snap-new", 4, 401),
+        "400 s, rounded up"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use ferry_state_machine::error::sdk_error;
 use ferry_state_machine::{HookSpec, LifecycleActions, LifecycleResult, Transition};
 
 use super::{println_out, Aws};
-use crate::config::{Config, ConfigError, GroupConfig};
+use crate::config::{Config, ConfigError, GroupConfig, SourceUnreachable};
 
 /// `ferryd doctor` options (none besides the config).
 #[derive(Debug, Args)]
@@ -249,6 +249,11 @@ async fn group(aws: &Aws, g: &GroupConfig, queue_arn: Option<&str>, emit: &mut i
             info.maintenance_policy,
             &g.name,
         ));
+        emit(retention(
+            &n("instance retention"),
+            info.terminate_hook_abandon.as_deref(),
+            g,
+        ));
         match aws.asg.describe_hooks(&g.name).await {
             Ok(hooks) => {
                 emit(hook_check(
@@ -311,6 +316,20 @@ fn maintenance(name: &str, policy: Option<(i32, i32)>, group: &str) -> Check {
         Some((min, max)) if max > 100 => Check::fail(name, format!("MinHealthyPercentage {min}, MaxHealthyPercentage {max}: replacements launch before the old instance terminates, and ferry abandons them (launch-before-terminate)"), fix),
         Some((min, max)) => Check::warn(name, format!("MinHealthyPercentage {min}, MaxHealthyPercentage {max}: with one instance, a replacement may be held up"), fix),
         None => Check::warn(name, "none set: Auto Scaling's defaults apply, and instance refresh or AZ rebalancing may launch a replacement before terminating the old instance, which ferry abandons", fix),
+    }
+}
+
+/// The instance lifecycle policy: with `wait`, an instance whose terminate ferry abandons (it cannot take
+/// the data off) must be retained, not destroyed with the data; with `restore-latest`, it must not be.
+fn retention(name: &str, abandon: Option<&str>, g: &GroupConfig) -> Check {
+    let set = |v: &str| {
+        format!("aws autoscaling update-auto-scaling-group --auto-scaling-group-name {} --instance-lifecycle-policy 'RetentionTriggers={{TerminateHookAbandon={v}}}'", g.name)
+    };
+    match (g.source_unreachable, abandon) {
+        (SourceUnreachable::Wait, Some("retain")) => Check::pass(name, "TerminateHookAbandon = retain: a terminate ferry abandons keeps its instance and data"),
+        (SourceUnreachable::Wait, other) => Check::warn(name, format!("TerminateHookAbandon = {}: when ferry cannot take the data off an instance it abandons the terminate, and Auto Scaling then destroys the instance with the data", other.unwrap_or("terminate (not set)")), set("retain")),
+        (SourceUnreachable::RestoreLatest, Some("retain")) => Check::warn(name, "TerminateHookAbandon = retain with source_unreachable = \"restore-latest\": ferry never abandons a terminate under restore-latest, and a retained instance would only hold the Elastic IP", set("terminate")),
+        (SourceUnreachable::RestoreLatest, other) => Check::pass(name, format!("TerminateHookAbandon = {} (restore-latest restores a recovery point instead)", other.unwrap_or("terminate (not set)"))),
     }
 }
 

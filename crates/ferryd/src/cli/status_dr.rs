@@ -137,3 +137,44 @@ fn group_notes(g: &GroupStatus) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use ferry_state_machine::observe::{AttachState, Attachment, VolumeState};
+    use ferry_state_machine::Generation;
+
+    use super::*;
+
+    fn vol(id: &str, gen: u64, state: VolumeState, on: Option<&str>) -> ObservedVolume {
+        ObservedVolume {
+            id: id.into(),
+            availability_zone: "us-east-1a".into(),
+            state,
+            attachment: on.map(|i| Attachment {
+                instance_id: i.into(),
+                device: "/dev/sdf".into(),
+                state: AttachState::Attached,
+                delete_on_termination: false,
+            }),
+            logical: Some("data".into()),
+            generation: Some(Generation(gen)),
+            hook: None,
+            source_snapshot: None,
+            size_gib: 10,
+            loss_window_secs: None,
+        }
+    }
+
+    #[test]
+    fn older_live_copies_are_superseded_and_the_newest_is_not() {
+        let got = of(&[
+            vol("vol-new", 5, VolumeState::InUse, Some("i-new")),
+            vol("vol-old", 4, VolumeState::InUse, Some("i-old")),
+            vol("vol-dead", 3, VolumeState::Error, None),
+        ]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].volume_id, "vol-old");
+        assert_eq!((got[0].generation, got[0].newest_generation), (4, 5));
+        assert_eq!(got[0].attached_to.as_deref(), Some("i-old"));
+    }
+}

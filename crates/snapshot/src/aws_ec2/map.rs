@@ -125,6 +125,7 @@ pub(crate) fn observe_volume(v: &Volume) -> Option<ObservedVolume> {
             instance_id: a.instance_id()?.to_string(),
             device: a.device().unwrap_or_default().to_string(),
             state: attach_state(a.state())?,
+            delete_on_termination: a.delete_on_termination().unwrap_or(false),
         })
     });
     let l = ledger(ec2_pairs(v.tags()));

@@ -160,7 +160,8 @@ async fn find_volumes_filters_by_ledger_tags_and_reads_every_page() {
         Some(Attachment {
             instance_id: "i-1".into(),
             device: "/dev/sdf".into(),
-            state: AttachState::Attached
+            state: AttachState::Attached,
+            delete_on_termination: false,
         })
     );
     assert_eq!(got[0].state, VolumeState::InUse);

@@ -195,6 +195,7 @@ impl FakeEc2 {
             instance_id: id.to_string(),
             device: "/dev/xvda".into(),
             state: AttachState::Attached,
+            delete_on_termination: false,
         });
         g.volumes.insert(root.clone(), vol);
         let inst = InstRec {
@@ -308,9 +309,22 @@ impl FakeEc2 {
             instance_id: instance_id.into(),
             device: device.into(),
             state: AttachState::Attached,
+            delete_on_termination: false,
         });
         g.volumes.insert(id.clone(), vol);
         id
+    }
+
+    /// Sets an attached volume's `DeleteOnTermination` (as a launch template's block device mapping would).
+    pub fn set_delete_on_termination(&self, volume_id: &str, delete: bool) {
+        let mut g = self.lock();
+        if let Some(a) = g
+            .volumes
+            .get_mut(volume_id)
+            .and_then(|r| r.v.attachment.as_mut())
+        {
+            a.delete_on_termination = delete;
+        }
     }
 
     /// Adds an Elastic IP, associated with nothing.

@@ -188,6 +188,7 @@ impl Inner {
                 instance_id: instance_id.into(),
                 device: device.into(),
                 state: AttachState::Attaching,
+                delete_on_termination: false,
             });
             rec.attach_due = Some(due);
         }
