@@ -1,0 +1,96 @@
+//! The launch's last steps once the data is attached (move the Elastic IP, tag the instance), and how a
+//! waiting launch describes what it waits for.
+
+use ferry_state_machine::machine::{WaitFor, FINAL_RETRY_SECS};
+use ferry_state_machine::observe::ObservedInstance;
+use ferry_state_machine::{tags, AttachedData, Disposition, StepError};
+use tracing::{error, info};
+
+use super::LaunchWork;
+use crate::ledger::SLOT;
+
+impl LaunchWork {
+    /// After the data: move the Elastic IP, then tag the instance. `None` when both are in place.
+    pub(super) async fn finish_steps(
+        &self,
+        me: &ObservedInstance,
+        attached: &[AttachedData],
+        eip_problem: &mut Option<String>,
+    ) -> Result<Option<String>, StepError> {
+        if let Some(alloc) = &self.group.elastic_ip {
+            match self.move_address(alloc, me).await {
+                Ok(Some(done)) => return Ok(Some(done)),
+                Ok(None) => {}
+                // The data is attached; an address problem must not cost the instance (ABANDON would replace it,
+                // and every replacement would fail the same way). Continue, loudly.
+                Err(e) if e.disposition == Disposition::Permanent => {
+                    error!(eip = %alloc, error = %e, "cannot move the Elastic IP; continuing without it (the data is attached)");
+                    *eip_problem = Some(format!("Elastic IP {alloc} not moved: {e}"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut want: Vec<(String, String)> = attached
+            .iter()
+            .map(|a| {
+                (
+                    format!("{}{}", tags::ATTACHED_PREFIX, a.logical),
+                    a.volume_id.clone(),
+                )
+            })
+            .collect();
+        want.push((tags::GROUP.into(), self.group.name.clone()));
+        want.push((tags::SLOT.into(), SLOT.to_string()));
+        if want.iter().any(|(k, v)| me.tag(k) != Some(v.as_str())) {
+            self.ec2.tag_instance(&me.id, &want).await?;
+            return Ok(Some("tagging the instance".into()));
+        }
+        Ok(None)
+    }
+
+    /// Associates the Elastic IP with `me` unless it already is; `Some` when a call was made.
+    async fn move_address(
+        &self,
+        alloc: &str,
+        me: &ObservedInstance,
+    ) -> Result<Option<String>, StepError> {
+        let addr = self.ec2.describe_address(alloc).await?.ok_or_else(|| {
+            StepError::permanent(
+                "ec2:DescribeAddresses",
+                format!("Elastic IP {alloc} does not exist"),
+            )
+        })?;
+        if addr.instance_id.as_deref() == Some(me.id.as_str()) {
+            return Ok(None);
+        }
+        self.ec2.associate_address(alloc, &me.id).await?;
+        info!(eip = %alloc, public_ip = %addr.public_ip, from = ?addr.instance_id, "moving the Elastic IP");
+        Ok(Some(format!("associating {alloc}")))
+    }
+}
+
+pub(super) fn describe_wait(logical: &str, w: &WaitFor) -> String {
+    match w {
+        WaitFor::VolumeCreating(v) => format!("{logical}: volume {v} creating"),
+        WaitFor::Attachment(v) => format!("{logical}: volume {v} attaching or detaching"),
+        WaitFor::Snapshot(s) => format!("{logical}: final snapshot {s} pending"),
+        WaitFor::SourceBusy(v) => {
+            format!("{logical}: volume {v} of the newest generation is creating, attaching or detaching")
+        }
+        WaitFor::FinalFailed(s) => format!(
+            "{logical}: final snapshot {s} failed; it is taken again {FINAL_RETRY_SECS}s after it started"
+        ),
+        WaitFor::Holder {
+            instance_id,
+            volume_id,
+        } => {
+            format!("{logical}: barrier: {instance_id} is terminating with {volume_id}; waiting for the fence (its termination and the detach) before the final delta")
+        }
+        WaitFor::StayingHolder {
+            instance_id,
+            volume_id,
+        } => {
+            format!("{logical}: {instance_id} is still in service with {volume_id} (launch-before-terminate); waiting")
+        }
+    }
+}
