@@ -58,6 +58,9 @@ impl MetricsConfig {
         if self.liveness_window_secs < 30 {
             return Err("metrics.liveness_window_secs: must be at least 30".into());
         }
+        if self.recovery_interval_secs > 86_400 {
+            return Err("metrics.recovery_interval_secs: must be at most 86400 (a day)".into());
+        }
         Ok(())
     }
 

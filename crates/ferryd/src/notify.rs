@@ -337,7 +337,7 @@ impl SourceEvents for Notifier {
             .map(|a| format!("{} {} gen {}", a.logical, a.volume_id, a.generation))
             .collect();
         let why = format!(
-            "restored the newest recovery point: {}; the writes of the last {loss}s before the old instance's end are lost",
+            "restored the newest recovery point: {}; up to {loss}s of acknowledged writes are lost",
             what.join(", ")
         );
         self.emit_source(

@@ -68,7 +68,8 @@ pub async fn run(
         let now = Instant::now();
         for slot in slots.iter_mut().filter(|s| s.next <= now) {
             let wait = round(ec2.as_ref(), slot, &metrics, &cfg).await;
-            slot.next = Instant::now() + wait;
+            let now = Instant::now();
+            slot.next = now.checked_add(wait).unwrap_or(now + MAX_BACKOFF);
         }
         let Some(next) = slots.iter().map(|s| s.next).min() else {
             return;

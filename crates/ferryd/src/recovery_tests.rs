@@ -244,3 +244,24 @@ async fn several_volumes_get_one_crash_consistent_set_with_every_ledger_tag() {
     stop.send(true).expect("running");
     task.await.expect("stops");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_superseded_copy_on_a_hung_instance_does_not_stop_the_new_points() {
+    // After a restore-latest, the old copy (generation 1) stays attached to the hung old instance.
+    let (ec2, asg) = world(&["data"], "InService");
+    ec2.add_instance("i-old", "us-east-1b");
+    ec2.set_instance_state("i-old", "shutting-down");
+    ec2.add_attached_volume("i-old", "/dev/sdf", 10, &ledger_tags("db", 0, "data", 1));
+    let metrics = Metrics::new();
+    let (stop, task) = start(&ec2, &asg, &["data"], &metrics, 24);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let taken = points(&ec2);
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(
+        taken[0].tag(tags::GENERATION),
+        Some("2"),
+        "of the new instance's copy"
+    );
+    stop.send(true).expect("running");
+    task.await.expect("stops");
+}

@@ -298,8 +298,9 @@ impl RecoveryPoints {
                     .entry(slot)
                     .or_default()
                     .entry(set.clone())
-                    .or_default();
-                e.0 = e.0.max(created);
+                    .or_insert((i64::MAX, BTreeMap::new()));
+                // A set's time is its earliest member's, as restore-latest orders them.
+                e.0 = e.0.min(created);
                 e.1.insert(key.2, r.id.clone());
             }
         }

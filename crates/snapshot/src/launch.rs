@@ -61,17 +61,17 @@ impl LaunchWork {
         self
     }
 
-    /// Whether another instance holding a copy is leaving (terminating) or staying.
+    /// Whether another instance holding a copy is fenced (EC2 ended it or does not know it), leaving (Auto
+    /// Scaling terminates it, EC2 still runs it) or staying.
     async fn holder_state(&self, instance_id: &str) -> Result<HolderState, StepError> {
-        if let Some(asg) = self.asg.describe_instance(instance_id).await? {
-            if asg.is_terminating() {
-                return Ok(HolderState::Leaving);
-            }
+        match self.ec2.describe_instance(instance_id).await? {
+            None => return Ok(HolderState::Fenced),
+            Some(i) if i.is_gone() => return Ok(HolderState::Fenced),
+            Some(_) => {}
         }
-        Ok(match self.ec2.describe_instance(instance_id).await? {
-            None => HolderState::Leaving,
-            Some(i) if i.is_gone() => HolderState::Leaving,
-            Some(_) => HolderState::Staying,
+        Ok(match self.asg.describe_instance(instance_id).await? {
+            Some(asg) if asg.is_terminating() => HolderState::Leaving,
+            _ => HolderState::Staying,
         })
     }
 
@@ -83,6 +83,7 @@ impl LaunchWork {
         spec: &VolumeSpec,
         elapsed: Duration,
         now: i64,
+        holders: &mut HashMap<String, HolderState>,
     ) -> Result<Observed, StepError> {
         let volumes = self
             .ec2
@@ -102,7 +103,6 @@ impl LaunchWork {
                 ..SnapshotQuery::default()
             })
             .await?;
-        let mut holders = HashMap::new();
         for holder in holders_to_check(&volumes, &me.id) {
             if !holders.contains_key(holder) {
                 holders.insert(holder.to_string(), self.holder_state(holder).await?);
@@ -113,7 +113,7 @@ impl LaunchWork {
             token: &hook.ledger_key(),
             volumes: &volumes,
             snapshots: &snapshots,
-            holders: &holders,
+            holders,
             elapsed,
             staying_holder_timeout: self.group.staying_holder_timeout,
             now,
@@ -272,11 +272,15 @@ impl HookWork for LaunchWork {
             }
         };
         let now = self.ec2.now_secs();
+        let mut holders = HashMap::new();
         let mut observed = Vec::with_capacity(self.group.volumes.len());
         for spec in &self.group.volumes {
-            observed.push(self.volume_step(hook, &me, spec, elapsed, now).await?);
+            observed.push(
+                self.volume_step(hook, &me, spec, elapsed, now, &mut holders)
+                    .await?,
+            );
         }
-        let (mut steps, seen) = self.source_policy(hook, &observed, elapsed, now);
+        let (mut steps, seen) = self.source_policy(hook, &observed, &holders, elapsed, now);
         match decide_launch_slot(&steps) {
             SlotStep::Abandon(i) => {
                 let why = match &steps[i] {

@@ -77,6 +77,9 @@ pub(super) fn describe_wait(logical: &str, w: &WaitFor) -> String {
         WaitFor::SourceBusy(v) => {
             format!("{logical}: volume {v} of the newest generation is creating, attaching or detaching")
         }
+        WaitFor::FinalLost(why) => format!(
+            "{logical}: {why}; the newest recovery point is restored once restore_latest_after_secs have passed"
+        ),
         WaitFor::FinalFailed(s) => format!(
             "{logical}: final snapshot {s} failed; it is taken again {FINAL_RETRY_SECS}s after it started"
         ),

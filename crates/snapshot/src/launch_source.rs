@@ -1,10 +1,12 @@
 //! The launch's `source_unreachable` policy in the shell: apply it to the slot's steps, tell the operator
 //! (log, [`SourceEvents`]) once per hook what it saw, and mark a verdict whose data came from a recovery point.
 
+use std::collections::HashMap;
 use std::sync::PoisonError;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use ferry_state_machine::machine::VolumeStep;
+use ferry_state_machine::observe::HolderState;
 use ferry_state_machine::unreachable::{apply_source_policy, Lineage, SourceView, Unreachable};
 use ferry_state_machine::{AttachedData, HookEvent, Verdict};
 use tracing::{error, warn};
@@ -45,6 +47,7 @@ impl LaunchWork {
         &self,
         hook: &HookEvent,
         observed: &[Observed],
+        holders: &HashMap<String, HolderState>,
         elapsed: Duration,
         now: i64,
     ) -> (Vec<VolumeStep>, Unreachable) {
@@ -62,7 +65,8 @@ impl LaunchWork {
                 token: &token,
                 lineages: &lineages,
                 elapsed,
-                now,
+                launch_started: launch_started(hook, elapsed, now),
+                holders,
                 policy: self.group.source_policy(),
             },
             &mut steps,
@@ -77,6 +81,7 @@ impl LaunchWork {
             Unreachable::Restoring(_) => "restoring",
             Unreachable::NothingToRestore => "nothing",
             Unreachable::AlreadyMoving => "moving",
+            Unreachable::SetLost(_) => "lost",
         };
         let first = self
             .reported
@@ -87,7 +92,14 @@ impl LaunchWork {
         if !first {
             return (steps, seen);
         }
-        if kind == "waiting" {
+        // The source is unreachable past the bound, whatever the policy makes of it: told once per hook run.
+        let told = self
+            .reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(format!("{token}#unreachable"), "told")
+            .is_some();
+        if !told {
             if let Some(e) = &self.events {
                 e.source_unreachable(&self.group.name, &hook.instance_id, policy, elapsed);
             }
@@ -106,6 +118,9 @@ impl LaunchWork {
             }
             Unreachable::NothingToRestore => {
                 error!(asg = %self.group.name, "source unreachable and restore-latest is due, but no complete recovery point set exists: waiting for the newest data")
+            }
+            Unreachable::SetLost(key) => {
+                error!(asg = %self.group.name, set = %key, "the recovery point set this launch began to restore is no longer complete: abandoning rather than mixing data")
             }
             Unreachable::AlreadyMoving => {
                 warn!(asg = %self.group.name, "source unreachable for part of the slot after this launch moved another part itself: waiting, a recovery point would not be consistent with it")
@@ -163,4 +178,13 @@ impl LaunchWork {
             None => verdict,
         }
     }
+}
+
+/// When the launch action began, in Unix seconds: its notification's `Time`, which stays the same on every
+/// step and after a restart (so a restore's tags do too), else now minus how long the run has gone on.
+fn launch_started(hook: &HookEvent, elapsed: Duration, now: i64) -> i64 {
+    hook.time
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or_else(|| now.saturating_sub(i64::try_from(elapsed.as_secs()).unwrap_or(0)))
 }

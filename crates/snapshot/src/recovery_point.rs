@@ -118,10 +118,23 @@ impl RecoveryPoints {
             ));
         }
         let names = self.group.volume_names();
+        // Only the newest generation of each volume: a superseded copy still attached to a hung instance
+        // (after a restore-latest, until its AZ returns) must not stop the new instance's recovery points.
+        let newest = |l: &str| {
+            volumes
+                .iter()
+                .filter(|v| v.holds_data() && v.logical.as_deref() == Some(l))
+                .filter_map(|v| v.generation)
+                .max()
+        };
         let attached: Vec<ObservedVolume> = volumes
             .iter()
             .filter(|v| v.holds_data() && v.logical.as_ref().is_some_and(|l| names.contains(l)))
             .filter(|v| v.attached_to().is_some())
+            .filter(|v| {
+                v.generation.is_some()
+                    && v.generation == newest(v.logical.as_deref().unwrap_or_default())
+            })
             .cloned()
             .collect();
         let Some(instance) = attached
@@ -196,7 +209,14 @@ impl RecoveryPoints {
             tags::REASON.into(),
             SnapshotReason::Recovery.as_tag().into(),
         ));
-        t.push((tags::SET.into(), format!("{instance}/recovery/{now}")));
+        // Unique even for two sets of one second (a fast snapshot, a second process).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        t.push((
+            tags::SET.into(),
+            format!("{instance}/recovery/{now}.{nanos:09}"),
+        ));
         t.push((
             tags::NAME.into(),
             format!("ferry {group} recovery point of {instance}"),

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::machine::{decide_terminate, TerminateStep, TerminateView};
-use ferry_state_machine::observe::{ObservedVolume, SnapshotReason};
+use ferry_state_machine::observe::{
+    ObservedSnapshot, ObservedVolume, SnapshotReason, SnapshotState,
+};
 use ferry_state_machine::{tags, Destination, HookEvent, HookWork, Progress, StepError, Verdict};
 use tracing::{error, info, warn};
 
@@ -118,6 +120,25 @@ fn deleted_with_instance(v: &ObservedVolume) -> bool {
 pub const CANNOT_TAKE_DATA_OFF: &str = "cannot take the data off";
 
 impl TerminateWork {
+    /// Under `restore-latest`, records the fence (now: the completion follows) on the completed pre-copies,
+    /// so that a restore of one reports the writes acknowledged until the fence as lost
+    /// (`ferry:fenced-at`). Under `wait` nothing restores a pre-copy, and no call is spent.
+    async fn mark_fence(&self, snapshots: &[ObservedSnapshot]) -> Result<(), StepError> {
+        if !self.group.restore_latest {
+            return Ok(());
+        }
+        let now = self.ec2.now_secs().to_string();
+        for s in snapshots
+            .iter()
+            .filter(|s| s.state == SnapshotState::Completed && s.fenced_at.is_none())
+        {
+            self.ec2
+                .tag_snapshot(&s.id, &[(tags::FENCED_AT.into(), now.clone())])
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The verdict when a managed volume would be deleted with the instance (`DeleteOnTermination`, e.g. a
     /// launch template's block device mapping): the fence would destroy the only copy of the newest data.
     /// With `wait`, ABANDON, so that Auto Scaling retains the instance with its data (the group's
@@ -207,12 +228,14 @@ impl HookWork for TerminateWork {
             TerminateStep::Done | TerminateStep::DoneDegraded(_)
                 if managed.iter().any(deleted_with_instance) =>
             {
+                self.mark_fence(&snapshots).await?;
                 Ok(Progress::Finished(self.doomed(hook, &managed)))
             }
             TerminateStep::Done if managed.is_empty() => Ok(Progress::Finished(
                 Verdict::terminate_done("no managed volume attached: nothing to snapshot"),
             )),
             TerminateStep::Done => {
+                self.mark_fence(&snapshots).await?;
                 let ids: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
                 Ok(Progress::Finished(Verdict::terminate_done(format!(
                     "pre-copy completed: {}; completing is the fence, the final delta follows",

@@ -208,3 +208,47 @@ async fn a_volume_deleted_with_its_instance_makes_the_terminate_abandon_under_wa
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_volume_deleted_with_its_instance_is_restored_from_the_pre_copy_after_the_bound() {
+    // Under restore-latest the terminate continues; the volume dies with the instance; the launch finds
+    // only the pre-copy, waits for its bound, restores it, and the loss window runs to the fence.
+    let w = World::new(restore_latest());
+    w.ec2.set_timings(timings());
+    let vols = w.in_service("i-old", AZ_A, 4, "i-old/launch");
+    w.ec2.set_delete_on_termination(&vols[0], true);
+    let term = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let out = w.run(&term, &w.terminate_work()).await;
+    assert_completed(&out, LifecycleResult::Continue);
+    let pre = w.snapshots_of("data")[0].clone();
+    assert!(
+        pre.tag(tags::FENCED_AT).is_some(),
+        "the fence is recorded: {:?}",
+        pre.tags
+    );
+    w.ec2.detach_for_test(&vols[0]);
+    ferry_snapshot::Volumes::delete_volume(&w.ec2, &vols[0])
+        .await
+        .expect("deleted with the instance");
+    w.ec2.set_instance_state("i-old", "terminated");
+    w.asg_instance("i-old", AZ_A, "Terminated");
+
+    let hook = w.launch_hook("i-new", AZ_B, "tok-new");
+    let began = tokio::time::Instant::now();
+    let out = w.run(&hook, &w.launch_work()).await;
+
+    let reason = assert_completed(&out, LifecycleResult::Continue);
+    assert!(reason.contains(RESTORED_LATEST), "{reason}");
+    assert!(
+        began.elapsed() >= w.group.restore_latest_after,
+        "waited for the bound"
+    );
+    let mine = w.data_attached_to("i-new");
+    assert_eq!(mine[0].tag(tags::SOURCE_SNAPSHOT), Some(pre.id.as_str()));
+    let fenced: i64 = pre
+        .tag(tags::FENCED_AT)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let want = (fenced - pre.start_time + 1).to_string();
+    assert_eq!(mine[0].tag(tags::LOSS_WINDOW), Some(want.as_str()));
+}

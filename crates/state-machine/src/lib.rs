@@ -10,6 +10,7 @@ pub mod lock;
 pub mod machine;
 pub mod model;
 pub mod observe;
+pub mod point_sets;
 pub mod port;
 pub mod recovery;
 pub mod slot;

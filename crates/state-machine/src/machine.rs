@@ -43,6 +43,9 @@ pub enum WaitFor {
     SourceBusy(String),
     /// The final snapshot of this volume failed a moment ago; it is retaken after [`FINAL_RETRY_SECS`].
     FinalFailed(String),
+    /// `restore-latest`: the final state is lost (the reason says why); the newest recovery point is
+    /// restored once `restore_latest_after_secs` have passed.
+    FinalLost(String),
     /// The ordering barrier: another instance still holds a copy and is leaving.
     Holder {
         /// The instance holding the copy.
@@ -149,16 +152,16 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
     //    Wait for it to let go; never attach or restore a second copy. A held copy that this hook has already
     //    superseded (restore-latest restored a newer generation past an unreachable source) is not current
     //    data any more: it never blocks, and it is never attached (step 1 and generations order it).
-    let superseded_by_me = live
-        .iter()
-        .any(|x| x.hook.as_deref() == Some(v.token) && x.generation == newest);
+    let superseded_by_me = live.iter().any(|x| {
+        x.hook.as_deref() == Some(v.token) && x.generation == newest && x.loss_window_secs.is_some()
+    });
     if let Some((vol, holder)) = live
         .iter()
-        .filter(|x| !(superseded_by_me && x.generation < newest))
+        .filter(|x| !(superseded_by_me && x.generation.is_some() && x.generation < newest))
         .find_map(|x| held_by_other(x, me, v.holders).map(|h| (x, h)))
     {
         return match v.holders.get(&holder).copied().unwrap_or(HolderState::Staying) {
-            HolderState::Leaving => VolumeStep::Wait(WaitFor::Holder {
+            HolderState::Leaving | HolderState::Fenced => VolumeStep::Wait(WaitFor::Holder {
                 instance_id: holder,
                 volume_id: vol.id.clone(),
             }),
@@ -309,7 +312,7 @@ fn pick_source(v: &LaunchView<'_>, live: &[&ObservedVolume], g: Generation) -> V
             .iter()
             .filter(|s| s.state == SnapshotState::Error)
             .max_by_key(|s| s.start_time.unwrap_or(0))
-            .filter(|s| v.now - s.start_time.unwrap_or(0) < FINAL_RETRY_SECS)
+            .filter(|s| v.now.saturating_sub(s.start_time.unwrap_or(0)) < FINAL_RETRY_SECS)
         {
             return VolumeStep::Wait(WaitFor::FinalFailed(s.id.clone()));
         }

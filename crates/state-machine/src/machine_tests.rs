@@ -73,6 +73,7 @@ fn snap(
         start_time: Some(100),
         set: None,
         action_started: None,
+        fenced_at: None,
     }
 }
 
@@ -405,7 +406,10 @@ fn launch_table() {
             az: "b",
             volumes: vec![
                 attached(vol("vol-1", "a", Available, 3), OLD, AttachState::Attached),
-                mine(vol("vol-2", "b", Available, 4)),
+                ObservedVolume {
+                    loss_window_secs: Some(42),
+                    ..mine(vol("vol-2", "b", Available, 4))
+                },
             ],
             snapshots: vec![],
             holder: Some(HolderState::Leaving),

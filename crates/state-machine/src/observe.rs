@@ -162,6 +162,9 @@ pub struct ObservedSnapshot {
     pub set: Option<String>,
     /// On a pre-copy: when its terminate action began, in Unix seconds (`ferry:action-started`).
     pub action_started: Option<i64>,
+    /// On a pre-copy that completed: when its terminate completed (the fence), in Unix seconds
+    /// (`ferry:fenced-at`; written under `restore-latest` only).
+    pub fenced_at: Option<i64>,
 }
 
 /// An EC2 instance as observed.
@@ -199,8 +202,12 @@ impl ObservedInstance {
 /// How the holder of another attached copy stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HolderState {
-    /// The holder is terminating (Terminating:Wait, shutting-down, terminated): its copy will be released.
+    /// The holder is terminating (Auto Scaling says `Terminating:*`) but EC2 still runs it: its copy will be
+    /// released, and it may still be writing.
     Leaving,
+    /// The holder is fenced: EC2 reports it `shutting-down` or `terminated`, or does not know it. It writes no
+    /// more; it only has not let go of the volume yet (in an impaired AZ, it may never until the AZ returns).
+    Fenced,
     /// The holder is in service or otherwise staying: launch-before-terminate, or a foreign instance.
     Staying,
 }

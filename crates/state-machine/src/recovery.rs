@@ -34,6 +34,9 @@ pub enum RecoveryStep {
     NotDue(i64),
 }
 
+/// How soon a recovery point that failed is retaken (at most the interval).
+pub const ERROR_RETRY_SECS: i64 = 60;
+
 /// Decides the schedule's next step. The last recovery point is the newest pending or completed snapshot
 /// of an attached volume, whatever its reason: a pre-copy, a final delta or an operator's snapshot is as
 /// good a recovery point as a periodic one. A failed snapshot does not count, so it is retaken soon.
@@ -61,17 +64,26 @@ pub fn decide_recovery_point(v: &RecoveryView<'_>) -> RecoveryStep {
         return RecoveryStep::Pending(pending);
     }
     let interval = i64::try_from(v.interval.as_secs()).unwrap_or(i64::MAX);
-    // Every attached volume needs a point newer than the interval; the oldest newest one decides.
+    let retry = interval.min(ERROR_RETRY_SECS);
+    // Every attached volume needs a point newer than the interval; the oldest newest one decides. One that
+    // failed since is retaken after `retry`, not at once (in an impaired AZ each one fails again).
     let due = v
         .attached
         .iter()
         .map(|a| {
-            v.snapshots
-                .iter()
-                .filter(|s| s.volume_id == a.id && s.state == SnapshotState::Completed)
-                .filter_map(|s| s.start_time)
-                .max()
-                .map_or(i64::MIN, |t| t.saturating_add(interval))
+            let newest = |state: SnapshotState| {
+                v.snapshots
+                    .iter()
+                    .filter(|s| s.volume_id == a.id && s.state == state)
+                    .filter_map(|s| s.start_time)
+                    .max()
+            };
+            let done = newest(SnapshotState::Completed);
+            let due = done.map_or(i64::MIN, |t| t.saturating_add(interval));
+            match newest(SnapshotState::Error) {
+                Some(e) if !done.is_some_and(|d| e <= d) => due.max(e.saturating_add(retry)),
+                _ => due,
+            }
         })
         .min();
     match due {
@@ -126,6 +138,7 @@ mod tests {
             start_time: Some(start),
             set: None,
             action_started: None,
+            fenced_at: None,
         }
     }
 
@@ -168,6 +181,11 @@ mod tests {
         ];
         assert_eq!(
             decide(&a, &failed, 1_301),
+            RecoveryStep::NotDue(1_360),
+            "retaken after a minute"
+        );
+        assert_eq!(
+            decide(&a, &failed, 1_360),
             RecoveryStep::Take(vec!["vol-a".into()])
         );
     }

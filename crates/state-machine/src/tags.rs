@@ -19,8 +19,12 @@ pub const REASON: &str = "ferry:reason";
 pub const SET: &str = "ferry:set";
 /// On a pre-copy: when its terminate action began, in Unix seconds (the end of a restore-latest loss window).
 pub const ACTION_STARTED: &str = "ferry:action-started";
-/// On a volume restored from a recovery point (`source_unreachable = "restore-latest"`): whole seconds from
-/// the recovery point's start to the old instance's terminate action (or the launch's, when there was none).
+/// On a pre-copy that completed, under `restore-latest`: when the terminate completed (the fence), in Unix
+/// seconds. The old instance acknowledged writes until then, so a loss window ends there.
+pub const FENCED_AT: &str = "ferry:fenced-at";
+/// On a volume restored from a recovery point (`source_unreachable = "restore-latest"`): an upper bound in
+/// whole seconds of the writes it misses, from the recovery point's start to the old instance's fence or
+/// terminate action (or the launch's start, when there was none); see `point_sets::loss_window`.
 pub const LOSS_WINDOW: &str = "ferry:loss-window-secs";
 /// On a volume: the snapshot it was restored from, for lineage.
 pub const SOURCE_SNAPSHOT: &str = "ferry:source-snapshot";

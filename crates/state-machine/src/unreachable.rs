@@ -5,12 +5,13 @@
 //! Pure: the launch shell passes the per-volume steps of [`crate::machine::decide_launch_volume`] and what it
 //! observed; this module only rewrites steps. The slot rule ([`crate::slot`]) then combines them.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::machine::{newest_generation, VolumeStep, WaitFor, FINAL_STATE_LOST};
 use crate::model::Generation;
-use crate::observe::{ObservedSnapshot, ObservedVolume, SnapshotReason, SnapshotState};
+use crate::observe::{HolderState, ObservedSnapshot, ObservedVolume};
+use crate::point_sets::{complete_sets, set_key};
 
 /// A group's `source_unreachable` policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +43,10 @@ pub struct SourceView<'a> {
     pub lineages: &'a [Lineage<'a>],
     /// How long the launch action has run.
     pub elapsed: Duration,
-    /// Now, in Unix seconds.
-    pub now: i64,
+    /// When the launch action began, in Unix seconds (its notification's `Time`, when known).
+    pub launch_started: i64,
+    /// How each other instance holding a copy stands.
+    pub holders: &'a HashMap<String, HolderState>,
     /// The group's policy.
     pub policy: SourcePolicy,
 }
@@ -55,8 +58,9 @@ pub struct PointSet {
     pub key: String,
     /// When it was taken, in Unix seconds.
     pub start_time: i64,
-    /// The writes a restore of it may miss: from its start to the old instance's terminate action (or this
-    /// launch's start, when there was none), in whole seconds rounded up.
+    /// The writes a restore of it may miss, in whole seconds, an upper bound: from its start to the old
+    /// instance's fence (`ferry:fenced-at`), else to its terminate action's start (`ferry:action-started`),
+    /// else to this launch's start.
     pub loss_window_secs: u64,
     /// (snapshot id, source volume id), in config order.
     pub snapshots: Vec<(String, String)>,
@@ -81,33 +85,53 @@ pub enum Unreachable {
     /// Restore-latest is due, but this launch already moved some volume from the newest generation itself;
     /// mixing that with a recovery point would break the slot's consistency, so it keeps waiting.
     AlreadyMoving,
+    /// The set this launch began to restore is no longer complete (a member was deleted): the steps of the
+    /// volumes not restored yet were rewritten to abandon, never to mix it with other data.
+    SetLost(String),
 }
 
-/// Whether a volume's step waits on, or lost, the newest data held by the old source.
-pub fn waits_on_source(step: &VolumeStep) -> bool {
+/// Whether a volume's step waits on, or lost, the newest data of a source that writes no more: a fenced
+/// holder that has not let go, a pending or failed final snapshot, a busy volume of the newest generation,
+/// or a final state that is gone. A holder that is still running (its terminate under way) is not such a
+/// source: restoring beside it would fork the data.
+pub fn waits_on_source(step: &VolumeStep, holders: &HashMap<String, HolderState>) -> bool {
     match step {
+        VolumeStep::Wait(WaitFor::Holder { instance_id, .. }) => {
+            holders.get(instance_id) == Some(&HolderState::Fenced)
+        }
         VolumeStep::Wait(
-            WaitFor::Holder { .. }
-            | WaitFor::Snapshot(_)
+            WaitFor::Snapshot(_)
             | WaitFor::SourceBusy(_)
-            | WaitFor::FinalFailed(_),
+            | WaitFor::FinalFailed(_)
+            | WaitFor::FinalLost(_),
         ) => true,
         VolumeStep::Abandon(why) => why.starts_with(FINAL_STATE_LOST),
         _ => false,
     }
 }
 
-/// Applies the policy to the slot's per-volume `steps` (rewriting them to restore a recovery point set when
-/// restore-latest is due) and says what it saw.
-pub fn apply_source_policy(v: &SourceView<'_>, steps: &mut [VolumeStep]) -> Unreachable {
-    fn mine<'a>(l: &Lineage<'a>, token: &str) -> Vec<&'a ObservedVolume> {
-        l.volumes
-            .iter()
-            .filter(|x| x.holds_data() && x.hook.as_deref() == Some(token))
-            .collect()
+/// A step that means a live instance still has the data: then the policy never acts.
+fn held_by_live(step: &VolumeStep, holders: &HashMap<String, HolderState>) -> bool {
+    match step {
+        VolumeStep::Wait(WaitFor::StayingHolder { .. }) => true,
+        VolumeStep::Wait(WaitFor::Holder { instance_id, .. }) => {
+            holders.get(instance_id) != Some(&HolderState::Fenced)
+        }
+        _ => false,
     }
-    // A restore-latest already under way: finish it from the same set, whatever has completed since.
-    let chosen = v.lineages.iter().find_map(|l| {
+}
+
+/// This hook's own live volumes of a lineage.
+fn mine<'a>(l: &Lineage<'a>, token: &str) -> Vec<&'a ObservedVolume> {
+    l.volumes
+        .iter()
+        .filter(|x| x.holds_data() && x.hook.as_deref() == Some(token))
+        .collect()
+}
+
+/// The set this hook already restored part of the slot from, if any.
+fn chosen_set(v: &SourceView<'_>) -> Option<String> {
+    v.lineages.iter().find_map(|l| {
         let vol = mine(l, v.token)
             .into_iter()
             .find(|x| x.loss_window_secs.is_some())?;
@@ -116,33 +140,69 @@ pub fn apply_source_policy(v: &SourceView<'_>, steps: &mut [VolumeStep]) -> Unre
             .iter()
             .find(|s| Some(&s.id) == vol.source_snapshot.as_ref())?;
         Some(set_key(src))
-    });
-    let set = match chosen {
-        Some(key) => complete_sets(v).into_iter().find(|s| s.key == key),
-        None => {
-            if !steps.iter().any(waits_on_source) {
-                return Unreachable::Reachable;
+    })
+}
+
+/// Applies the policy to the slot's per-volume `steps` (rewriting them to restore a recovery point set when
+/// restore-latest is due) and says what it saw.
+pub fn apply_source_policy(v: &SourceView<'_>, steps: &mut [VolumeStep]) -> Unreachable {
+    // A restore-latest already under way: finish it from the same set, whatever has completed since.
+    if let Some(key) = chosen_set(v) {
+        return match complete_sets(v).into_iter().find(|s| s.key == key) {
+            Some(set) => restore(v, steps, set),
+            None => {
+                for (step, l) in steps.iter_mut().zip(v.lineages) {
+                    if !mine(l, v.token)
+                        .iter()
+                        .any(|x| x.loss_window_secs.is_some())
+                    {
+                        *step = VolumeStep::Abandon(format!(
+                            "restore-latest: the recovery point set {key} this launch began to restore is no \
+                             longer complete; abandoning rather than mixing it with other data"
+                        ));
+                    }
+                }
+                Unreachable::SetLost(key)
             }
-            let latest = complete_sets(v).into_iter().next();
-            let due = match v.policy {
-                SourcePolicy::Wait => false,
-                SourcePolicy::RestoreLatest { after } => v.elapsed >= after,
-            };
-            if !due {
-                return Unreachable::Waiting {
-                    waited: v.elapsed,
-                    latest,
-                };
+        };
+    }
+    if steps.iter().any(|s| held_by_live(s, v.holders))
+        || !steps.iter().any(|s| waits_on_source(s, v.holders))
+    {
+        return Unreachable::Reachable;
+    }
+    let latest = complete_sets(v).into_iter().next();
+    let due = match v.policy {
+        SourcePolicy::Wait => false,
+        SourcePolicy::RestoreLatest { after } => v.elapsed >= after,
+    };
+    if !due {
+        if matches!(v.policy, SourcePolicy::RestoreLatest { .. }) {
+            // The final state is gone: nothing will come, but the bound is the contract. Wait for it.
+            for step in steps.iter_mut() {
+                if let VolumeStep::Abandon(why) = step {
+                    if why.starts_with(FINAL_STATE_LOST) {
+                        *step = VolumeStep::Wait(WaitFor::FinalLost(why.clone()));
+                    }
+                }
             }
-            if v.lineages.iter().any(|l| !mine(l, v.token).is_empty()) {
-                return Unreachable::AlreadyMoving;
-            }
-            latest
         }
-    };
-    let Some(set) = set else {
-        return Unreachable::NothingToRestore;
-    };
+        return Unreachable::Waiting {
+            waited: v.elapsed,
+            latest,
+        };
+    }
+    if v.lineages.iter().any(|l| !mine(l, v.token).is_empty()) {
+        return Unreachable::AlreadyMoving;
+    }
+    match latest {
+        Some(set) => restore(v, steps, set),
+        None => Unreachable::NothingToRestore,
+    }
+}
+
+/// Rewrites the step of every volume not yet restored from `set` to restore its member.
+fn restore(v: &SourceView<'_>, steps: &mut [VolumeStep], set: PointSet) -> Unreachable {
     for ((step, l), (snapshot_id, source_volume)) in
         steps.iter_mut().zip(v.lineages).zip(&set.snapshots)
     {
@@ -162,84 +222,6 @@ pub fn apply_source_policy(v: &SourceView<'_>, steps: &mut [VolumeStep]) -> Unre
         };
     }
     Unreachable::Restoring(set)
-}
-
-/// The identity of the set a snapshot belongs to. Final snapshots of one generation are one set: they were
-/// taken of fenced volumes, all frozen at the old instance's end.
-fn set_key(s: &ObservedSnapshot) -> String {
-    if s.reason.is_some_and(SnapshotReason::is_final) {
-        return format!("final/{}", s.generation.map_or(0, |g| g.0));
-    }
-    match (&s.set, &s.hook) {
-        (Some(set), _) => set.clone(),
-        (None, Some(hook)) => format!("{hook}@{}", s.start_time.unwrap_or(0)),
-        (None, None) => s.id.clone(),
-    }
-}
-
-/// One snapshot of a set: (snapshot id, volume id, start time).
-type Member = (String, String, i64);
-
-/// Every set with a completed snapshot for every lineage, newest first.
-fn complete_sets(v: &SourceView<'_>) -> Vec<PointSet> {
-    // key -> per lineage (snapshot id, volume id, start time)
-    let mut sets: BTreeMap<String, Vec<Option<Member>>> = BTreeMap::new();
-    for (i, l) in v.lineages.iter().enumerate() {
-        for s in l
-            .snapshots
-            .iter()
-            .filter(|s| s.state == SnapshotState::Completed)
-        {
-            let Some(start) = s.start_time else { continue };
-            let slots = sets
-                .entry(set_key(s))
-                .or_insert_with(|| vec![None; v.lineages.len()]);
-            if !slots[i].as_ref().is_some_and(|(_, _, t)| start <= *t) {
-                slots[i] = Some((s.id.clone(), s.volume_id.clone(), start));
-            }
-        }
-    }
-    let end = loss_window_end(v);
-    let mut out: Vec<PointSet> = sets
-        .into_iter()
-        .filter_map(|(key, slots)| {
-            let members: Vec<Member> = slots.into_iter().collect::<Option<_>>()?;
-            let start_time = members.iter().map(|m| m.2).min()?;
-            Some(PointSet {
-                key,
-                start_time,
-                // Both ends are whole seconds, each up to 1 s below the truth: one more second makes the
-                // window an upper bound, never an under-report.
-                loss_window_secs: u64::try_from(end - start_time + 1).unwrap_or(0),
-                snapshots: members.into_iter().map(|(s, vol, _)| (s, vol)).collect(),
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| (b.start_time, &b.key).cmp(&(a.start_time, &a.key)));
-    out
-}
-
-/// The end of the loss window: the start of the old instance's terminate action (its pre-copy of the newest
-/// generation before this launch records it), else this launch's start.
-fn loss_window_end(v: &SourceView<'_>) -> i64 {
-    let launch_start = v.now - i64::try_from(v.elapsed.as_secs()).unwrap_or(0);
-    v.lineages
-        .iter()
-        .filter_map(|l| {
-            let live: Vec<&ObservedVolume> = l
-                .volumes
-                .iter()
-                .filter(|x| x.holds_data() && x.hook.as_deref() != Some(v.token))
-                .collect();
-            let g = newest_generation(&live, l.snapshots)?;
-            l.snapshots
-                .iter()
-                .filter(|s| s.generation == Some(g) && s.reason == Some(SnapshotReason::Precopy))
-                .filter_map(|s| s.action_started)
-                .min()
-        })
-        .min()
-        .unwrap_or(launch_start)
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct SupersededVolume {
     pub newest_generation: u64,
     /// The instance it is still attached to, if any.
     pub attached_to: Option<String>,
+    /// Whether a restore-latest superseded it (the newest copy carries a loss window): it may hold the
+    /// writes that restore lost. Otherwise it is the source of an ordinary later failover.
+    pub by_restore_latest: bool,
 }
 
 /// The policy of a configured group.
@@ -70,13 +73,14 @@ fn of(all: &[ObservedVolume]) -> Vec<SupersededVolume> {
         let (Some(logical), Some(g)) = (&v.logical, v.generation) else {
             continue;
         };
-        let newest = live
-            .iter()
-            .filter(|o| o.logical.as_ref() == Some(logical))
-            .filter_map(|o| o.generation)
-            .max()
-            .unwrap_or(g);
+        let lineage = || {
+            live.iter()
+                .filter(move |o| o.logical.as_ref() == Some(logical))
+        };
+        let newest = lineage().filter_map(|o| o.generation).max().unwrap_or(g);
         if g < newest {
+            let by_restore_latest = lineage()
+                .any(|o| o.generation.is_some_and(|og| og > g) && o.loss_window_secs.is_some());
             out.push(SupersededVolume {
                 logical: logical.clone(),
                 volume_id: v.id.clone(),
@@ -84,6 +88,7 @@ fn of(all: &[ObservedVolume]) -> Vec<SupersededVolume> {
                 generation: g.0,
                 newest_generation: newest.0,
                 attached_to: v.attached_to().map(str::to_string),
+                by_restore_latest,
             });
         }
     }
@@ -130,8 +135,13 @@ fn group_notes(g: &GroupStatus) -> String {
             .as_deref()
             .map(|i| format!(", still attached to {i}"))
             .unwrap_or_default();
+        let what = if s.by_restore_latest {
+            "superseded by a restore of a recovery point (it may hold the lost writes): kept for forensics, never attached"
+        } else {
+            "an older generation: never attached, `ferryd gc` retires it"
+        };
         out.push_str(&format!(
-            "{}: superseded {} {} gen {} in {}{held} (newest is gen {}): kept for forensics, never attached\n",
+            "{}: {} {} gen {} in {}{held} (newest is gen {}): {what}\n",
             g.group, s.logical, s.volume_id, s.generation, s.availability_zone, s.newest_generation
         ));
     }
@@ -176,5 +186,13 @@ mod tests {
         assert_eq!(got[0].volume_id, "vol-old");
         assert_eq!((got[0].generation, got[0].newest_generation), (4, 5));
         assert_eq!(got[0].attached_to.as_deref(), Some("i-old"));
+        assert!(!got[0].by_restore_latest);
+        let mut restored = vol("vol-new", 5, VolumeState::InUse, Some("i-new"));
+        restored.loss_window_secs = Some(30);
+        let got = of(&[
+            restored,
+            vol("vol-old", 4, VolumeState::InUse, Some("i-old")),
+        ]);
+        assert!(got[0].by_restore_latest);
     }
 }

@@ -70,6 +70,7 @@ pub(crate) struct Ledger {
     pub reason: Option<SnapshotReason>,
     pub set: Option<String>,
     pub action_started: Option<i64>,
+    pub fenced_at: Option<i64>,
     pub loss_window_secs: Option<u64>,
 }
 
@@ -85,6 +86,7 @@ pub(crate) fn ledger<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) ->
             tags::REASON => out.reason = SnapshotReason::from_tag(v),
             tags::SET => out.set = Some(v.to_string()),
             tags::ACTION_STARTED => out.action_started = v.trim().parse().ok(),
+            tags::FENCED_AT => out.fenced_at = v.trim().parse().ok(),
             tags::LOSS_WINDOW => out.loss_window_secs = v.trim().parse().ok(),
             _ => {}
         }
@@ -167,6 +169,7 @@ pub(crate) fn observe_snapshot(s: &Snapshot) -> Option<ObservedSnapshot> {
         start_time: s.start_time().map(|t| t.secs()),
         set: l.set,
         action_started: l.action_started,
+        fenced_at: l.fenced_at,
     })
 }
 

@@ -104,6 +104,7 @@ impl SnapRec {
             start_time: Some(self.s.start_time),
             set: l.set,
             action_started: l.action_started,
+            fenced_at: l.fenced_at,
         }
     }
 
