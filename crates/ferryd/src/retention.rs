@@ -152,10 +152,12 @@ pub fn plan(resources: &[Resource], groups: &[String], policy: Policy, now: i64)
     let mut out: Vec<Decision> = resources
         .iter()
         .map(|r| {
-            let (delete, reason) = if r.is_recovery_point() {
-                decide_point(r, groups, &points, &sources_in_use, policy, now)
+            let (delete, reason) = if !groups.contains(&r.group) {
+                (false, format!("group {:?} is not configured", r.group))
+            } else if r.is_recovery_point() {
+                decide_point(r, &points, &sources_in_use, policy, now)
             } else {
-                decide(r, groups, &lineages, &sources_in_use, policy, now)
+                decide(r, &lineages, &sources_in_use, policy, now)
             };
             Decision {
                 resource: r.clone(),
@@ -183,16 +185,12 @@ pub fn plan(resources: &[Resource], groups: &[String], policy: Policy, now: i64)
 
 fn decide(
     r: &Resource,
-    groups: &[String],
     lineages: &BTreeMap<Key, Lineage>,
     sources_in_use: &HashSet<&str>,
     policy: Policy,
     now: i64,
 ) -> (bool, String) {
     let keep = |why: String| (false, why);
-    if !groups.contains(&r.group) {
-        return keep(format!("group {:?} is not configured", r.group));
-    }
     let (Some(key), Some(g)) = (key_of(r), r.generation) else {
         return keep(
             "incomplete ledger tags (ferry:slot, ferry:volume or ferry:generation)".into(),
@@ -325,16 +323,12 @@ impl RecoveryPoints {
 /// `recovery_point_max_age_secs` stay; so do the newest completed one and the newest complete set, always.
 fn decide_point(
     r: &Resource,
-    groups: &[String],
     points: &RecoveryPoints,
     sources_in_use: &HashSet<&str>,
     policy: Policy,
     now: i64,
 ) -> (bool, String) {
     let keep = |why: String| (false, why);
-    if !groups.contains(&r.group) {
-        return keep(format!("group {:?} is not configured", r.group));
-    }
     let Some(key) = key_of(r) else {
         return keep("incomplete ledger tags (ferry:slot or ferry:volume)".into());
     };
