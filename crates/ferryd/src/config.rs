@@ -227,6 +227,9 @@ pub struct AwsConfig {
     pub max_attempts: u32,
     /// Timeout of one SDK call attempt, in seconds.
     pub attempt_timeout_secs: u64,
+    /// Client-side token buckets per action (`"ec2:AttachVolume" = { burst = 50, per_sec = 5 }`), over the
+    /// defaults just under EC2's documented account defaults.
+    pub rate_limits: std::collections::BTreeMap<String, ferry_state_machine::budget::Limit>,
 }
 
 impl Default for AwsConfig {
@@ -236,7 +239,19 @@ impl Default for AwsConfig {
             retry_mode: RetryMode::Standard,
             max_attempts: 5,
             attempt_timeout_secs: 30,
+            rate_limits: std::collections::BTreeMap::new(),
         }
+    }
+}
+
+impl AwsConfig {
+    /// The token bucket of every action: the defaults, with `rate_limits` over them.
+    pub fn rate_limits(
+        &self,
+    ) -> std::collections::BTreeMap<String, ferry_state_machine::budget::Limit> {
+        let mut all = ferry_state_machine::budget::default_limits();
+        all.extend(self.rate_limits.iter().map(|(k, v)| (k.clone(), *v)));
+        all
     }
 }
 

@@ -155,3 +155,38 @@ fn dead_az_keys_default_validate_and_name_the_key() {
     let err = parse(&format!("{MINIMAL}\n[gc]\nkeep_recovery_points = 0\n")).unwrap_err();
     assert!(err.contains("gc.keep_recovery_points"), "{err}");
 }
+
+#[test]
+fn rate_limits_override_the_defaults_and_name_a_bad_action() {
+    let c = parse(MINIMAL).unwrap();
+    let all = c.aws.rate_limits();
+    assert_eq!(
+        all.get("ec2:AttachVolume").map(|l| (l.burst, l.per_sec)),
+        Some((50, 5))
+    );
+    let text = format!(
+        "{MINIMAL}\n[aws.rate_limits]\n\"ec2:AttachVolume\" = {{ burst = 20, per_sec = 2 }}\n"
+    );
+    let c = parse(&text).unwrap();
+    let all = c.aws.rate_limits();
+    assert_eq!(
+        all.get("ec2:AttachVolume").map(|l| (l.burst, l.per_sec)),
+        Some((20, 2))
+    );
+    assert_eq!(
+        all.get("ec2:CreateTags").map(|l| (l.burst, l.per_sec)),
+        Some((100, 10))
+    );
+    let bad = format!(
+        "{MINIMAL}\n[aws.rate_limits]\n\"ec2:AttachVolumes\" = {{ burst = 1, per_sec = 1 }}\n"
+    );
+    let err = parse(&bad).unwrap_err();
+    assert!(
+        err.contains("aws.rate_limits.\"ec2:AttachVolumes\"") && err.contains("ec2:AttachVolume"),
+        "{err}"
+    );
+    let zero = format!(
+        "{MINIMAL}\n[aws.rate_limits]\n\"ec2:CreateTags\" = {{ burst = 0, per_sec = 1 }}\n"
+    );
+    assert!(parse(&zero).unwrap_err().contains("at least 1"));
+}

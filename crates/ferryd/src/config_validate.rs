@@ -78,6 +78,22 @@ impl Config {
         if !(1..=20).contains(&self.aws.max_attempts) {
             return Err(invalid("aws.max_attempts", "must be 1..=20"));
         }
+        for (op, l) in &self.aws.rate_limits {
+            let key = format!("aws.rate_limits.\"{op}\"");
+            if !ferry_state_machine::budget::known_actions().any(|k| k == op) {
+                let known: Vec<&str> = ferry_state_machine::budget::known_actions().collect();
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{op:?} is not an action ferry limits; known: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if l.burst == 0 || l.per_sec == 0 {
+                return Err(invalid(key, "burst and per_sec must be at least 1"));
+            }
+        }
         self.metrics
             .validate()
             .map_err(|m| invalid_dotted("metrics", m))?;

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use ferry_hook_listener::{ListenerConfig, SqsQueue};
 use ferry_snapshot::aws_ec2::AwsEc2;
+use ferry_snapshot::throttled::Throttled;
 use ferry_snapshot::{Ec2, RecoveryPoints, SourceEvents};
 use ferry_state_machine::aws::AwsLifecycleActions;
+use ferry_state_machine::budget::ApiBudget;
 use ferry_state_machine::lock::LocalSlotLocks;
+use ferry_state_machine::throttled::ThrottledLifecycleActions;
 use ferry_state_machine::{Driver, DriverConfig, HookObserver, LifecycleActions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,8 +34,13 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     let metrics = Metrics::new();
     let clients = crate::aws::clients_with_metrics(&config.aws, Some(&metrics)).await;
     let sqs = clients.sqs.clone();
-    let aws_asg = AwsLifecycleActions::new(clients.autoscaling);
-    let aws_ec2 = AwsEc2::new(clients.ec2);
+    // Every EC2 and Auto Scaling call waits for its action's token first ([aws] rate_limits).
+    let budget = Arc::new(ApiBudget::new(&config.aws.rate_limits()));
+    let aws_asg = ThrottledLifecycleActions::new(
+        AwsLifecycleActions::new(clients.autoscaling),
+        budget.clone(),
+    );
+    let aws_ec2 = Throttled::new(AwsEc2::new(clients.ec2), budget);
     let (asg, ec2): (Arc<dyn LifecycleActions>, Arc<dyn Ec2>) = match CrashPoint::from_env() {
         Some(point) => (
             Arc::new(Crashing::new(aws_asg, point.clone())),

@@ -10,6 +10,7 @@ pub mod ports;
 pub mod recovery_point;
 pub mod spec;
 pub mod terminate;
+pub mod throttled;
 
 pub use launch::{LaunchWork, SourceEvents, RESTORED_LATEST};
 pub use ports::{

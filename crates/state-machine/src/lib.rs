@@ -2,6 +2,7 @@
 //! and the driver that runs one hook and is the only place a lifecycle action is completed.
 
 pub mod aws;
+pub mod budget;
 pub mod driver;
 pub mod error;
 pub mod fake;
@@ -15,6 +16,7 @@ pub mod port;
 pub mod recovery;
 pub mod slot;
 pub mod tags;
+pub mod throttled;
 pub mod unreachable;
 pub mod verdict;
 

@@ -1,0 +1,198 @@
+//! Client-side API budgets: one token bucket per AWS action (`governor`), sized just under the account's
+//! documented defaults, so that ferry waits for a token instead of being throttled and spends its budget on
+//! progress, not on retries. The SDK's retry stays the safety net.
+//!
+//! The wait is tokio's own sleep on a clock over `tokio::time::Instant`: governor's `until_ready` sleeps on a
+//! wall-clock timer, which virtual time (tests, the storm simulation) would never see. Waiters of one bucket
+//! queue behind a fair mutex, so they are served in order and do not all wake at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use serde::Deserialize;
+
+/// One bucket: `burst` tokens, refilled at `per_sec` a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// The bucket's size: calls that may go at once.
+    pub burst: u32,
+    /// The refill rate, in calls a second.
+    pub per_sec: u32,
+}
+
+const fn limit(burst: u32, per_sec: u32) -> Limit {
+    Limit { burst, per_sec }
+}
+
+/// EC2's documented account defaults per action category, applied to every action ferry calls; Auto Scaling
+/// and SQS publish none, so theirs are conservative.
+const DEFAULTS: &[(&str, Limit)] = &[
+    // Non-mutating (Describe*): 100, 20/s.
+    ("ec2:DescribeAddresses", limit(100, 20)),
+    ("ec2:DescribeInstances", limit(100, 20)),
+    ("ec2:DescribeInstanceStatus", limit(100, 20)),
+    ("ec2:DescribeSnapshots", limit(100, 20)),
+    ("ec2:DescribeVolumes", limit(100, 20)),
+    // Most mutating calls: 50, 5/s.
+    ("ec2:AssociateAddress", limit(50, 5)),
+    ("ec2:AttachVolume", limit(50, 5)),
+    ("ec2:DetachVolume", limit(50, 5)),
+    // Volume and snapshot lifecycle: 100, 5/s.
+    ("ec2:CreateSnapshot", limit(100, 5)),
+    ("ec2:CreateSnapshots", limit(100, 5)),
+    ("ec2:CreateVolume", limit(100, 5)),
+    ("ec2:DeleteSnapshot", limit(100, 5)),
+    ("ec2:DeleteVolume", limit(100, 5)),
+    // Tags: 100, 10/s.
+    ("ec2:CreateTags", limit(100, 10)),
+    ("autoscaling:CompleteLifecycleAction", limit(20, 10)),
+    ("autoscaling:DescribeAutoScalingGroups", limit(20, 10)),
+    ("autoscaling:DescribeAutoScalingInstances", limit(20, 10)),
+    ("autoscaling:DescribeLifecycleHooks", limit(20, 10)),
+    ("autoscaling:RecordLifecycleActionHeartbeat", limit(20, 10)),
+];
+
+/// The default limits, by action (`service:Action`).
+pub fn default_limits() -> BTreeMap<String, Limit> {
+    DEFAULTS
+        .iter()
+        .map(|(op, l)| ((*op).to_string(), *l))
+        .collect()
+}
+
+/// The actions a limit may be set for.
+pub fn known_actions() -> impl Iterator<Item = &'static str> {
+    DEFAULTS.iter().map(|(op, _)| *op)
+}
+
+/// governor's clock over tokio's: paused in tests, the wall clock in production.
+#[derive(Debug, Clone, Copy)]
+struct TokioClock {
+    base: tokio::time::Instant,
+}
+
+impl Clock for TokioClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(tokio::time::Instant::now().saturating_duration_since(self.base))
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
+
+struct Bucket {
+    limiter: Limiter,
+    clock: TokioClock,
+    /// Waiters in order: the first waits for the next token, the others for it.
+    queue: tokio::sync::Mutex<()>,
+}
+
+/// A token bucket per action. Actions without a limit are not held back.
+pub struct ApiBudget {
+    buckets: HashMap<String, Bucket>,
+}
+
+impl std::fmt::Debug for ApiBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiBudget")
+            .field("actions", &self.buckets.len())
+            .finish()
+    }
+}
+
+impl ApiBudget {
+    /// Buckets for `limits`, full at the start. A limit of zero burst or rate is skipped (validated before).
+    pub fn new(limits: &BTreeMap<String, Limit>) -> Self {
+        let clock = TokioClock {
+            base: tokio::time::Instant::now(),
+        };
+        let buckets = limits
+            .iter()
+            .filter_map(|(op, l)| {
+                let quota = Quota::per_second(NonZeroU32::new(l.per_sec)?)
+                    .allow_burst(NonZeroU32::new(l.burst)?);
+                let bucket = Bucket {
+                    limiter: RateLimiter::direct_with_clock(quota, clock),
+                    clock,
+                    queue: tokio::sync::Mutex::new(()),
+                };
+                Some((op.clone(), bucket))
+            })
+            .collect();
+        Self { buckets }
+    }
+
+    /// Waits until `op` (`service:Action`) may be called; returns how long it waited.
+    pub async fn acquire(&self, op: &str) -> Duration {
+        let Some(b) = self.buckets.get(op) else {
+            return Duration::ZERO;
+        };
+        let _turn = b.queue.lock().await;
+        let mut waited = Duration::ZERO;
+        loop {
+            match b.limiter.check() {
+                Ok(()) => return waited,
+                Err(not_until) => {
+                    let d = not_until.wait_time_from(b.clock.now());
+                    waited += d;
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_goes_at_once_then_calls_wait_for_the_refill_in_order() {
+        let budget = Arc::new(ApiBudget::new(&default_limits()));
+        let start = tokio::time::Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..100u32 {
+            let b = budget.clone();
+            tasks.push(tokio::spawn(async move {
+                b.acquire("ec2:AttachVolume").await;
+                (i, start.elapsed())
+            }));
+        }
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.unwrap_or((u32::MAX, Duration::MAX)));
+        }
+        // 50 at once, then one every 200 ms: the 100th at 10 s.
+        assert!(
+            done[..50].iter().all(|(_, t)| *t == Duration::ZERO),
+            "{done:?}"
+        );
+        assert_eq!(done[99].1, Duration::from_secs(10));
+        assert!(done.windows(2).all(|w| w[0].1 <= w[1].1), "served in order");
+        // Another action's bucket is its own; an action without a limit never waits.
+        assert_eq!(budget.acquire("ec2:DescribeVolumes").await, Duration::ZERO);
+        assert_eq!(budget.acquire("sqs:ReceiveMessage").await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limits_can_be_changed_per_action() {
+        let mut limits = default_limits();
+        limits.insert("ec2:CreateTags".into(), limit(1, 1));
+        let budget = ApiBudget::new(&limits);
+        assert_eq!(budget.acquire("ec2:CreateTags").await, Duration::ZERO);
+        assert_eq!(
+            budget.acquire("ec2:CreateTags").await,
+            Duration::from_secs(1)
+        );
+    }
+}
