@@ -1,5 +1,6 @@
 //! An in-memory SQS queue: visibility timeouts on `tokio::time::Instant` (so tests run on paused time),
-//! receive counts, a dead-letter queue after `max_receive_count` receives, and call counters.
+//! receive counts, a dead-letter queue after `max_receive_count` receives, and counters of the calls (and
+//! batch entries) served, so tests can assert how many SQS calls were made.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -9,17 +10,24 @@ use ferry_state_machine::StepError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::queue::{Queue, QueueMessage, MAX_BATCH, MAX_VISIBILITY, MAX_WAIT};
+use crate::queue::{
+    EntryResults, Queue, QueueMessage, VisibilityChange, HANDLE_GONE, MAX_BATCH, MAX_BATCH_ENTRIES,
+    MAX_VISIBILITY, MAX_WAIT,
+};
 
-/// How many calls of each kind a [`FakeQueue`] has served.
+/// How many calls of each kind a [`FakeQueue`] has served, and how many entries its batch calls carried.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueCalls {
-    /// `receive` calls.
+    /// `ReceiveMessage` calls.
     pub receive: usize,
-    /// `delete` calls.
-    pub delete: usize,
-    /// `extend_visibility` calls.
-    pub extend: usize,
+    /// `DeleteMessageBatch` calls.
+    pub delete_batch: usize,
+    /// Entries of all `DeleteMessageBatch` calls.
+    pub delete_entries: usize,
+    /// `ChangeMessageVisibilityBatch` calls.
+    pub change_visibility_batch: usize,
+    /// Entries of all `ChangeMessageVisibilityBatch` calls.
+    pub change_visibility_entries: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -190,8 +198,82 @@ impl FakeQueue {
     }
 }
 
+const DELETE: &str = "sqs:DeleteMessageBatch";
+const CHANGE: &str = "sqs:ChangeMessageVisibilityBatch";
+
 fn invalid(op: &str, code: &str, message: String) -> StepError {
     StepError::from_aws(op, Some(code), Some(&message), Some(400))
+}
+
+/// SQS's checks of a batch request as a whole: 1..=10 entries.
+fn check_batch(op: &str, entries: usize) -> Result<(), StepError> {
+    match entries {
+        0 => Err(invalid(op, "EmptyBatchRequest", "no entries".into())),
+        n if n > MAX_BATCH_ENTRIES => Err(invalid(
+            op,
+            "TooManyEntriesInBatchRequest",
+            format!("{n} entries; at most {MAX_BATCH_ENTRIES}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl State {
+    /// One delete entry: the latest handle deletes; a stale or spent one succeeds without deleting.
+    fn delete_one(&mut self, receipt_handle: &str) -> Result<(), StepError> {
+        if let Some(i) = self
+            .live
+            .iter()
+            .position(|m| m.handle.as_deref() == Some(receipt_handle))
+        {
+            let m = self.live.remove(i);
+            self.deleted.push(m.id);
+            self.gone_handles.push(receipt_handle.to_string());
+            return Ok(());
+        }
+        let known = self.gone_handles.iter().any(|h| h == receipt_handle)
+            || self
+                .live
+                .iter()
+                .chain(self.dead.iter())
+                .any(|m| receipt_handle.starts_with(&format!("{}#", m.id)));
+        if known {
+            // SQS accepts a stale or spent handle without deleting anything.
+            Ok(())
+        } else {
+            Err(invalid(
+                DELETE,
+                HANDLE_GONE,
+                format!("unknown handle {receipt_handle}"),
+            ))
+        }
+    }
+
+    /// One visibility entry: only the latest handle of a message in flight may change it.
+    fn change_one(&mut self, change: &VisibilityChange, now: Instant) -> Result<(), StepError> {
+        let handle = change.receipt_handle.as_str();
+        let Some(m) = self
+            .live
+            .iter_mut()
+            .find(|m| m.handle.as_deref() == Some(handle))
+        else {
+            return Err(invalid(
+                CHANGE,
+                HANDLE_GONE,
+                format!("no message for handle {handle}"),
+            ));
+        };
+        if m.visible_at <= now {
+            return Err(invalid(
+                CHANGE,
+                "MessageNotInflight",
+                format!("message {} is not in flight", m.id),
+            ));
+        }
+        m.visible_at = now + change.timeout.min(MAX_VISIBILITY);
+        self.extensions.push((handle.to_string(), change.timeout));
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -225,163 +307,32 @@ impl Queue for FakeQueue {
         }
     }
 
-    async fn delete(&self, receipt_handle: &str) -> Result<(), StepError> {
+    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<EntryResults, StepError> {
         self.with(|s| {
-            s.calls.delete += 1;
-            if let Some(i) = s
-                .live
-                .iter()
-                .position(|m| m.handle.as_deref() == Some(receipt_handle))
-            {
-                let m = s.live.remove(i);
-                s.deleted.push(m.id);
-                s.gone_handles.push(receipt_handle.to_string());
-                return Ok(());
-            }
-            let known = s.gone_handles.iter().any(|h| h == receipt_handle)
-                || s.live
-                    .iter()
-                    .chain(s.dead.iter())
-                    .any(|m| receipt_handle.starts_with(&format!("{}#", m.id)));
-            if known {
-                // SQS accepts a stale or spent handle without deleting anything.
-                Ok(())
-            } else {
-                Err(invalid(
-                    "sqs:DeleteMessage",
-                    "ReceiptHandleIsInvalid",
-                    format!("unknown handle {receipt_handle}"),
-                ))
-            }
+            s.calls.delete_batch += 1;
+            s.calls.delete_entries += receipt_handles.len();
+            check_batch(DELETE, receipt_handles.len())?;
+            Ok(receipt_handles.iter().map(|h| s.delete_one(h)).collect())
         })
     }
 
-    async fn extend_visibility(
+    async fn change_visibility_batch(
         &self,
-        receipt_handle: &str,
-        timeout: Duration,
-    ) -> Result<(), StepError> {
+        changes: &[VisibilityChange],
+    ) -> Result<EntryResults, StepError> {
         let now = Instant::now();
-        self.with(|s| -> Result<(), StepError> {
-            s.calls.extend += 1;
-            let Some(m) = s
-                .live
-                .iter_mut()
-                .find(|m| m.handle.as_deref() == Some(receipt_handle))
-            else {
-                return Err(invalid(
-                    "sqs:ChangeMessageVisibility",
-                    "ReceiptHandleIsInvalid",
-                    format!("no message for handle {receipt_handle}"),
-                ));
-            };
-            if m.visible_at <= now {
-                return Err(invalid(
-                    "sqs:ChangeMessageVisibility",
-                    "MessageNotInflight",
-                    format!("message {} is not in flight", m.id),
-                ));
-            }
-            m.visible_at = now + timeout.min(MAX_VISIBILITY);
-            s.extensions.push((receipt_handle.to_string(), timeout));
-            Ok(())
+        let results = self.with(|s| {
+            s.calls.change_visibility_batch += 1;
+            s.calls.change_visibility_entries += changes.len();
+            check_batch(CHANGE, changes.len())?;
+            Ok::<_, StepError>(changes.iter().map(|c| s.change_one(c, now)).collect())
         })?;
         // A long poll returns as soon as a message becomes visible, so wake any to look again.
         self.pushed.notify_waiters();
-        Ok(())
+        Ok(results)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use ferry_state_machine::Disposition;
-
-    use super::*;
-
-    const VIS: Duration = Duration::from_secs(30);
-
-    #[tokio::test(start_paused = true)]
-    async fn visibility_hides_then_returns_a_message_with_a_new_handle() {
-        let q = FakeQueue::new(VIS, None);
-        let id = q.push("a");
-        let first = q.receive(10, Duration::ZERO).await.unwrap();
-        assert_eq!(first.len(), 1);
-        assert_eq!((q.in_flight(), q.visible()), (1, 0));
-        let began = Instant::now();
-        let second = q.receive(10, Duration::from_secs(20)).await.unwrap();
-        assert!(second.is_empty(), "still invisible within a 20 s poll");
-        assert_eq!(began.elapsed(), Duration::from_secs(20));
-        let third = q.receive(10, Duration::from_secs(20)).await.unwrap();
-        assert_eq!(third.len(), 1, "visible again after 30 s");
-        assert_eq!(Instant::now() - began, VIS);
-        assert_ne!(third[0].receipt_handle, first[0].receipt_handle);
-        assert_eq!(q.receive_count(&id), Some(2));
-        // The stale handle neither deletes nor fails; the fresh one deletes.
-        q.delete(&first[0].receipt_handle).await.unwrap();
-        assert_eq!(q.len(), 1);
-        q.delete(&third[0].receipt_handle).await.unwrap();
-        assert!(q.is_empty());
-        assert_eq!(q.deleted(), vec![id]);
-        q.delete(&third[0].receipt_handle).await.unwrap();
-        let e = q.delete("nonsense").await.unwrap_err();
-        assert_eq!(e.disposition, Disposition::Permanent);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn long_poll_wakes_on_push() {
-        let q = FakeQueue::new(VIS, None);
-        let q2 = q.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            q2.push("late");
-        });
-        let began = Instant::now();
-        let got = q.receive(10, Duration::from_secs(20)).await.unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(began.elapsed(), Duration::from_secs(3));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn dead_letters_after_max_receives_and_extends_visibility() {
-        let q = FakeQueue::new(VIS, Some(2));
-        let id = q.push("poison");
-        for _ in 0..2 {
-            assert_eq!(
-                q.receive(1, Duration::from_secs(20)).await.unwrap().len(),
-                1
-            );
-            tokio::time::sleep(VIS).await;
-        }
-        assert!(q.receive(1, Duration::ZERO).await.unwrap().is_empty());
-        assert_eq!(q.dead_lettered(), vec![id]);
-        assert!(q.is_empty());
-
-        let id = q.push("b");
-        let m = q.receive(1, Duration::ZERO).await.unwrap().remove(0);
-        tokio::time::sleep(Duration::from_secs(20)).await;
-        q.extend_visibility(&m.receipt_handle, Duration::from_secs(30))
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_secs(20)).await;
-        assert_eq!(q.in_flight(), 1, "extended past the original 30 s");
-        tokio::time::sleep(Duration::from_secs(11)).await;
-        let e = q
-            .extend_visibility(&m.receipt_handle, VIS)
-            .await
-            .unwrap_err();
-        assert_eq!(e.code.as_deref(), Some("MessageNotInflight"));
-        assert_eq!(q.receive_count(&id), Some(1));
-        assert_eq!(
-            q.calls(),
-            QueueCalls {
-                receive: 4,
-                delete: 0,
-                extend: 2
-            }
-        );
-        assert!(
-            q.receive(11, Duration::ZERO).await.is_err(),
-            "SQS rejects batches over 10"
-        );
-    }
-}
+#[path = "fake_queue_tests.rs"]
+mod tests;

@@ -10,6 +10,11 @@ use tokio::sync::watch;
 use crate::parse::ParseError;
 use crate::queue::{MAX_BATCH, MAX_VISIBILITY, MAX_WAIT};
 
+/// The default [`ListenerConfig::batch_window`].
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(5);
+/// The longest [`ListenerConfig::batch_window`] allowed: it delays every delete and visibility change.
+pub const MAX_BATCH_WINDOW: Duration = Duration::from_secs(1);
+
 /// Whether ferry should work a hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -90,6 +95,11 @@ pub struct ListenerConfig {
     pub retry_base: Duration,
     /// Longest delay after failed receives.
     pub retry_max: Duration,
+    /// How long deletes and visibility changes are gathered, from the first request into an idle batcher,
+    /// before they go out as `DeleteMessageBatch` / `ChangeMessageVisibilityBatch` calls of up to ten
+    /// entries (requests made while a call is in flight join the next call anyway). 0..=1 s, and shorter
+    /// than `extend_every`; 0 batches only requests that coincide.
+    pub batch_window: Duration,
 }
 
 impl Default for ListenerConfig {
@@ -111,6 +121,7 @@ impl ListenerConfig {
             delete_attempts: 5,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
+            batch_window: DEFAULT_BATCH_WINDOW,
         }
     }
 
@@ -147,6 +158,12 @@ impl ListenerConfig {
         {
             return bad("delete_attempts must be >= 1 and 0 < retry_base <= retry_max".into());
         }
+        if self.batch_window > MAX_BATCH_WINDOW || self.batch_window >= self.extend_every {
+            return bad(format!(
+                "batch_window must be at most 1s and shorter than extend_every ({:?}), not {:?}",
+                self.extend_every, self.batch_window
+            ));
+        }
         Ok(())
     }
 }
@@ -169,6 +186,12 @@ mod tests {
             (16, 10, Duration::from_secs(20))
         );
         assert_eq!(d.extend_every, Duration::from_secs(30));
+        assert_eq!(d.batch_window, Duration::from_millis(5));
+        let no_window = ListenerConfig {
+            batch_window: Duration::ZERO,
+            ..d.clone()
+        };
+        assert_eq!(no_window.validate(), Ok(()));
         for bad in [
             ListenerConfig {
                 max_in_flight: 0,
@@ -192,6 +215,16 @@ mod tests {
             },
             ListenerConfig {
                 delete_attempts: 0,
+                ..d.clone()
+            },
+            ListenerConfig {
+                batch_window: Duration::from_millis(1001),
+                ..d.clone()
+            },
+            ListenerConfig {
+                batch_window: Duration::from_secs(1),
+                extend_every: Duration::from_secs(1),
+                visibility_timeout: Duration::from_secs(2),
                 ..d.clone()
             },
         ] {

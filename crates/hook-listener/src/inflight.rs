@@ -1,5 +1,6 @@
 //! One running hook: the in-process dedupe registry keyed by lifecycle action token, the task that admits
-//! and runs the hook while extending its messages' visibility, and the delete/release that follows.
+//! and runs the hook while extending its messages' visibility, and the delete/release that follows. Deletes
+//! and visibility changes go through the [`Batcher`], which merges those of every hook into batch calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_retry::strategy::{jitter, ExponentialBackoff};
 use tracing::{debug, error, info, warn, Instrument, Span};
 
+use crate::batcher::Batcher;
 use crate::handler::{Admission, HookHandler, ListenerConfig, ListenerObserver};
 use crate::queue::Queue;
 
@@ -83,7 +85,9 @@ impl InFlight {
 
 /// What a hook task shares with the listener.
 pub(crate) struct Shared {
+    /// For receives; deletes and visibility changes go through `batcher`.
     pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) batcher: Batcher,
     pub(crate) handler: Arc<dyn HookHandler>,
     pub(crate) observer: Arc<dyn ListenerObserver>,
     pub(crate) cfg: ListenerConfig,
@@ -153,12 +157,12 @@ pub(crate) async fn run_hook(
         Fate::Ran(outcome) => {
             shared.observer.on_outcome(&hook, &outcome);
             if outcome.is_final() {
-                delete_all(&shared, &deliveries).await;
+                delete_messages(&shared, &deliveries).await;
             } else {
                 release(&shared, &deliveries, &outcome).await;
             }
         }
-        Fate::Ignored { delete: true } => delete_all(&shared, &deliveries).await,
+        Fate::Ignored { delete: true } => delete_messages(&shared, &deliveries).await,
         Fate::Ignored { delete: false } => {
             debug!(
                 messages = deliveries.len(),
@@ -179,13 +183,8 @@ enum Fate {
     },
 }
 
-async fn delete_all(shared: &Shared, deliveries: &[Delivery]) {
-    for d in deliveries {
-        delete_message(shared, &d.message_id, &d.receipt_handle).await;
-    }
-}
-
-/// Extends every attached delivery's visibility every `extend_every`, until aborted.
+/// Extends every attached delivery's visibility every `extend_every`, until aborted. Each round is one
+/// request to the batcher, so the rounds of hooks that started together share calls.
 async fn extend_loop(shared: Arc<Shared>, deliveries: Deliveries) {
     let every = shared.cfg.extend_every;
     let mut tick = interval_at(Instant::now() + every, every);
@@ -197,12 +196,16 @@ async fn extend_loop(shared: Arc<Shared>, deliveries: Deliveries) {
             .filter(|d| d.extend)
             .cloned()
             .collect();
-        for d in current {
-            match shared
-                .queue
-                .extend_visibility(&d.receipt_handle, shared.cfg.visibility_timeout)
-                .await
-            {
+        if current.is_empty() {
+            continue;
+        }
+        let handles: Vec<String> = current.iter().map(|d| d.receipt_handle.clone()).collect();
+        let results = shared
+            .batcher
+            .change_visibility(&handles, shared.cfg.visibility_timeout)
+            .await;
+        for (d, result) in current.iter().zip(results) {
+            match result {
                 Ok(()) => debug!(message.id = %d.message_id, "visibility extended"),
                 Err(e) if e.is_retryable() => {
                     warn!(message.id = %d.message_id, error = %e, "visibility extension failed; retrying next round")
@@ -236,42 +239,74 @@ async fn release(shared: &Shared, deliveries: &[Delivery], outcome: &HookOutcome
         return_in_s = visibility.as_secs(),
         "hook interrupted; its messages will return"
     );
-    for d in deliveries {
-        let call = shared
-            .queue
-            .extend_visibility(&d.receipt_handle, visibility);
-        match tokio::time::timeout(RELEASE_TIMEOUT, call).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                debug!(message.id = %d.message_id, error = %e, "could not shorten visibility")
+    if deliveries.is_empty() {
+        return;
+    }
+    let handles: Vec<String> = deliveries
+        .iter()
+        .map(|d| d.receipt_handle.clone())
+        .collect();
+    let call = shared.batcher.change_visibility(&handles, visibility);
+    // On a timeout the requests are dropped: those not yet sent are not sent.
+    match tokio::time::timeout(RELEASE_TIMEOUT, call).await {
+        Ok(results) => {
+            for (d, result) in deliveries.iter().zip(results) {
+                if let Err(e) = result {
+                    debug!(message.id = %d.message_id, error = %e, "could not shorten visibility");
+                }
             }
-            Err(_) => debug!(message.id = %d.message_id, "shortening visibility timed out"),
         }
+        Err(_) => debug!(
+            messages = deliveries.len(),
+            "shortening visibility timed out"
+        ),
     }
 }
 
-/// Deletes one message, retrying transient errors with backoff. A failure is logged and counted; the
-/// message then returns, and its rerun finds the action already ended.
-pub(crate) async fn delete_message(shared: &Shared, message_id: &str, receipt_handle: &str) {
+/// Deletes the deliveries' messages (in one request to the batcher), retrying transient errors of each
+/// with backoff up to `delete_attempts` attempts. A failure is logged and counted; that message then
+/// returns, and its rerun finds the action already ended.
+pub(crate) async fn delete_messages(shared: &Shared, deliveries: &[Delivery]) {
     let cfg = &shared.cfg;
-    let strategy =
+    let mut delays =
         retry_delays(cfg.retry_base, cfg.retry_max).take(cfg.delete_attempts.saturating_sub(1));
-    let done = tokio_retry::RetryIf::start(
-        strategy,
-        || shared.queue.delete(receipt_handle),
-        |e: &StepError| e.is_retryable(),
-    )
-    .await;
-    match done {
-        Ok(()) => {
-            debug!(message.id = %message_id, "message deleted");
-            shared.observer.on_deleted();
+    let mut pending: Vec<&Delivery> = deliveries.iter().collect();
+    while !pending.is_empty() {
+        let handles: Vec<String> = pending.iter().map(|d| d.receipt_handle.clone()).collect();
+        let results = shared.batcher.delete(&handles).await;
+        let mut again = Vec::new();
+        for (d, result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    debug!(message.id = %d.message_id, "message deleted");
+                    shared.observer.on_deleted();
+                }
+                Err(e) if e.is_retryable() => again.push((d, e)),
+                Err(e) => delete_failed(shared, d, &e),
+            }
         }
-        Err(e) => {
-            warn!(message.id = %message_id, error = %e, "could not delete message; it will be delivered again");
-            shared.observer.on_delete_error(&e);
+        if again.is_empty() {
+            return;
         }
+        let Some(delay) = delays.next() else {
+            for (d, e) in &again {
+                delete_failed(shared, d, e);
+            }
+            return;
+        };
+        debug!(
+            messages = again.len(),
+            retry_in_ms = delay.as_millis() as u64,
+            "delete failed; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        pending = again.into_iter().map(|(d, _)| d).collect();
     }
+}
+
+fn delete_failed(shared: &Shared, d: &Delivery, e: &StepError) {
+    warn!(message.id = %d.message_id, error = %e, "could not delete message; it will be delivered again");
+    shared.observer.on_delete_error(e);
 }
 
 /// Exponential backoff from `base` (about 1x, 2x, 4x … of it) capped at `max`, with "equal jitter": each

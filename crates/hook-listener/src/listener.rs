@@ -10,6 +10,9 @@
 //! - Test notifications and recognised non-hook messages are deleted.
 //! - A hook not admitted is deleted or left, as the handler says; a left one returns after the normal
 //!   visibility timeout (not at once, which would busy-loop between this consumer and the queue).
+//!
+//! Deletes and visibility changes of all hooks are merged into `DeleteMessageBatch` and
+//! `ChangeMessageVisibilityBatch` calls of up to ten entries (`batch_window`, see `batcher.rs`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,9 +22,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn, Instrument};
 
+use crate::batcher::Batcher;
 use crate::handler::{ConfigError, HookHandler, ListenerConfig, ListenerObserver};
 use crate::inflight::{
-    delete_message, hook_span, retry_delays, run_hook, Claim, Delivery, InFlight, Shared,
+    delete_messages, hook_span, retry_delays, run_hook, Claim, Delivery, InFlight, Shared,
 };
 use crate::parse::{parse_body, truncate, Notification};
 use crate::queue::{Queue, QueueMessage};
@@ -68,6 +72,7 @@ pub async fn run(
     let mut lp = Loop {
         room: Arc::new(Semaphore::new(cfg.max_in_flight)),
         shared: Arc::new(Shared {
+            batcher: Batcher::new(queue.clone(), cfg.batch_window),
             queue,
             handler,
             observer,
@@ -187,8 +192,9 @@ impl Loop {
 
     fn spawn_delete(&mut self, m: QueueMessage) {
         let shared = self.shared.clone();
+        let delivery = Delivery::new(&m.message_id, &m.receipt_handle);
         self.tasks
-            .spawn(async move { delete_message(&shared, &m.message_id, &m.receipt_handle).await });
+            .spawn(async move { delete_messages(&shared, &[delivery]).await });
     }
 
     fn start_hook(&mut self, hook: HookEvent, m: &QueueMessage) {
@@ -256,3 +262,7 @@ mod fixture;
 #[cfg(test)]
 #[path = "listener_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "listener_batch_tests.rs"]
+mod batch_tests;

@@ -91,6 +91,7 @@ pub(super) struct CountingObserver {
     pub(super) polls: AtomicUsize,
     pub(super) parse_errors: AtomicUsize,
     pub(super) deleted: AtomicUsize,
+    pub(super) delete_errors: AtomicUsize,
     pub(super) duplicates: AtomicUsize,
     pub(super) receive_errors: AtomicUsize,
     pub(super) outcomes: Mutex<Vec<&'static str>>,
@@ -105,6 +106,9 @@ impl ListenerObserver for CountingObserver {
     }
     fn on_deleted(&self) {
         self.deleted.fetch_add(1, Ordering::SeqCst);
+    }
+    fn on_delete_error(&self, _: &StepError) {
+        self.delete_errors.fetch_add(1, Ordering::SeqCst);
     }
     fn on_duplicate(&self) {
         self.duplicates.fetch_add(1, Ordering::SeqCst);

@@ -29,6 +29,7 @@ async fn test_notification_and_other_messages_are_deleted() {
     assert!(q.is_empty());
     assert!(h.handled().is_empty());
     assert_eq!(l.observer.deleted.load(Ordering::SeqCst), 2);
+    assert_eq!(q.calls().delete_batch, 1, "both deletes in one call");
     l.shutdown().await;
 }
 
@@ -74,6 +75,11 @@ async fn duplicates_run_once_and_every_delivery_is_deleted() {
     for id in &ids {
         assert_eq!(q.receive_count(id), None, "deleted");
     }
+    assert_eq!(
+        (q.calls().delete_batch, q.calls().delete_entries),
+        (1, 4),
+        "the four deliveries deleted in one call"
+    );
     // All four deliveries were kept invisible while the hook ran: extensions named each handle.
     let extended: HashSet<String> = q.extensions().into_iter().map(|(h, _)| h).collect();
     assert_eq!(extended.len(), 4);
@@ -197,8 +203,8 @@ async fn shutdown_aborts_the_long_poll_and_leaves_in_flight_messages() {
     let report = l.shutdown().await;
     assert_eq!(
         began.elapsed(),
-        Duration::ZERO,
-        "the 20 s long poll was abandoned at once"
+        cfg().batch_window,
+        "the 20 s long poll was abandoned at once; only the release's batch window passed"
     );
     assert_eq!(q.calls().receive, 2, "no poll after shutdown");
     assert!(q.deleted().is_empty());
@@ -246,8 +252,8 @@ async fn a_hook_finishing_during_shutdown_is_still_deleted() {
     task.await.unwrap().unwrap();
     assert_eq!(
         began.elapsed(),
-        Duration::from_secs(5),
-        "run waits for the in-flight hook"
+        Duration::from_secs(5) + cfg().batch_window,
+        "run waits for the in-flight hook and its delete"
     );
     assert!(q.is_empty(), "its final outcome deleted the message");
 }
@@ -321,14 +327,19 @@ async fn transient_delete_errors_are_retried() {
     let q = Arc::new(FaultyQueue::new(FakeQueue::new(VIS, None)));
     let id = q.inner().push(hook_body("tok-del", "db"));
     q.fail_next(
-        QueueOp::Delete,
+        QueueOp::DeleteBatch,
         2,
-        StepError::retry("sqs:DeleteMessage", "503"),
+        StepError::retry("sqs:DeleteMessageBatch", "503"),
     );
     let h = Arc::new(FakeHandler::working(Duration::from_secs(1)));
     let l = start(q.clone(), h.clone(), cfg());
     sleep(Duration::from_secs(20)).await;
-    assert_eq!(q.injected(QueueOp::Delete), 2);
+    assert_eq!(q.injected(QueueOp::DeleteBatch), 2);
+    assert_eq!(
+        q.inner().calls().delete_batch,
+        1,
+        "the third attempt reached the queue"
+    );
     assert_eq!(q.inner().deleted(), vec![id]);
     assert_eq!(h.handled().len(), 1);
     l.shutdown().await;

@@ -1,7 +1,9 @@
-//! The `Queue` port: the three SQS calls the listener needs, as a narrow trait.
+//! The `Queue` port: the three SQS calls the listener needs (`ReceiveMessage`, `DeleteMessageBatch`,
+//! `ChangeMessageVisibilityBatch`), as a narrow trait.
 //!
-//! Implementations: [`crate::SqsQueue`] on `aws-sdk-sqs`, the in-memory [`crate::FakeQueue`], and the
-//! fault-injecting [`crate::FaultyQueue`] wrapper.
+//! Implementations: [`crate::SqsQueue`] on `aws-sdk-sqs`, the in-memory [`crate::FakeQueue`], the
+//! fault-injecting [`crate::FaultyQueue`] wrapper and the budgeted [`crate::ThrottledQueue`] decorator. The
+//! listener does not call the batch calls per message: its coalescer (`batcher.rs`) fills them.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +16,23 @@ pub const MAX_BATCH: i32 = 10;
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// The longest visibility timeout SQS allows (12 hours).
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// The most entries one `DeleteMessageBatch` or `ChangeMessageVisibilityBatch` call may carry (SQS's limit).
+pub const MAX_BATCH_ENTRIES: usize = 10;
+
+/// The error code SQS gives for a receipt handle it cannot use (malformed, or its message is gone).
+pub(crate) const HANDLE_GONE: &str = "ReceiptHandleIsInvalid";
+
+/// One entry of a `ChangeMessageVisibilityBatch` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisibilityChange {
+    /// The handle of the delivery whose visibility changes.
+    pub receipt_handle: String,
+    /// The new visibility timeout, from now (0 makes the message visible at once; capped at 12 h).
+    pub timeout: Duration,
+}
+
+/// The outcome of each entry of a batch call, one per entry, in the order of the request.
+pub type EntryResults = Vec<Result<(), StepError>>;
 
 /// One received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,16 +57,29 @@ pub trait Queue: Send + Sync {
     /// visible. An empty vector means the wait passed with nothing to receive.
     async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<QueueMessage>, StepError>;
 
-    /// Deletes the message a receipt handle belongs to. A handle whose message is already gone counts
-    /// as success.
-    async fn delete(&self, receipt_handle: &str) -> Result<(), StepError>;
+    /// `DeleteMessageBatch`: deletes the messages these receipt handles (1..=10) belong to. `Err` is a
+    /// failure of the whole call; `Ok` holds each entry's outcome, in order. A handle whose message is
+    /// already gone counts as success.
+    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<EntryResults, StepError>;
 
-    /// Sets the message's visibility timeout to `timeout` from now (0 makes it visible at once).
-    async fn extend_visibility(
+    /// `ChangeMessageVisibilityBatch`: sets each entry's (1..=10) visibility timeout to its `timeout` from
+    /// now. `Err` is a failure of the whole call; `Ok` holds each entry's outcome, in order.
+    async fn change_visibility_batch(
         &self,
-        receipt_handle: &str,
-        timeout: Duration,
-    ) -> Result<(), StepError>;
+        changes: &[VisibilityChange],
+    ) -> Result<EntryResults, StepError>;
+}
+
+/// The error of one failed entry of a batch response (`BatchResultErrorEntry`), classified like a whole
+/// call's: throttles and server faults (`SenderFault: false`) retry, the rest is permanent.
+pub(crate) fn entry_error(
+    op: &str,
+    code: &str,
+    message: Option<&str>,
+    sender_fault: bool,
+) -> StepError {
+    let status = if sender_fault { 400 } else { 500 };
+    StepError::from_aws(op, Some(code), message, Some(status))
 }
 
 /// Whole seconds of `d` for an SQS `i32` seconds field, capped at `max`.
@@ -67,5 +99,17 @@ mod tests {
             secs_i32(Duration::from_secs(u64::MAX), MAX_VISIBILITY),
             43_200
         );
+    }
+
+    #[test]
+    fn entry_errors_are_classified_by_code_and_fault() {
+        let op = "sqs:DeleteMessageBatch";
+        let e = entry_error(op, "MessageNotInflight", Some("not in flight"), true);
+        assert!(!e.is_retryable(), "{e:?}");
+        assert_eq!(e.code.as_deref(), Some("MessageNotInflight"));
+        assert_eq!(e.operation, op);
+        assert!(entry_error(op, "InternalError", None, true).is_retryable());
+        assert!(entry_error(op, "SomethingNew", None, false).is_retryable());
+        assert!(entry_error(op, "RequestThrottled", None, true).is_throttle());
     }
 }

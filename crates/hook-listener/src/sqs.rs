@@ -1,18 +1,24 @@
-//! The `Queue` port on `aws-sdk-sqs`: `ReceiveMessage`, `DeleteMessage`, `ChangeMessageVisibility`.
+//! The `Queue` port on `aws-sdk-sqs`: `ReceiveMessage`, `DeleteMessageBatch`, `ChangeMessageVisibilityBatch`.
+//! A batch's entries are identified by their position; each `Failed` entry becomes its own `StepError`.
 
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::ProvideErrorMetadata;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
+};
 use aws_sdk_sqs::Client;
 use ferry_state_machine::error::{sdk_error, StepError};
 use tracing::{info, warn};
 
-use crate::queue::{secs_i32, Queue, QueueMessage, MAX_BATCH, MAX_VISIBILITY, MAX_WAIT};
+use crate::queue::{
+    entry_error, secs_i32, EntryResults, Queue, QueueMessage, VisibilityChange, HANDLE_GONE,
+    MAX_BATCH, MAX_VISIBILITY, MAX_WAIT,
+};
 
-/// The error code SQS gives for a receipt handle whose message is gone (deleted, or the handle expired).
-const HANDLE_GONE: &str = "ReceiptHandleIsInvalid";
+const DELETE: &str = "sqs:DeleteMessageBatch";
+const CHANGE: &str = "sqs:ChangeMessageVisibilityBatch";
 
 /// One SQS queue through the AWS SDK.
 #[derive(Debug, Clone)]
@@ -74,201 +80,104 @@ impl Queue for SqsQueue {
         Ok(out.messages().iter().filter_map(to_queue_message).collect())
     }
 
-    async fn delete(&self, receipt_handle: &str) -> Result<(), StepError> {
-        let res = self
+    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<EntryResults, StepError> {
+        let entries = receipt_handles
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StepError::permanent(DELETE, e.to_string()))?;
+        let out = self
             .client
-            .delete_message()
+            .delete_message_batch()
             .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.code() == Some(HANDLE_GONE)
-                    || e.as_service_error()
-                        .is_some_and(|s| s.is_receipt_handle_is_invalid()) =>
-            {
-                info!(error = %e.message().unwrap_or(HANDLE_GONE), "receipt handle no longer valid on delete; the message is already gone");
-                Ok(())
-            }
-            Err(e) => Err(sdk_error("sqs:DeleteMessage", &e)),
-        }
-    }
-
-    async fn extend_visibility(
-        &self,
-        receipt_handle: &str,
-        timeout: Duration,
-    ) -> Result<(), StepError> {
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(secs_i32(timeout, MAX_VISIBILITY))
+            .set_entries(Some(entries))
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| sdk_error("sqs:ChangeMessageVisibility", &e))
+            .map_err(|e| sdk_error(DELETE, &e))?;
+        let ok = out.successful().iter().map(|s| s.id());
+        Ok(entry_results(
+            DELETE,
+            receipt_handles.len(),
+            ok,
+            out.failed(),
+        ))
     }
+
+    async fn change_visibility_batch(
+        &self,
+        changes: &[VisibilityChange],
+    ) -> Result<EntryResults, StepError> {
+        let entries = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&c.receipt_handle)
+                    .visibility_timeout(secs_i32(c.timeout, MAX_VISIBILITY))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StepError::permanent(CHANGE, e.to_string()))?;
+        let out = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| sdk_error(CHANGE, &e))?;
+        let ok = out.successful().iter().map(|s| s.id());
+        Ok(entry_results(CHANGE, changes.len(), ok, out.failed()))
+    }
+}
+
+/// Each request entry's outcome (entry ids are their positions), from a batch response's `Successful` and
+/// `Failed` lists. A delete of a handle SQS calls invalid counts as done: the message is already gone. An
+/// entry in neither list is a retryable error.
+fn entry_results<'a>(
+    op: &str,
+    entries: usize,
+    successful: impl Iterator<Item = &'a str>,
+    failed: &[BatchResultErrorEntry],
+) -> EntryResults {
+    let mut results: EntryResults = (0..entries)
+        .map(|i| {
+            Err(StepError::retry(
+                op,
+                format!("the batch response did not mention entry {i}"),
+            ))
+        })
+        .collect();
+    let mut set = |id: &str, result: Result<(), StepError>| match id.parse::<usize>() {
+        Ok(i) if i < entries => results[i] = result,
+        _ => warn!(
+            operation = op,
+            entry.id = id,
+            "batch response names an entry not in the request"
+        ),
+    };
+    for id in successful {
+        set(id, Ok(()));
+    }
+    for f in failed {
+        let result = if op == DELETE && f.code() == HANDLE_GONE {
+            info!(error = %f.message().unwrap_or(HANDLE_GONE), "receipt handle no longer valid on delete; the message is already gone");
+            Ok(())
+        } else {
+            Err(entry_error(op, f.code(), f.message(), f.sender_fault()))
+        };
+        set(f.id(), result);
+    }
+    results
 }
 
 #[cfg(test)]
-mod tests {
-    use aws_sdk_sqs::config::retry::RetryConfig;
-    use aws_sdk_sqs::operation::delete_message::DeleteMessageError;
-    use aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput;
-    use aws_sdk_sqs::types::error::ReceiptHandleIsInvalid;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use aws_smithy_runtime_api::http::{Response, StatusCode};
-    use aws_smithy_types::body::SdkBody;
-    use ferry_state_machine::Disposition;
-
-    use super::*;
-
-    const URL: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/ferry";
-
-    /// An SQS (awsJson1_0, query-compatible) error response, as the service sends it.
-    fn error_response(status: u16, code: &str) -> Response {
-        let body =
-            format!(r#"{{"__type":"com.amazonaws.sqs#{code}","message":"injected {code}"}}"#);
-        let mut resp = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body));
-        resp.headers_mut()
-            .insert("content-type", "application/x-amz-json-1.0");
-        resp.headers_mut()
-            .insert("x-amzn-query-error", format!("{code};Sender"));
-        resp
-    }
-
-    #[tokio::test]
-    async fn receive_asks_for_ten_messages_twenty_seconds_and_the_attributes() {
-        let rule = mock!(Client::receive_message)
-            .match_requests(|r| {
-                let attrs = r.message_system_attribute_names();
-                r.queue_url() == Some(URL)
-                    && r.max_number_of_messages() == Some(10)
-                    && r.wait_time_seconds() == Some(20)
-                    && attrs.contains(&MessageSystemAttributeName::ApproximateReceiveCount)
-                    && attrs.contains(&MessageSystemAttributeName::SentTimestamp)
-            })
-            .then_output(|| {
-                ReceiveMessageOutput::builder()
-                    .messages(
-                        Message::builder()
-                            .message_id("m-1")
-                            .receipt_handle("rh-1")
-                            .body("{}")
-                            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
-                            .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000123")
-                            .build(),
-                    )
-                    .messages(
-                        Message::builder()
-                            .message_id("m-2")
-                            .body("no handle")
-                            .build(),
-                    )
-                    .build()
-            });
-        let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, [&rule]);
-        let q = SqsQueue::new(client, URL);
-        let got = q.receive(10, Duration::from_secs(20)).await.unwrap();
-        assert_eq!(rule.num_calls(), 1);
-        assert_eq!(
-            got,
-            vec![QueueMessage {
-                message_id: "m-1".into(),
-                receipt_handle: "rh-1".into(),
-                body: "{}".into(),
-                receive_count: 3,
-                sent_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
-            }],
-            "the message without a receipt handle is skipped"
-        );
-    }
-
-    #[tokio::test]
-    async fn receive_clamps_batch_and_wait_to_sqs_limits() {
-        let rule = mock!(Client::receive_message)
-            .match_requests(|r| {
-                r.max_number_of_messages() == Some(10) && r.wait_time_seconds() == Some(20)
-            })
-            .then_output(|| ReceiveMessageOutput::builder().build());
-        let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, [&rule]);
-        let got = SqsQueue::new(client, URL)
-            .receive(50, Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert!(got.is_empty());
-        assert_eq!(rule.num_calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn delete_and_visibility_pass_the_receipt_handle() {
-        let del = mock!(Client::delete_message)
-            .match_requests(|r| r.queue_url() == Some(URL) && r.receipt_handle() == Some("rh-7"))
-            .then_output(|| {
-                aws_sdk_sqs::operation::delete_message::DeleteMessageOutput::builder().build()
-            });
-        let vis = mock!(Client::change_message_visibility)
-            .match_requests(|r| {
-                r.queue_url() == Some(URL) && r.receipt_handle() == Some("rh-7") && r.visibility_timeout() == Some(90)
-            })
-            .then_output(|| {
-                aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput::builder().build()
-            });
-        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&del, &vis]);
-        let q = SqsQueue::new(client, URL);
-        q.extend_visibility("rh-7", Duration::from_secs(90))
-            .await
-            .unwrap();
-        q.delete("rh-7").await.unwrap();
-        assert_eq!((del.num_calls(), vis.num_calls()), (1, 1));
-    }
-
-    #[tokio::test]
-    async fn delete_of_a_gone_handle_is_success() {
-        let wire =
-            mock!(Client::delete_message).then_http_response(|| error_response(400, HANDLE_GONE));
-        let typed = mock!(Client::delete_message).then_error(|| {
-            DeleteMessageError::ReceiptHandleIsInvalid(ReceiptHandleIsInvalid::builder().build())
-        });
-        let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, [&wire, &typed]);
-        let q = SqsQueue::new(client, URL);
-        q.delete("old").await.unwrap();
-        q.delete("old").await.unwrap();
-        assert_eq!((wire.num_calls(), typed.num_calls()), (1, 1));
-    }
-
-    #[tokio::test]
-    async fn throttles_are_retryable_and_bad_handles_permanent() {
-        let throttled = mock!(Client::receive_message)
-            .then_http_response(|| error_response(400, "RequestThrottled"));
-        let server = mock!(Client::delete_message)
-            .then_http_response(|| error_response(500, "InternalError"));
-        let inflight = mock!(Client::change_message_visibility)
-            .then_http_response(|| error_response(400, "MessageNotInflight"));
-        let client = mock_client!(
-            aws_sdk_sqs,
-            RuleMode::MatchAny,
-            [&throttled, &server, &inflight],
-            |c| { c.retry_config(RetryConfig::disabled()) }
-        );
-        let q = SqsQueue::new(client, URL);
-
-        let e = q.receive(10, Duration::from_secs(20)).await.unwrap_err();
-        assert_eq!(e.disposition, Disposition::Retry, "{e:?}");
-        assert!(e.is_throttle(), "{e:?}");
-        assert_eq!(e.operation, "sqs:ReceiveMessage");
-
-        let e = q.delete("rh").await.unwrap_err();
-        assert_eq!(e.disposition, Disposition::Retry, "{e:?}");
-
-        let e = q
-            .extend_visibility("rh", Duration::from_secs(60))
-            .await
-            .unwrap_err();
-        assert_eq!(e.disposition, Disposition::Permanent, "{e:?}");
-        assert_eq!(e.code.as_deref(), Some("MessageNotInflight"));
-    }
-}
+#[path = "sqs_tests.rs"]
+mod tests;

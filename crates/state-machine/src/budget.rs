@@ -57,6 +57,12 @@ const DEFAULTS: &[(&str, Limit)] = &[
     ("autoscaling:DescribeAutoScalingInstances", limit(20, 10)),
     ("autoscaling:DescribeLifecycleHooks", limit(20, 10)),
     ("autoscaling:RecordLifecycleActionHeartbeat", limit(20, 10)),
+    // SQS standard queues have effectively no per-action API limit (in-flight messages are capped at
+    // 120,000 instead), so these are conservative guards against a runaway loop, not quotas. The listener
+    // makes only batch calls for deletes and visibility changes, ten entries each.
+    ("sqs:ReceiveMessage", limit(100, 50)),
+    ("sqs:DeleteMessageBatch", limit(100, 50)),
+    ("sqs:ChangeMessageVisibilityBatch", limit(100, 50)),
 ];
 
 /// The default limits, by action (`service:Action`).
@@ -88,11 +94,55 @@ impl Clock for TokioClock {
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
 
-struct Bucket {
+/// One token bucket on tokio's clock. Waiters are served in order.
+pub struct Bucket {
     limiter: Limiter,
     clock: TokioClock,
     /// Waiters in order: the first waits for the next token, the others for it.
     queue: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket").finish_non_exhaustive()
+    }
+}
+
+impl Bucket {
+    /// A full bucket of `limit`; `None` when its burst or rate is zero.
+    pub fn new(limit: Limit) -> Option<Self> {
+        let clock = TokioClock {
+            base: tokio::time::Instant::now(),
+        };
+        let quota = Quota::per_second(NonZeroU32::new(limit.per_sec)?)
+            .allow_burst(NonZeroU32::new(limit.burst)?);
+        Some(Self {
+            limiter: RateLimiter::direct_with_clock(quota, clock),
+            clock,
+            queue: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Waits for a token; returns how long it waited.
+    pub async fn acquire(&self) -> Duration {
+        let _turn = self.queue.lock().await;
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.limiter.check() {
+                Ok(()) => return waited,
+                Err(not_until) => {
+                    let d = not_until.wait_time_from(self.clock.now());
+                    waited += d;
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+    }
+
+    /// Takes a token if there is one now, without waiting (a service's own throttling, in a model).
+    pub fn try_take(&self) -> bool {
+        self.limiter.check().is_ok()
+    }
 }
 
 /// A token bucket per action. Actions without a limit are not held back.
@@ -111,41 +161,23 @@ impl std::fmt::Debug for ApiBudget {
 impl ApiBudget {
     /// Buckets for `limits`, full at the start. A limit of zero burst or rate is skipped (validated before).
     pub fn new(limits: &BTreeMap<String, Limit>) -> Self {
-        let clock = TokioClock {
-            base: tokio::time::Instant::now(),
-        };
         let buckets = limits
             .iter()
-            .filter_map(|(op, l)| {
-                let quota = Quota::per_second(NonZeroU32::new(l.per_sec)?)
-                    .allow_burst(NonZeroU32::new(l.burst)?);
-                let bucket = Bucket {
-                    limiter: RateLimiter::direct_with_clock(quota, clock),
-                    clock,
-                    queue: tokio::sync::Mutex::new(()),
-                };
-                Some((op.clone(), bucket))
-            })
+            .filter_map(|(op, l)| Some((op.clone(), Bucket::new(*l)?)))
             .collect();
         Self { buckets }
     }
 
+    /// Takes a token of `op` if there is one now; an action without a limit always has one.
+    pub fn try_take(&self, op: &str) -> bool {
+        self.buckets.get(op).map_or(true, Bucket::try_take)
+    }
+
     /// Waits until `op` (`service:Action`) may be called; returns how long it waited.
     pub async fn acquire(&self, op: &str) -> Duration {
-        let Some(b) = self.buckets.get(op) else {
-            return Duration::ZERO;
-        };
-        let _turn = b.queue.lock().await;
-        let mut waited = Duration::ZERO;
-        loop {
-            match b.limiter.check() {
-                Ok(()) => return waited,
-                Err(not_until) => {
-                    let d = not_until.wait_time_from(b.clock.now());
-                    waited += d;
-                    tokio::time::sleep(d).await;
-                }
-            }
+        match self.buckets.get(op) {
+            Some(b) => b.acquire().await,
+            None => Duration::ZERO,
         }
     }
 }
