@@ -1,4 +1,5 @@
-//! `FaultyEc2`: wraps any EC2 implementation and injects scripted failures and latency per operation.
+//! `FaultyEc2`: any EC2 implementation behind `Faults`, a gate that injects scripted failures and latency per
+//! operation.
 //!
 //! Operations are named as EC2 names them (`CreateVolume`, `DescribeSnapshots`, `CreateTags`, ...); an `ec2:`
 //! prefix is accepted. `find_volumes` and `describe_volumes` are both `DescribeVolumes`, and so on.
@@ -8,14 +9,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_state_machine::observe::{
-    ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume,
-};
+use ferry_state_machine::gate::{bare, Gate};
 use ferry_state_machine::StepError;
 
-use crate::ports::{
-    Addresses, Ec2, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, VolumeQuery, Volumes,
-};
+use crate::gated::Gated;
 
 /// The faults scripted for one operation.
 #[derive(Debug, Default)]
@@ -32,16 +29,18 @@ struct OpFaults {
     calls: u64,
 }
 
-/// A fault-injecting wrapper around an EC2 implementation (usually `FakeEc2`).
+/// The fault table: what each operation fails with, and what was injected.
 #[derive(Debug, Default)]
-pub struct FaultyEc2<T> {
-    inner: T,
+pub struct Faults {
     faults: Mutex<HashMap<String, OpFaults>>,
     injected: Mutex<Vec<String>>,
 }
 
+/// A fault-injecting wrapper around an EC2 implementation (usually `FakeEc2`).
+pub type FaultyEc2<T> = Gated<T, Faults>;
+
 fn op_key(op: &str) -> String {
-    op.strip_prefix("ec2:").unwrap_or(op).to_string()
+    bare(op).to_string()
 }
 
 /// One step of xorshift64; never returns to zero from a non-zero state.
@@ -52,21 +51,14 @@ fn xorshift(mut x: u64) -> u64 {
     x
 }
 
-impl<T> FaultyEc2<T> {
+impl<T> Gated<T, Faults> {
     /// Wraps an implementation; no faults until scripted.
     pub fn new(inner: T) -> Self {
-        Self {
-            inner,
-            faults: Mutex::new(HashMap::new()),
-            injected: Mutex::new(Vec::new()),
-        }
+        Self::with_gate(inner, Faults::default())
     }
+}
 
-    /// The wrapped implementation.
-    pub fn inner(&self) -> &T {
-        &self.inner
-    }
-
+impl Faults {
     fn faults(&self) -> MutexGuard<'_, HashMap<String, OpFaults>> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -119,9 +111,13 @@ impl<T> FaultyEc2<T> {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
 
+#[async_trait]
+impl Gate for Faults {
     /// Applies the delay of `op`, then returns the fault the call should fail with, if any.
-    async fn gate(&self, op: &str) -> Result<(), StepError> {
+    async fn enter(&self, op: &'static str) -> Result<(), StepError> {
+        let op = bare(op);
         let delay = self.faults().get(op).and_then(|f| f.delay);
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
@@ -158,143 +154,6 @@ impl<T> FaultyEc2<T> {
     }
 }
 
-#[async_trait]
-impl<T: Ec2> Volumes for FaultyEc2<T> {
-    async fn find_volumes(&self, query: &VolumeQuery) -> Result<Vec<ObservedVolume>, StepError> {
-        self.gate("DescribeVolumes").await?;
-        self.inner.find_volumes(query).await
-    }
-
-    async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<ObservedVolume>, StepError> {
-        self.gate("DescribeVolumes").await?;
-        self.inner.describe_volumes(ids).await
-    }
-
-    async fn create_volume(&self, req: &NewVolume) -> Result<String, StepError> {
-        self.gate("CreateVolume").await?;
-        self.inner.create_volume(req).await
-    }
-
-    async fn attach_volume(
-        &self,
-        volume_id: &str,
-        instance_id: &str,
-        device: &str,
-    ) -> Result<(), StepError> {
-        self.gate("AttachVolume").await?;
-        self.inner
-            .attach_volume(volume_id, instance_id, device)
-            .await
-    }
-
-    async fn detach_volume(&self, volume_id: &str, instance_id: &str) -> Result<(), StepError> {
-        self.gate("DetachVolume").await?;
-        self.inner.detach_volume(volume_id, instance_id).await
-    }
-
-    async fn delete_volume(&self, volume_id: &str) -> Result<(), StepError> {
-        self.gate("DeleteVolume").await?;
-        self.inner.delete_volume(volume_id).await
-    }
-
-    async fn tag_volume(&self, volume_id: &str, tags: &[Tag]) -> Result<(), StepError> {
-        self.gate("CreateTags").await?;
-        self.inner.tag_volume(volume_id, tags).await
-    }
-}
-
-#[async_trait]
-impl<T: Ec2> Snapshots for FaultyEc2<T> {
-    async fn find_snapshots(
-        &self,
-        query: &SnapshotQuery,
-    ) -> Result<Vec<ObservedSnapshot>, StepError> {
-        self.gate("DescribeSnapshots").await?;
-        self.inner.find_snapshots(query).await
-    }
-
-    async fn describe_snapshots(&self, ids: &[String]) -> Result<Vec<ObservedSnapshot>, StepError> {
-        self.gate("DescribeSnapshots").await?;
-        self.inner.describe_snapshots(ids).await
-    }
-
-    async fn create_snapshots(
-        &self,
-        instance_id: &str,
-        exclude: &[String],
-        tags: &[Tag],
-    ) -> Result<Vec<(String, String)>, StepError> {
-        self.gate("CreateSnapshots").await?;
-        self.inner
-            .create_snapshots(instance_id, exclude, tags)
-            .await
-    }
-
-    async fn create_snapshot(
-        &self,
-        volume_id: &str,
-        description: &str,
-        tags: &[Tag],
-    ) -> Result<String, StepError> {
-        self.gate("CreateSnapshot").await?;
-        self.inner
-            .create_snapshot(volume_id, description, tags)
-            .await
-    }
-
-    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), StepError> {
-        self.gate("DeleteSnapshot").await?;
-        self.inner.delete_snapshot(snapshot_id).await
-    }
-
-    async fn tag_snapshot(&self, snapshot_id: &str, tags: &[Tag]) -> Result<(), StepError> {
-        self.gate("CreateTags").await?;
-        self.inner.tag_snapshot(snapshot_id, tags).await
-    }
-}
-
-#[async_trait]
-impl<T: Ec2> Instances for FaultyEc2<T> {
-    async fn describe_instance(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<ObservedInstance>, StepError> {
-        self.gate("DescribeInstances").await?;
-        self.inner.describe_instance(instance_id).await
-    }
-
-    async fn tag_instance(&self, instance_id: &str, tags: &[Tag]) -> Result<(), StepError> {
-        self.gate("CreateTags").await?;
-        self.inner.tag_instance(instance_id, tags).await
-    }
-
-    fn now_secs(&self) -> i64 {
-        self.inner.now_secs()
-    }
-}
-
-#[async_trait]
-impl<T: Ec2> Addresses for FaultyEc2<T> {
-    async fn describe_address(
-        &self,
-        allocation_id: &str,
-    ) -> Result<Option<ObservedAddress>, StepError> {
-        self.gate("DescribeAddresses").await?;
-        self.inner.describe_address(allocation_id).await
-    }
-
-    async fn associate_address(
-        &self,
-        allocation_id: &str,
-        instance_id: &str,
-    ) -> Result<(), StepError> {
-        self.gate("AssociateAddress").await?;
-        self.inner
-            .associate_address(allocation_id, instance_id)
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use ferry_state_machine::Disposition;
@@ -302,6 +161,7 @@ mod tests {
 
     use super::*;
     use crate::fake::FakeEc2;
+    use crate::ports::{Addresses, Instances, NewVolume, Snapshots, VolumeQuery, Volumes};
 
     fn throttle() -> StepError {
         StepError::from_aws(
@@ -325,7 +185,7 @@ mod tests {
     #[tokio::test]
     async fn a_scripted_fault_surfaces_once_then_calls_pass_through() {
         let ec2 = FaultyEc2::new(FakeEc2::new());
-        ec2.fail_next("ec2:CreateVolume", throttle());
+        ec2.gate().fail_next("ec2:CreateVolume", throttle());
         let e = ec2.create_volume(&new_volume("t1")).await.unwrap_err();
         assert_eq!((e.disposition, e.is_throttle()), (Disposition::Retry, true));
         assert_eq!(
@@ -336,7 +196,7 @@ mod tests {
         let id = ec2.create_volume(&new_volume("t1")).await.unwrap();
         assert_eq!(ec2.create_volume(&new_volume("t1")).await.unwrap(), id);
         assert_eq!(ec2.inner().count("CreateVolume"), 2);
-        assert_eq!(ec2.injected(), ["CreateVolume"]);
+        assert_eq!(ec2.gate().injected(), ["CreateVolume"]);
         assert!(
             ec2.find_volumes(&VolumeQuery::default()).await.is_ok(),
             "other operations are untouched"
@@ -346,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn every_nth_call_fails_and_random_faults_are_reproducible() {
         let ec2 = FaultyEc2::new(FakeEc2::new());
-        ec2.fail_every(
+        ec2.gate().fail_every(
             "DescribeSnapshots",
             3,
             StepError::retry("ec2:DescribeSnapshots", "injected"),
@@ -361,7 +221,7 @@ mod tests {
 
         let pattern = |seed| async move {
             let ec2 = FaultyEc2::new(FakeEc2::new());
-            ec2.fail_randomly(
+            ec2.gate().fail_randomly(
                 "DescribeInstances",
                 0.5,
                 seed,
@@ -381,7 +241,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn delay_uses_tokio_time() {
         let ec2 = FaultyEc2::new(FakeEc2::new());
-        ec2.delay("DescribeAddresses", Duration::from_secs(5));
+        ec2.gate()
+            .delay("DescribeAddresses", Duration::from_secs(5));
         let start = Instant::now();
         assert_eq!(ec2.describe_address("eipalloc-x").await.unwrap(), None);
         assert!(start.elapsed() >= Duration::from_secs(5));

@@ -420,7 +420,8 @@ async fn two_launches_for_one_slot_never_share_the_data() {
     let b = w.launch_hook("i-b", AZ_A, "tok-b");
     // Slow reads, so that the two runs' steps alternate on the slot lock.
     let ec2 = Arc::new(FaultyEc2::new(w.ec2.clone()));
-    ec2.delay("DescribeInstances", Duration::from_millis(50));
+    ec2.gate()
+        .delay("DescribeInstances", Duration::from_millis(50));
     let (wa, wb) = (w.launch_work_on(ec2.clone()), w.launch_work_on(ec2.clone()));
     let driver = w.shared_driver();
 

@@ -126,12 +126,15 @@ async fn duplicates(shared: bool) {
     let hook = w.launch_hook("i-new", AZ_B, "tok-launch");
     // Slow reads, so that the runs' steps interleave.
     let ec2 = Arc::new(FaultyEc2::new(w.ec2.clone()));
-    ec2.delay("DescribeVolumes", Duration::from_millis(120));
-    ec2.delay("DescribeInstances", Duration::from_millis(70));
+    ec2.gate()
+        .delay("DescribeVolumes", Duration::from_millis(120));
+    ec2.gate()
+        .delay("DescribeInstances", Duration::from_millis(70));
     // Slow mutations, so that one run observes while another's call is in flight.
-    ec2.delay("CreateVolume", Duration::from_millis(50));
-    ec2.delay("AttachVolume", Duration::from_millis(50));
-    ec2.delay("AssociateAddress", Duration::from_millis(50));
+    ec2.gate().delay("CreateVolume", Duration::from_millis(50));
+    ec2.gate().delay("AttachVolume", Duration::from_millis(50));
+    ec2.gate()
+        .delay("AssociateAddress", Duration::from_millis(50));
     let works: Vec<_> = (0..3).map(|_| w.launch_work_on(ec2.clone())).collect();
     let drivers: Vec<_> = (0..3)
         .map(|_| {
@@ -204,13 +207,18 @@ async fn throttled_calls_are_retried_to_the_same_end_state() {
         "DescribeVolumes",
         "AssociateAddress",
     ] {
-        ec2.fail_times(op, 3, throttle(op));
+        ec2.gate().fail_times(op, 3, throttle(op));
     }
 
     let out = w.run(&hook, &w.launch_work_on(ec2.clone())).await;
 
     assert_completed(&out, LifecycleResult::Continue);
-    assert_eq!(ec2.injected().len(), 12, "{:?}", ec2.injected());
+    assert_eq!(
+        ec2.gate().injected().len(),
+        12,
+        "{:?}",
+        ec2.gate().injected()
+    );
     let vols = w.volumes_of("data");
     assert_eq!(vols.len(), 1);
     assert_eq!(vols[0].snapshot_id.as_deref(), Some(snap.as_str()));

@@ -226,7 +226,7 @@ async fn heartbeat_on_expired_action_stops_the_work() {
 async fn transient_complete_failure_is_retried() {
     let f = FaultyLifecycleActions::new(fake(60));
     for _ in 0..3 {
-        f.fail_next(
+        f.gate().fail_next(
             "CompleteLifecycleAction",
             StepError::from_aws(
                 "autoscaling:CompleteLifecycleAction",

@@ -1,6 +1,6 @@
 //! An in-memory `LifecycleActions` that keeps state and records calls, and a fault-injecting wrapper.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -80,6 +80,11 @@ impl FakeLifecycleActions {
     /// Heartbeats recorded for a token.
     pub fn heartbeats(&self, token: &str) -> u32 {
         self.with(|s| s.heartbeats.get(token).copied().unwrap_or(0))
+    }
+
+    /// Every instance `describe_instance` knows, in no order.
+    pub fn instances(&self) -> Vec<GroupInstance> {
+        self.with(|s| s.instances.values().cloned().collect())
     }
 
     /// Every call made, as `Operation` names, in order.
@@ -166,6 +171,29 @@ impl LifecycleActions for FakeLifecycleActions {
         }))
     }
 
+    async fn describe_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<GroupInstance>, StepError> {
+        Ok(self.with(|s| {
+            s.calls.push("DescribeAutoScalingInstances".into());
+            instance_ids
+                .iter()
+                .filter_map(|id| s.instances.get(id).cloned())
+                .collect()
+        }))
+    }
+
+    async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupInfo>, StepError> {
+        Ok(self.with(|s| {
+            s.calls.push("DescribeAutoScalingGroups".into());
+            groups
+                .iter()
+                .filter_map(|g| s.groups.get(g).cloned())
+                .collect()
+        }))
+    }
+
     async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError> {
         Ok(self.with(|s| {
             s.calls.push("DescribeAutoScalingGroups".into());
@@ -174,73 +202,4 @@ impl LifecycleActions for FakeLifecycleActions {
     }
 }
 
-/// Wraps a `LifecycleActions` and fails scripted calls: the next N calls of an operation get an error.
-#[derive(Clone)]
-pub struct FaultyLifecycleActions<T> {
-    inner: T,
-    faults: Arc<Mutex<HashMap<&'static str, VecDeque<StepError>>>>,
-}
-
-impl<T: LifecycleActions> FaultyLifecycleActions<T> {
-    /// Wraps `inner` with no faults scheduled.
-    pub fn new(inner: T) -> Self {
-        Self {
-            inner,
-            faults: Arc::default(),
-        }
-    }
-
-    /// Makes the next call of `operation` (e.g. `CompleteLifecycleAction`) fail with `error`. Repeatable.
-    pub fn fail_next(&self, operation: &'static str, error: StepError) {
-        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        f.entry(operation).or_default().push_back(error);
-    }
-
-    fn fault(&self, operation: &'static str) -> Result<(), StepError> {
-        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        match f.get_mut(operation).and_then(VecDeque::pop_front) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-#[async_trait]
-impl<T: LifecycleActions> LifecycleActions for FaultyLifecycleActions<T> {
-    async fn describe_hook(&self, group: &str, hook: &str) -> Result<Option<HookSpec>, StepError> {
-        self.fault("DescribeLifecycleHooks")?;
-        self.inner.describe_hook(group, hook).await
-    }
-
-    async fn describe_hooks(&self, group: &str) -> Result<Vec<HookSpec>, StepError> {
-        self.fault("DescribeLifecycleHooks")?;
-        self.inner.describe_hooks(group).await
-    }
-
-    async fn heartbeat(&self, action: &ActionRef) -> Result<CompleteOutcome, StepError> {
-        self.fault("RecordLifecycleActionHeartbeat")?;
-        self.inner.heartbeat(action).await
-    }
-
-    async fn complete(
-        &self,
-        action: &ActionRef,
-        result: LifecycleResult,
-    ) -> Result<CompleteOutcome, StepError> {
-        self.fault("CompleteLifecycleAction")?;
-        self.inner.complete(action, result).await
-    }
-
-    async fn describe_instance(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<GroupInstance>, StepError> {
-        self.fault("DescribeAutoScalingInstances")?;
-        self.inner.describe_instance(instance_id).await
-    }
-
-    async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError> {
-        self.fault("DescribeAutoScalingGroups")?;
-        self.inner.describe_group(group).await
-    }
-}
+pub use crate::gate::FaultyLifecycleActions;

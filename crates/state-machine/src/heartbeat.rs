@@ -228,7 +228,9 @@ mod tests {
         let (f, t0) = (fake(), Instant::now());
         let faulty = FaultyLifecycleActions::new(f.clone());
         let throttled = StepError::from_aws("autoscaling:x", Some("Throttling"), None, Some(400));
-        faulty.fail_next("RecordLifecycleActionHeartbeat", throttled);
+        faulty
+            .gate()
+            .fail_next("RecordLifecycleActionHeartbeat", throttled);
         let _hb = start(faulty, 24);
         assert_eq!(beats_at(&f, t0, 29).await, 0, "failed at 24 s");
         assert_eq!(beats_at(&f, t0, 31).await, 1, "retried at 30 s");
