@@ -2,6 +2,7 @@
 //!
 //! EC2 models no error shapes: every error arrives unhandled with its AWS code, and `sdk_error` classifies it.
 
+mod batch;
 mod map;
 mod snapshots;
 #[cfg(test)]
@@ -90,6 +91,13 @@ impl Volumes for AwsEc2 {
     async fn find_volumes(&self, query: &VolumeQuery) -> Result<Vec<ObservedVolume>, StepError> {
         self.volumes_matching("ec2:DescribeVolumes", volume_filters(query))
             .await
+    }
+
+    async fn find_volumes_batch(
+        &self,
+        queries: &[VolumeQuery],
+    ) -> Result<Vec<Vec<ObservedVolume>>, StepError> {
+        self.volumes_of(queries).await
     }
 
     async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<ObservedVolume>, StepError> {
@@ -226,6 +234,13 @@ impl Instances for AwsEc2 {
         }
     }
 
+    async fn describe_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<ObservedInstance>, StepError> {
+        self.instances_of(instance_ids).await
+    }
+
     async fn tag_instance(&self, instance_id: &str, tags: &[Tag]) -> Result<(), StepError> {
         self.create_tags("ec2:CreateTags", instance_id, tags).await
     }
@@ -261,6 +276,13 @@ impl Addresses for AwsEc2 {
                 err => Err(err),
             },
         }
+    }
+
+    async fn describe_addresses(
+        &self,
+        allocation_ids: &[String],
+    ) -> Result<Vec<ObservedAddress>, StepError> {
+        self.addresses_of(allocation_ids).await
     }
 
     async fn associate_address(

@@ -2,15 +2,16 @@
 //! and the EC2 ports with their real, fake and fault-injecting implementations.
 
 pub mod aws_ec2;
+pub mod batched;
 pub mod fake;
 pub mod faulty;
+pub mod gated;
 pub mod launch;
 pub mod ledger;
 pub mod ports;
 pub mod recovery_point;
 pub mod spec;
 pub mod terminate;
-pub mod throttled;
 
 pub use launch::{LaunchWork, SourceEvents, RESTORED_LATEST};
 pub use ports::{

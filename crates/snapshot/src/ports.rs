@@ -10,7 +10,7 @@ use ferry_state_machine::StepError;
 pub type Tag = (String, String);
 
 /// Which ferry volumes to find. Every set field narrows the search (a tag or attachment filter).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct VolumeQuery {
     /// `ferry:group`.
     pub group: String,
@@ -23,7 +23,7 @@ pub struct VolumeQuery {
 }
 
 /// Which ferry snapshots to find. Every set field narrows the search.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SnapshotQuery {
     /// `ferry:group`.
     pub group: String,
@@ -67,6 +67,18 @@ pub struct NewVolume {
 pub trait Volumes: Send + Sync {
     /// `DescribeVolumes` with ferry's tag filters; every page.
     async fn find_volumes(&self, query: &VolumeQuery) -> Result<Vec<ObservedVolume>, StepError>;
+    /// `find_volumes` of several queries at once, answered in order, in as few `DescribeVolumes` calls as
+    /// their filters allow (one filter with every query's group, paged). The default asks one by one.
+    async fn find_volumes_batch(
+        &self,
+        queries: &[VolumeQuery],
+    ) -> Result<Vec<Vec<ObservedVolume>>, StepError> {
+        let mut out = Vec::with_capacity(queries.len());
+        for q in queries {
+            out.push(self.find_volumes(q).await?);
+        }
+        Ok(out)
+    }
     /// `DescribeVolumes` of given ids; missing ids are left out, not an error.
     async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<ObservedVolume>, StepError>;
     /// `CreateVolume` with a `ClientToken`; returns the volume id.
@@ -94,6 +106,18 @@ pub trait Snapshots: Send + Sync {
         &self,
         query: &SnapshotQuery,
     ) -> Result<Vec<ObservedSnapshot>, StepError>;
+    /// `find_snapshots` of several queries at once, answered in order, in as few `DescribeSnapshots` calls as
+    /// their filters allow. The default asks one by one.
+    async fn find_snapshots_batch(
+        &self,
+        queries: &[SnapshotQuery],
+    ) -> Result<Vec<Vec<ObservedSnapshot>>, StepError> {
+        let mut out = Vec::with_capacity(queries.len());
+        for q in queries {
+            out.push(self.find_snapshots(q).await?);
+        }
+        Ok(out)
+    }
     /// `DescribeSnapshots` of given ids; missing ids are left out, not an error.
     async fn describe_snapshots(&self, ids: &[String]) -> Result<Vec<ObservedSnapshot>, StepError>;
     /// `CreateSnapshots`: one crash-consistent set of every volume of the instance except the boot volume and
@@ -126,6 +150,18 @@ pub trait Instances: Send + Sync {
         &self,
         instance_id: &str,
     ) -> Result<Option<ObservedInstance>, StepError>;
+    /// `DescribeInstances` of several instances at once (an `instance-id` filter, paged); the instances EC2
+    /// does not know are left out. The default asks one by one.
+    async fn describe_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<ObservedInstance>, StepError> {
+        let mut out = Vec::with_capacity(instance_ids.len());
+        for id in instance_ids {
+            out.extend(self.describe_instance(id).await?);
+        }
+        Ok(out)
+    }
     /// `CreateTags` on an instance.
     async fn tag_instance(&self, instance_id: &str, tags: &[Tag]) -> Result<(), StepError>;
     /// EC2's clock: now, in Unix seconds, the clock of snapshot start times (the wall clock; a fake's own).
@@ -144,6 +180,18 @@ pub trait Addresses: Send + Sync {
         &self,
         allocation_id: &str,
     ) -> Result<Option<ObservedAddress>, StepError>;
+    /// `DescribeAddresses` of several allocations at once; the ones that do not exist are left out. The
+    /// default asks one by one.
+    async fn describe_addresses(
+        &self,
+        allocation_ids: &[String],
+    ) -> Result<Vec<ObservedAddress>, StepError> {
+        let mut out = Vec::with_capacity(allocation_ids.len());
+        for id in allocation_ids {
+            out.extend(self.describe_address(id).await?);
+        }
+        Ok(out)
+    }
     /// `AssociateAddress` with `AllowReassociation=true`.
     async fn associate_address(
         &self,

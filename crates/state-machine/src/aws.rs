@@ -129,69 +129,98 @@ impl LifecycleActions for AwsLifecycleActions {
         &self,
         instance_id: &str,
     ) -> Result<Option<GroupInstance>, StepError> {
-        let out = self
-            .client
-            .describe_auto_scaling_instances()
-            .instance_ids(instance_id)
-            .send()
-            .await
-            .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingInstances", &e))?;
-        Ok(out.auto_scaling_instances().first().map(|i| GroupInstance {
-            instance_id: i.instance_id().unwrap_or_default().to_string(),
-            group: i.auto_scaling_group_name().unwrap_or_default().to_string(),
-            availability_zone: i.availability_zone().unwrap_or_default().to_string(),
-            lifecycle_state: i.lifecycle_state().unwrap_or_default().to_string(),
-            health_status: i.health_status().unwrap_or_default().to_string(),
-        }))
+        let found = self.describe_instances(&[instance_id.to_string()]).await?;
+        Ok(found.into_iter().find(|i| i.instance_id == instance_id))
+    }
+
+    async fn describe_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<GroupInstance>, StepError> {
+        let mut found = Vec::with_capacity(instance_ids.len());
+        // At most 50 ids a call; ids Auto Scaling does not know are simply absent from the answer.
+        for chunk in instance_ids.chunks(50) {
+            let out = self
+                .client
+                .describe_auto_scaling_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingInstances", &e))?;
+            found.extend(out.auto_scaling_instances().iter().map(|i| GroupInstance {
+                instance_id: i.instance_id().unwrap_or_default().to_string(),
+                group: i.auto_scaling_group_name().unwrap_or_default().to_string(),
+                availability_zone: i.availability_zone().unwrap_or_default().to_string(),
+                lifecycle_state: i.lifecycle_state().unwrap_or_default().to_string(),
+                health_status: i.health_status().unwrap_or_default().to_string(),
+            }));
+        }
+        Ok(found)
     }
 
     async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError> {
-        let out = self
-            .client
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await
-            .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingGroups", &e))?;
-        let Some(g) = out.auto_scaling_groups().first() else {
-            return Ok(None);
-        };
-        let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
-        Ok(Some(GroupInfo {
-            tags: g
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                .collect(),
-            availability_zones: g.availability_zones().to_vec(),
-            instances: g
-                .instances()
-                .iter()
-                .map(|i| GroupInstance {
-                    instance_id: i.instance_id().unwrap_or_default().to_string(),
-                    group: name.clone(),
-                    availability_zone: i.availability_zone().unwrap_or_default().to_string(),
-                    lifecycle_state: i
-                        .lifecycle_state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    health_status: i.health_status().unwrap_or_default().to_string(),
-                })
-                .collect(),
-            capacity: (
-                g.min_size().unwrap_or_default(),
-                g.max_size().unwrap_or_default(),
-                g.desired_capacity().unwrap_or_default(),
-            ),
-            maintenance_policy: g
-                .instance_maintenance_policy()
-                .and_then(|p| Some((p.min_healthy_percentage()?, p.max_healthy_percentage()?))),
-            terminate_hook_abandon: g
-                .instance_lifecycle_policy()
-                .and_then(|p| p.retention_triggers())
-                .and_then(|r| r.terminate_hook_abandon())
-                .map(|a| a.as_str().to_string()),
-            name,
-        }))
+        let found = self.describe_groups(&[group.to_string()]).await?;
+        Ok(found.into_iter().find(|g| g.name == group))
+    }
+
+    async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupInfo>, StepError> {
+        let mut out = Vec::with_capacity(groups.len());
+        // Up to 100 names a call, paged.
+        for chunk in groups.chunks(100) {
+            let mut pages = self
+                .client
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                .max_records(100)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| sdk_error("autoscaling:DescribeAutoScalingGroups", &e))?;
+                out.extend(page.auto_scaling_groups().iter().map(group_info));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What ferry reads of a group.
+fn group_info(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> GroupInfo {
+    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+    GroupInfo {
+        tags: g
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect(),
+        availability_zones: g.availability_zones().to_vec(),
+        instances: g
+            .instances()
+            .iter()
+            .map(|i| GroupInstance {
+                instance_id: i.instance_id().unwrap_or_default().to_string(),
+                group: name.clone(),
+                availability_zone: i.availability_zone().unwrap_or_default().to_string(),
+                lifecycle_state: i
+                    .lifecycle_state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                health_status: i.health_status().unwrap_or_default().to_string(),
+            })
+            .collect(),
+        capacity: (
+            g.min_size().unwrap_or_default(),
+            g.max_size().unwrap_or_default(),
+            g.desired_capacity().unwrap_or_default(),
+        ),
+        maintenance_policy: g
+            .instance_maintenance_policy()
+            .and_then(|p| Some((p.min_healthy_percentage()?, p.max_healthy_percentage()?))),
+        terminate_hook_abandon: g
+            .instance_lifecycle_policy()
+            .and_then(|p| p.retention_triggers())
+            .and_then(|r| r.terminate_hook_abandon())
+            .map(|a| a.as_str().to_string()),
+        name,
     }
 }

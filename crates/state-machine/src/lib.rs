@@ -2,11 +2,14 @@
 //! and the driver that runs one hook and is the only place a lifecycle action is completed.
 
 pub mod aws;
+pub mod batched;
 pub mod budget;
 pub mod driver;
 pub mod error;
 pub mod fake;
+pub mod gate;
 mod heartbeat;
+pub mod loader;
 pub mod lock;
 pub mod machine;
 pub mod model;
@@ -16,7 +19,6 @@ pub mod port;
 pub mod recovery;
 pub mod slot;
 pub mod tags;
-pub mod throttled;
 pub mod unreachable;
 pub mod verdict;
 

@@ -112,8 +112,31 @@ pub trait LifecycleActions: Send + Sync {
         instance_id: &str,
     ) -> Result<Option<GroupInstance>, StepError>;
 
+    /// `DescribeAutoScalingInstances` for several instances at once (at most 50 a call); the instances Auto
+    /// Scaling does not know are left out. The default asks one by one.
+    async fn describe_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<GroupInstance>, StepError> {
+        let mut out = Vec::with_capacity(instance_ids.len());
+        for id in instance_ids {
+            out.extend(self.describe_instance(id).await?);
+        }
+        Ok(out)
+    }
+
     /// `DescribeAutoScalingGroups` for one group; `None` when it does not exist.
     async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError>;
+
+    /// `DescribeAutoScalingGroups` for several groups at once (100 a call); missing groups are left out.
+    /// The default asks one by one.
+    async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupInfo>, StepError> {
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            out.extend(self.describe_group(g).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// Whether an Auto Scaling error message says the action is no longer active.

@@ -43,6 +43,13 @@ impl Snapshots for AwsEc2 {
             .await
     }
 
+    async fn find_snapshots_batch(
+        &self,
+        queries: &[SnapshotQuery],
+    ) -> Result<Vec<Vec<ObservedSnapshot>>, StepError> {
+        self.snapshots_of(queries).await
+    }
+
     async fn describe_snapshots(&self, ids: &[String]) -> Result<Vec<ObservedSnapshot>, StepError> {
         const OP: &str = "ec2:DescribeSnapshots";
         if ids.is_empty() {

@@ -1,5 +1,7 @@
 //! The EC2 ports on the fake: each call is logged, then applied to the state by its rule.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use ferry_state_machine::observe::{
     ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume, VolumeState,
@@ -46,6 +48,23 @@ fn snapshot_matches(rec: &SnapRec, q: &SnapshotQuery) -> bool {
             .map_or(true, |v| rec.s.volume_id == v)
 }
 
+/// Indexes records by their `ferry:group` tag, for batched finds: one pass over the state per call.
+fn by_group<'a, R>(
+    records: impl Iterator<Item = &'a R>,
+    tags_of: impl Fn(&R) -> &[Tag],
+) -> HashMap<&'a str, Vec<&'a R>>
+where
+    R: 'a,
+{
+    let mut index: HashMap<&str, Vec<&R>> = HashMap::new();
+    for r in records {
+        if let Some((_, g)) = tags_of(r).iter().find(|(k, _)| k == tags::GROUP) {
+            index.entry(g.as_str()).or_default().push(r);
+        }
+    }
+    index
+}
+
 #[async_trait]
 impl Volumes for FakeEc2 {
     async fn find_volumes(&self, query: &VolumeQuery) -> Result<Vec<ObservedVolume>, StepError> {
@@ -55,6 +74,26 @@ impl Volumes for FakeEc2 {
             .values()
             .filter(|r| volume_matches(r, query))
             .map(VolRec::observe)
+            .collect())
+    }
+
+    async fn find_volumes_batch(
+        &self,
+        queries: &[VolumeQuery],
+    ) -> Result<Vec<Vec<ObservedVolume>>, StepError> {
+        let mut g = self.lock();
+        g.call("DescribeVolumes");
+        let index = by_group(g.volumes.values(), |r: &VolRec| r.v.tags.as_slice());
+        Ok(queries
+            .iter()
+            .map(|q| {
+                index.get(q.group.as_str()).map_or_else(Vec::new, |recs| {
+                    recs.iter()
+                        .filter(|r| volume_matches(r, q))
+                        .map(|r| r.observe())
+                        .collect()
+                })
+            })
             .collect())
     }
 
@@ -132,6 +171,26 @@ impl Snapshots for FakeEc2 {
             .values()
             .filter(|r| snapshot_matches(r, query))
             .map(SnapRec::observe)
+            .collect())
+    }
+
+    async fn find_snapshots_batch(
+        &self,
+        queries: &[SnapshotQuery],
+    ) -> Result<Vec<Vec<ObservedSnapshot>>, StepError> {
+        let mut g = self.lock();
+        g.call("DescribeSnapshots");
+        let index = by_group(g.snapshots.values(), |r: &SnapRec| r.s.tags.as_slice());
+        Ok(queries
+            .iter()
+            .map(|q| {
+                index.get(q.group.as_str()).map_or_else(Vec::new, |recs| {
+                    recs.iter()
+                        .filter(|r| snapshot_matches(r, q))
+                        .map(|r| r.observe())
+                        .collect()
+                })
+            })
             .collect())
     }
 
@@ -217,6 +276,18 @@ impl Instances for FakeEc2 {
         Ok(g.observe_instance(instance_id))
     }
 
+    async fn describe_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<ObservedInstance>, StepError> {
+        let mut g = self.lock();
+        g.call("DescribeInstances");
+        Ok(instance_ids
+            .iter()
+            .filter_map(|id| g.observe_instance(id))
+            .collect())
+    }
+
     fn now_secs(&self) -> i64 {
         let g = self.lock();
         g.epoch_secs(Instant::now())
@@ -243,6 +314,18 @@ impl Addresses for FakeEc2 {
         let mut g = self.lock();
         g.call("DescribeAddresses");
         Ok(g.addresses.get(allocation_id).cloned())
+    }
+
+    async fn describe_addresses(
+        &self,
+        allocation_ids: &[String],
+    ) -> Result<Vec<ObservedAddress>, StepError> {
+        let mut g = self.lock();
+        g.call("DescribeAddresses");
+        Ok(allocation_ids
+            .iter()
+            .filter_map(|id| g.addresses.get(id).cloned())
+            .collect())
     }
 
     async fn associate_address(

@@ -1,0 +1,262 @@
+//! `BatchedActions`: Auto Scaling whose reads are coalesced across hooks (`loader`). A group's hooks are
+//! kept for `HOOKS_TTL`: they change rarely, and every hook run reads them twice (to verify its message and
+//! for its heartbeat timeout). Every hook that checks
+//! an instance shares one `DescribeAutoScalingInstances` of up to 50 ids per round, and the hooks of one group
+//! share one `DescribeLifecycleHooks`; group reads share one `DescribeAutoScalingGroups` of up to 100 names. Heartbeats and completions pass straight through.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::loader::{Loader, LoaderConfig};
+use crate::model::{ActionRef, LifecycleResult};
+use crate::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
+use crate::StepError;
+
+/// `DescribeAutoScalingInstances` takes at most 50 ids.
+const INSTANCES_PER_CALL: usize = 50;
+/// `DescribeAutoScalingGroups` takes at most 100 names.
+const GROUPS_PER_CALL: usize = 100;
+
+/// How long a group's lifecycle hooks, once read, are trusted.
+pub const HOOKS_TTL: Duration = Duration::from_secs(60);
+
+/// Auto Scaling with batched reads.
+pub struct BatchedActions {
+    inner: Arc<dyn LifecycleActions>,
+    instances: Loader<String, Option<GroupInstance>>,
+    hooks: Loader<String, Vec<HookSpec>>,
+    hooks_read: Mutex<HashMap<String, (Instant, Vec<HookSpec>)>>,
+    groups: Loader<String, Option<GroupInfo>>,
+}
+
+impl BatchedActions {
+    /// Batches `inner`'s instance and hook reads, paced by `cfg`. Must be called within a tokio runtime.
+    pub fn new(inner: Arc<dyn LifecycleActions>, cfg: LoaderConfig) -> Self {
+        let asg = inner.clone();
+        let instances = Loader::spawn(
+            "autoscaling:DescribeAutoScalingInstances",
+            LoaderConfig {
+                max_batch: cfg.max_batch.min(INSTANCES_PER_CALL),
+                ..cfg
+            },
+            move |ids: Vec<String>| {
+                let asg = asg.clone();
+                async move {
+                    let found: HashMap<String, GroupInstance> = asg
+                        .describe_instances(&ids)
+                        .await?
+                        .into_iter()
+                        .map(|i| (i.instance_id.clone(), i))
+                        .collect();
+                    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+                }
+            },
+        );
+        let asg = inner.clone();
+        // One call per group (the API takes one); the loader dedupes a group's hooks within a round.
+        let hooks = Loader::spawn(
+            "autoscaling:DescribeLifecycleHooks",
+            cfg,
+            move |groups: Vec<String>| {
+                let asg = asg.clone();
+                async move {
+                    let mut out = Vec::with_capacity(groups.len());
+                    for g in &groups {
+                        out.push(asg.describe_hooks(g).await?);
+                    }
+                    Ok(out)
+                }
+            },
+        );
+        let asg = inner.clone();
+        let groups = Loader::spawn(
+            "autoscaling:DescribeAutoScalingGroups",
+            LoaderConfig {
+                max_batch: cfg.max_batch.min(GROUPS_PER_CALL),
+                ..cfg
+            },
+            move |names: Vec<String>| {
+                let asg = asg.clone();
+                async move {
+                    let found: HashMap<String, GroupInfo> = asg
+                        .describe_groups(&names)
+                        .await?
+                        .into_iter()
+                        .map(|g| (g.name.clone(), g))
+                        .collect();
+                    Ok(names.iter().map(|n| found.get(n).cloned()).collect())
+                }
+            },
+        );
+        Self {
+            inner,
+            instances,
+            hooks,
+            hooks_read: Mutex::default(),
+            groups,
+        }
+    }
+}
+
+impl BatchedActions {
+    fn remember(&self, group: &str, hooks: &[HookSpec]) {
+        self.hooks_read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group.to_string(), (Instant::now(), hooks.to_vec()));
+    }
+}
+
+#[async_trait]
+impl LifecycleActions for BatchedActions {
+    async fn describe_hook(&self, group: &str, hook: &str) -> Result<Option<HookSpec>, StepError> {
+        let all = self.describe_hooks(group).await?;
+        if let Some(h) = all.into_iter().find(|h| h.name == hook) {
+            return Ok(Some(h));
+        }
+        // Not among the hooks read before: read again rather than reject a hook created since.
+        let hooks = self.hooks.load(group.to_string()).await?;
+        self.remember(group, &hooks);
+        Ok(hooks.into_iter().find(|h| h.name == hook))
+    }
+
+    async fn describe_hooks(&self, group: &str) -> Result<Vec<HookSpec>, StepError> {
+        let fresh = {
+            let read = self.hooks_read.lock().unwrap_or_else(|p| p.into_inner());
+            read.get(group)
+                .filter(|(at, _)| at.elapsed() < HOOKS_TTL)
+                .map(|(_, h)| h.clone())
+        };
+        if let Some(hooks) = fresh {
+            return Ok(hooks);
+        }
+        let hooks = self.hooks.load(group.to_string()).await?;
+        self.remember(group, &hooks);
+        Ok(hooks)
+    }
+
+    async fn heartbeat(&self, action: &ActionRef) -> Result<CompleteOutcome, StepError> {
+        self.inner.heartbeat(action).await
+    }
+
+    async fn complete(
+        &self,
+        action: &ActionRef,
+        result: LifecycleResult,
+    ) -> Result<CompleteOutcome, StepError> {
+        self.inner.complete(action, result).await
+    }
+
+    async fn describe_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<GroupInstance>, StepError> {
+        self.instances.load(instance_id.to_string()).await
+    }
+
+    async fn describe_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<GroupInstance>, StepError> {
+        self.inner.describe_instances(instance_ids).await
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError> {
+        self.groups.load(group.to_string()).await
+    }
+
+    async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupInfo>, StepError> {
+        self.inner.describe_groups(groups).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeLifecycleActions;
+
+    #[tokio::test(start_paused = true)]
+    async fn hooks_checks_share_calls() {
+        let fake = FakeLifecycleActions::default();
+        for g in 0..120 {
+            fake.put_instance(GroupInstance {
+                instance_id: format!("i-{g}"),
+                group: format!("g{g}"),
+                availability_zone: "us-east-1a".into(),
+                lifecycle_state: "Terminating:Wait".into(),
+                health_status: "Healthy".into(),
+            });
+        }
+        fake.put_hook(
+            "g7",
+            HookSpec {
+                name: "launch".into(),
+                transition: Some(crate::Transition::Launching),
+                heartbeat_timeout: Duration::from_secs(300),
+                default_result: LifecycleResult::Abandon,
+                target_arn: None,
+            },
+        );
+        let batched = Arc::new(BatchedActions::new(
+            Arc::new(fake.clone()),
+            LoaderConfig::default(),
+        ));
+        let tasks: Vec<_> = (0..120)
+            .map(|g| {
+                let b = batched.clone();
+                tokio::spawn(async move {
+                    let me = b.describe_instance(&format!("i-{g}")).await;
+                    let hooks = b.describe_hook("g7", "launch").await;
+                    (me, hooks)
+                })
+            })
+            .collect();
+        for (g, t) in tasks.into_iter().enumerate() {
+            let Ok((me, hooks)) = t.await else {
+                panic!("task {g}")
+            };
+            assert_eq!(me.ok().flatten().map(|i| i.group), Some(format!("g{g}")));
+            assert_eq!(
+                hooks.ok().flatten().map(|h| h.name).as_deref(),
+                Some("launch")
+            );
+        }
+        let calls = fake.calls();
+        let count = |op: &str| calls.iter().filter(|c| *c == op).count();
+        assert_eq!(
+            count("DescribeAutoScalingInstances"),
+            3,
+            "120 ids, 50 a call"
+        );
+        assert_eq!(count("DescribeLifecycleHooks"), 1, "{calls:?}");
+
+        // Kept: the next check reads nothing. A hook not among those kept is read again, not refused.
+        assert!(batched.describe_hook("g7", "launch").await.is_ok());
+        fake.put_hook(
+            "g7",
+            HookSpec {
+                name: "terminate".into(),
+                transition: Some(crate::Transition::Terminating),
+                heartbeat_timeout: Duration::from_secs(300),
+                default_result: LifecycleResult::Continue,
+                target_arn: None,
+            },
+        );
+        let new = batched.describe_hook("g7", "terminate").await;
+        assert_eq!(
+            new.ok().flatten().map(|h| h.name).as_deref(),
+            Some("terminate")
+        );
+        let calls = fake.calls();
+        let hooks = calls
+            .iter()
+            .filter(|c| *c == "DescribeLifecycleHooks")
+            .count();
+        assert_eq!(hooks, 2, "{calls:?}");
+    }
+}
