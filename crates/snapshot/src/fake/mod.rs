@@ -30,8 +30,10 @@ pub struct Timings {
     pub attach: Duration,
     /// `detaching` before the volume is `available` again.
     pub detach: Duration,
-    /// `pending` (with rising progress) before `completed`.
+    /// `pending` (with rising progress) before `completed`: a volume's first snapshot, a full copy.
     pub snapshot: Duration,
+    /// The same for a later snapshot of a volume, incremental to the one before; `None`: as `snapshot`.
+    pub incremental_snapshot: Option<Duration>,
 }
 
 /// How the snapshots of one volume fail (see [`FakeEc2::fail_snapshots_of`]).
@@ -361,6 +363,7 @@ impl FakeEc2 {
             g.epoch_secs(now),
             now,
             g.timings,
+            false,
         );
         if state != SnapshotState::Pending {
             rec.s.state = state;
@@ -371,6 +374,7 @@ impl FakeEc2 {
             };
         }
         g.snapshots.insert(id.clone(), rec);
+        g.pending_snapshots.insert(id.clone());
         g.settle(now);
         id
     }

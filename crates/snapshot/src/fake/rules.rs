@@ -127,6 +127,7 @@ impl Inner {
         let mut rec = VolRec::new(v);
         rec.ready_at = Some(now + self.timings.volume_create);
         self.volumes.insert(id.clone(), rec);
+        self.pending_volumes.insert(id.clone());
         if !req.client_token.is_empty() {
             self.tokens
                 .insert(req.client_token.clone(), (req.clone(), id.clone()));
@@ -191,6 +192,7 @@ impl Inner {
                 delete_on_termination: false,
             });
             rec.attach_due = Some(due);
+            self.pending_volumes.insert(volume_id.to_string());
         }
         self.settle(now);
         Ok(())
@@ -229,6 +231,7 @@ impl Inner {
         }
         att.state = AttachState::Detaching;
         rec.attach_due = Some(due);
+        self.pending_volumes.insert(volume_id.to_string());
         self.settle(now);
         Ok(())
     }
@@ -253,9 +256,12 @@ impl Inner {
             self.epoch_secs(now),
             now,
             self.timings,
+            // EBS copies only the blocks changed since the volume's previous snapshot.
+            self.last_snapshot.contains_key(volume_id),
         );
         rec.s.content = content;
         self.snapshots.insert(id.clone(), rec);
+        self.pending_snapshots.insert(id.clone());
         self.last_snapshot.insert(volume_id.to_string(), now);
         id
     }

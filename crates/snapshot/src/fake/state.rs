@@ -1,6 +1,6 @@
 //! The fake's records and its clock: timed transitions settle lazily, on every access.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use ferry_state_machine::observe::{
@@ -71,6 +71,7 @@ impl SnapRec {
         start_time: i64,
         now: Instant,
         timings: Timings,
+        incremental: bool,
     ) -> Self {
         let s = FakeSnapshot {
             id: id.to_string(),
@@ -86,7 +87,11 @@ impl SnapRec {
         Self {
             s,
             started: now,
-            duration: timings.snapshot,
+            duration: if incremental {
+                timings.incremental_snapshot.unwrap_or(timings.snapshot)
+            } else {
+                timings.snapshot
+            },
         }
     }
 
@@ -151,6 +156,10 @@ pub(super) struct Inner {
     origin: Instant,
     pub volumes: BTreeMap<String, VolRec>,
     pub snapshots: BTreeMap<String, SnapRec>,
+    /// The volumes and snapshots with a timed transition still to come: `settle` visits only these, so a
+    /// fake holding thousands of groups costs little per call.
+    pub pending_volumes: BTreeSet<String>,
+    pub pending_snapshots: BTreeSet<String>,
     pub instances: BTreeMap<String, InstRec>,
     pub addresses: BTreeMap<String, ObservedAddress>,
     /// `ClientToken` → (the request, the volume it made).
@@ -172,6 +181,8 @@ impl Default for Inner {
             origin: Instant::now(),
             volumes: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            pending_volumes: BTreeSet::new(),
+            pending_snapshots: BTreeSet::new(),
             instances: BTreeMap::new(),
             addresses: BTreeMap::new(),
             tokens: HashMap::new(),
@@ -198,7 +209,12 @@ impl Inner {
 
     /// Applies every timed transition due by `now`.
     pub fn settle(&mut self, now: Instant) {
-        for rec in self.volumes.values_mut() {
+        let mut settled = Vec::new();
+        for id in &self.pending_volumes {
+            let Some(rec) = self.volumes.get_mut(id) else {
+                settled.push(id.clone());
+                continue;
+            };
             if rec.v.state == VolumeState::Creating && rec.ready_at.is_some_and(|t| t <= now) {
                 rec.v.state = VolumeState::Available;
                 rec.ready_at = None;
@@ -218,10 +234,26 @@ impl Inner {
                     _ => {}
                 }
             }
+            if rec.ready_at.is_none() && rec.attach_due.is_none() {
+                settled.push(id.clone());
+            }
         }
-        for rec in self.snapshots.values_mut() {
+        for id in settled.drain(..) {
+            self.pending_volumes.remove(&id);
+        }
+        for id in &self.pending_snapshots {
+            let Some(rec) = self.snapshots.get_mut(id) else {
+                settled.push(id.clone());
+                continue;
+            };
             let fault = self.snapshot_faults.get(&rec.s.volume_id).copied();
             rec.settle(now, fault);
+            if rec.s.state != SnapshotState::Pending {
+                settled.push(id.clone());
+            }
+        }
+        for id in settled {
+            self.pending_snapshots.remove(&id);
         }
     }
 

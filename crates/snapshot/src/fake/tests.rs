@@ -33,6 +33,7 @@ async fn volumes_attachments_and_snapshots_move_through_timed_states() {
         attach: Duration::from_secs(1),
         detach: Duration::from_secs(3),
         snapshot: Duration::from_secs(10),
+        incremental_snapshot: None,
     });
     ec2.add_instance("i-1", "us-east-1a");
     let snap = ec2.put_snapshot(

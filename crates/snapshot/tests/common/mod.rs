@@ -76,6 +76,7 @@ pub fn timings() -> Timings {
         attach: Duration::from_secs(2),
         detach: Duration::from_secs(3),
         snapshot: Duration::from_secs(20),
+        incremental_snapshot: None,
     }
 }
 
