@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -110,6 +110,10 @@ pub struct DriverConfig {
     pub retry_max: Duration,
     /// Abandon this long before the hook's global timeout would pass.
     pub global_margin: Duration,
+    /// Steps (observe, decide, act) worked at once across every hook. A hook holds a worker only while it
+    /// steps: one waiting at a barrier, for a lock or between polls holds none, and workers go to waiting
+    /// hooks in the order they asked, so no group starves another.
+    pub workers: usize,
 }
 
 impl Default for DriverConfig {
@@ -121,9 +125,13 @@ impl Default for DriverConfig {
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             global_margin: Duration::from_secs(60),
+            workers: DEFAULT_WORKERS,
         }
     }
 }
+
+/// The default of `DriverConfig::workers`.
+pub const DEFAULT_WORKERS: usize = 64;
 
 /// Runs hooks to completion.
 #[derive(Clone)]
@@ -131,6 +139,7 @@ pub struct Driver {
     actions: Arc<dyn LifecycleActions>,
     locks: Arc<dyn SlotLocks>,
     observer: Arc<dyn HookObserver>,
+    workers: Arc<Semaphore>,
     cfg: DriverConfig,
 }
 
@@ -146,6 +155,7 @@ impl Driver {
             actions,
             locks,
             observer,
+            workers: Arc::new(Semaphore::new(cfg.workers.max(1))),
             cfg,
         }
     }
@@ -269,6 +279,13 @@ impl Driver {
                     () = shutdown_requested(shutdown) => return interrupted(),
                     guard = self.locks.lock(&slot) => guard,
                 };
+                // Then a worker; the semaphore is fair, and never closed.
+                let _worker = tokio::select! {
+                    biased;
+                    () = heartbeat.ended() => return Exit::End(HookOutcome::AlreadyEnded),
+                    () = shutdown_requested(shutdown) => return interrupted(),
+                    permit = self.workers.acquire() => permit.ok(),
+                };
                 work.step(hook, elapsed).await
             };
             let delay = match step {
@@ -383,3 +400,7 @@ async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 #[path = "driver_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "driver_workers_tests.rs"]
+mod workers_tests;
