@@ -298,6 +298,10 @@ impl HookWork for LaunchWork {
                 return Ok(Progress::Acted(self.act(hook, &me, spec, step).await?));
             }
             SlotStep::Wait => {
+                // Past the fence, the Elastic IP need not wait for our own volume to be created or attached.
+                if let Some(done) = self.early_address(hook, &me, &steps, &observed).await? {
+                    return Ok(Progress::Acted(done));
+                }
                 let waits: Vec<String> = self
                     .group
                     .volumes

@@ -1,9 +1,9 @@
 //! The launch's last steps once the data is attached (move the Elastic IP, tag the instance), and how a
 //! waiting launch describes what it waits for.
 
-use ferry_state_machine::machine::{WaitFor, FINAL_RETRY_SECS};
-use ferry_state_machine::observe::ObservedInstance;
-use ferry_state_machine::{tags, AttachedData, Disposition, StepError};
+use ferry_state_machine::machine::{VolumeStep, WaitFor, FINAL_RETRY_SECS};
+use ferry_state_machine::observe::{ObservedInstance, ObservedSnapshot, ObservedVolume};
+use ferry_state_machine::{tags, AttachedData, Disposition, HookEvent, StepError};
 use tracing::{error, info};
 
 use super::LaunchWork;
@@ -46,6 +46,39 @@ impl LaunchWork {
             return Ok(Some("tagging the instance".into()));
         }
         Ok(None)
+    }
+
+    /// While every volume waits only for this hook's own volume to be created or attached (the barrier
+    /// passed: no other instance holds a copy), moves the Elastic IP at once instead of after the attach,
+    /// taking it off the critical path. `Some` when a call was made. A failure here is left to the finishing
+    /// step, which decides whether it may cost the instance.
+    pub(super) async fn early_address(
+        &self,
+        hook: &HookEvent,
+        me: &ObservedInstance,
+        steps: &[VolumeStep],
+        observed: &[(VolumeStep, Vec<ObservedVolume>, Vec<ObservedSnapshot>)],
+    ) -> Result<Option<String>, StepError> {
+        let Some(alloc) = &self.group.elastic_ip else {
+            return Ok(None);
+        };
+        let key = hook.ledger_key();
+        let own = |vols: &[ObservedVolume], id: &str| {
+            vols.iter().any(|v| {
+                v.id == id
+                    && v.hook.as_deref() == Some(key.as_str())
+                    && v.attached_to().map_or(true, |i| i == me.id)
+            })
+        };
+        let only_own = steps.iter().zip(observed).all(|(s, (_, vols, _))| match s {
+            VolumeStep::Wait(WaitFor::VolumeCreating(v) | WaitFor::Attachment(v)) => own(vols, v),
+            VolumeStep::Ready { .. } => true,
+            _ => false,
+        });
+        if !only_own {
+            return Ok(None);
+        }
+        Ok(self.move_address(alloc, me).await.unwrap_or(None))
     }
 
     /// Associates the Elastic IP with `me` unless it already is; `Some` when a call was made.
