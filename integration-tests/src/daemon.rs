@@ -27,6 +27,29 @@ pub fn ferryd_path() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The ferryd binary for the benchmarks: `$FERRY_BIN` as is; otherwise `cargo build -p ferryd` first (so it
+/// is current), then the one next to the running executable, as `ferry-demo` finds it.
+pub fn build_ferryd(say: &dyn Fn(&str)) -> Result<PathBuf> {
+    if std::env::var_os("FERRY_BIN").is_none() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        say("building ferryd (cargo build -p ferryd)...");
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "ferryd"])
+            .current_dir(crate::emulator::repo_root())
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => say(&format!(
+                "warning: cargo build -p ferryd failed ({s}); using the ferryd binary already built, if any"
+            )),
+            Err(e) => say(&format!(
+                "warning: cannot run cargo ({e}); using the ferryd binary already built, if any"
+            )),
+        }
+    }
+    ferryd_path()
+}
+
 /// Where ferryd's logs go.
 pub enum Logs {
     /// Into this file.

@@ -159,6 +159,16 @@ impl Emulator {
         Ok(v["calls"].as_array().cloned().unwrap_or_default())
     }
 
+    /// The call log's counts (`calls`, `throttled`, `errors`, per-action `actions`, and `last_seq`) of the
+    /// calls with `seq > since`, signed with `access_key` if given.
+    pub async fn call_summary(&self, since: u64, access_key: Option<&str>) -> Result<Value> {
+        let mut path = format!("calls/summary?since={since}");
+        if let Some(k) = access_key {
+            path.push_str(&format!("&access_key={k}"));
+        }
+        self.control(reqwest::Method::GET, &path, None).await
+    }
+
     /// Every lifecycle action the emulator has opened, with its state and result.
     pub async fn lifecycle(&self) -> Result<Vec<Value>> {
         let v = self

@@ -26,6 +26,11 @@ pub struct Writer {
 impl Writer {
     /// Starts writing to every data volume of `instance`, starting after `from` (the value already on them).
     pub fn start(emu: &Emulator, instance: &str, from: u64) -> Writer {
+        Writer::start_every(emu, instance, from, WRITE_EVERY)
+    }
+
+    /// As [`Writer::start`], one write every `every` (many writers at once would swamp the emulator).
+    pub fn start_every(emu: &Emulator, instance: &str, from: u64, every: Duration) -> Writer {
         let url = format!("{}/_emulator/instances/{instance}/write", emu.url());
         let acked = Arc::new(AtomicU64::new(from));
         let (a, http) = (acked.clone(), reqwest::Client::new());
@@ -49,7 +54,7 @@ impl Writer {
                     }
                     Err(e) => return Err(e).context("the emulator stopped answering writes"),
                 }
-                tokio::time::sleep(WRITE_EVERY).await;
+                tokio::time::sleep(every).await;
             }
         });
         Writer {

@@ -78,73 +78,14 @@ impl World {
             aws_sdk_autoscaling::Client::new(&conf),
             aws_sdk_sqs::Client::new(&conf),
         );
-        let dlq = sqs
-            .create_queue()
-            .queue_name("ferry-hooks-dlq")
-            .send()
-            .await?;
-        let dlq_url = dlq.queue_url().unwrap_or_default().to_string();
-        let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
-        let q = sqs
-            .create_queue()
-            .queue_name("ferry-hooks")
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                opts.visibility_timeout.to_string(),
-            )
-            .attributes(
-                QueueAttributeName::RedrivePolicy,
-                format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#),
-            )
-            .send()
-            .await
-            .context("creating the hook queue")?;
-        let queue_url = q.queue_url().unwrap_or_default().to_string();
-        let arn = queue_arn(&sqs, &queue_url).await?;
+        let (queue_url, dlq_url, arn) = create_queues(&sqs, opts.visibility_timeout).await?;
         asg.create_launch_configuration()
             .launch_configuration_name("ferry-lc")
             .image_id("ami-12345678")
             .instance_type("t3.micro")
             .send()
             .await?;
-        let hook = |name: &str, transition: &str| {
-            LifecycleHookSpecification::builder()
-                .lifecycle_hook_name(name)
-                .lifecycle_transition(transition)
-                .notification_target_arn(&arn)
-                .role_arn("arn:aws:iam::123456789012:role/ferry-hooks")
-                .heartbeat_timeout(opts.heartbeat_timeout)
-                .default_result("ABANDON")
-                .build()
-        };
-        asg.create_auto_scaling_group()
-            .auto_scaling_group_name(&opts.group)
-            .launch_configuration_name("ferry-lc")
-            .min_size(0)
-            .max_size(1)
-            .desired_capacity(0)
-            .availability_zones(AZ_A)
-            .availability_zones(AZ_B)
-            .lifecycle_hook_specification_list(hook(
-                "ferry-launch",
-                "autoscaling:EC2_INSTANCE_LAUNCHING",
-            ))
-            .lifecycle_hook_specification_list(hook(
-                "ferry-terminate",
-                "autoscaling:EC2_INSTANCE_TERMINATING",
-            ))
-            .tags(
-                AsgTag::builder()
-                    .key("ferry:managed")
-                    .value("true")
-                    .resource_id(&opts.group)
-                    .resource_type("auto-scaling-group")
-                    .propagate_at_launch(false)
-                    .build(),
-            )
-            .send()
-            .await
-            .context("creating the Auto Scaling group")?;
+        create_group(&asg, &opts.group, &arn, opts.heartbeat_timeout).await?;
         let eip = ec2
             .allocate_address()
             .domain(aws_sdk_ec2::types::DomainType::Vpc)
@@ -338,6 +279,87 @@ type = "gp3"
         Ok(n(QueueAttributeName::ApproximateNumberOfMessages)
             + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
     }
+}
+
+/// Creates the hook queue `ferry-hooks` (this visibility timeout) and its dead-letter queue
+/// `ferry-hooks-dlq` (5 receives); returns the queue's URL, the DLQ's URL and the queue's ARN.
+pub async fn create_queues(
+    sqs: &aws_sdk_sqs::Client,
+    visibility_timeout: u32,
+) -> Result<(String, String, String)> {
+    let dlq = sqs
+        .create_queue()
+        .queue_name("ferry-hooks-dlq")
+        .send()
+        .await?;
+    let dlq_url = dlq.queue_url().unwrap_or_default().to_string();
+    let dlq_arn = queue_arn(sqs, &dlq_url).await?;
+    let q = sqs
+        .create_queue()
+        .queue_name("ferry-hooks")
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout.to_string(),
+        )
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#),
+        )
+        .send()
+        .await
+        .context("creating the hook queue")?;
+    let queue_url = q.queue_url().unwrap_or_default().to_string();
+    let arn = queue_arn(sqs, &queue_url).await?;
+    Ok((queue_url, dlq_url, arn))
+}
+
+/// Creates a managed group (empty, min 0, max 1, across AZ a and b, launch configuration `ferry-lc`) with
+/// ferry's launch and terminate hooks notifying the queue `queue_arn`, and the `ferry:managed` tag.
+pub async fn create_group(
+    asg: &aws_sdk_autoscaling::Client,
+    group: &str,
+    queue_arn: &str,
+    heartbeat_timeout: i32,
+) -> Result<()> {
+    let hook = |name: &str, transition: &str| {
+        LifecycleHookSpecification::builder()
+            .lifecycle_hook_name(name)
+            .lifecycle_transition(transition)
+            .notification_target_arn(queue_arn)
+            .role_arn("arn:aws:iam::123456789012:role/ferry-hooks")
+            .heartbeat_timeout(heartbeat_timeout)
+            .default_result("ABANDON")
+            .build()
+    };
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .launch_configuration_name("ferry-lc")
+        .min_size(0)
+        .max_size(1)
+        .desired_capacity(0)
+        .availability_zones(AZ_A)
+        .availability_zones(AZ_B)
+        .lifecycle_hook_specification_list(hook(
+            "ferry-launch",
+            "autoscaling:EC2_INSTANCE_LAUNCHING",
+        ))
+        .lifecycle_hook_specification_list(hook(
+            "ferry-terminate",
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+        ))
+        .tags(
+            AsgTag::builder()
+                .key("ferry:managed")
+                .value("true")
+                .resource_id(group)
+                .resource_type("auto-scaling-group")
+                .propagate_at_launch(false)
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("creating the Auto Scaling group {group}"))?;
+    Ok(())
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {

@@ -4,7 +4,8 @@
     GET    /_emulator/config       current settings;  POST merges settings
     GET    /_emulator/faults       current faults;    POST merges, DELETE clears
     GET    /_emulator/placement    forced AZs;        POST {"group", "az"|null}
-    GET    /_emulator/calls        call log (?service=&action=&since=); DELETE clears
+    GET    /_emulator/calls        call log (?service=&action=&since=&access_key=); DELETE clears
+    GET    /_emulator/calls/summary   counts of calls, throttled calls, errors per action (same filters)
     GET    /_emulator/lifecycle    lifecycle actions (active, completed, expired)
     GET    /_emulator/health       {"ok": true}
     POST   /_emulator/volumes/<vol-id>/write      write {"value": N} (or counter+1) to a volume
@@ -96,21 +97,27 @@ def _placement(method: str, environ: dict[str, Any]) -> Response:
         return _json(200, {"placement": dict(asg.PLACEMENT)})
 
 
+def _call_filters(environ: dict[str, Any]) -> dict[str, Any]:
+    """The call-log filters of a query string: service, action, since, access_key."""
+    query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    known = {"service", "action", "since", "access_key"}
+    unknown = set(query) - known
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+    filters: dict[str, Any] = dict(query)
+    if "since" in query:
+        try:
+            filters["since"] = int(query["since"])
+        except ValueError:
+            raise BadRequest(f"since must be an integer, got {query['since']!r}") from None
+    return filters
+
+
 def _calls(method: str, environ: dict[str, Any]) -> Response:
     if method == "DELETE":
         CALLS.clear()
         return _json(200, {"calls": []})
-    query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-    unknown = set(query) - {"service", "action", "since"}
-    if unknown:
-        raise BadRequest(f"unknown query parameter(s) {sorted(unknown)}; known: action, service, since")
-    since = None
-    if "since" in query:
-        try:
-            since = int(query["since"])
-        except ValueError:
-            raise BadRequest(f"since must be an integer, got {query['since']!r}") from None
-    return _json(200, {"calls": CALLS.query(query.get("service"), query.get("action"), since)})
+    return _json(200, {"calls": CALLS.query(**_call_filters(environ))})
 
 
 def _write_value(environ: dict[str, Any]) -> int | None:
@@ -194,6 +201,8 @@ def _route(method: str, path: str, environ: dict[str, Any]) -> Response:
         return _placement(method, environ)
     if path == "/_emulator/calls" and method in ("GET", "DELETE"):
         return _calls(method, environ)
+    if path == "/_emulator/calls/summary" and method == "GET":
+        return _json(200, CALLS.summary(**_call_filters(environ)))
     if path == "/_emulator/lifecycle" and method == "GET":
         with state.LOCK:
             return _json(200, {"actions": lifecycle.snapshot()})

@@ -1,7 +1,8 @@
 """Faults on demand: token-bucket throttling, random 5xx errors, latency and an AZ outage.
 
 The configuration is set through ``/_emulator/faults`` (see control.py) and
-read by the middleware (throttle, errors, latency) and by the EC2 patches
+read by the middleware (throttle, errors, latency; the buckets are in
+throttle.py) and by the EC2 patches
 (the AZ outage: impaired status checks, held snapshots, detaches and
 shutdowns). When the outage begins, ends, moves to another AZ or changes its
 ``snapshot_mode``, the observers registered with :meth:`Faults.on_outage_change`
@@ -14,12 +15,10 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from . import state
+from . import state, throttle
 
-SERVICES = ("ec2", "autoscaling", "sqs")
 SNAPSHOT_MODES = ("pending", "error")
 _KEYS = ("throttle", "error_rate", "latency_ms", "az_outage", "seed")
 
@@ -27,24 +26,6 @@ _KEYS = ("throttle", "error_rate", "latency_ms", "az_outage", "seed")
 Outage = tuple[str, str, float]
 # (the outage before a change or None, the outage after it or None) -> None
 OutageObserver = Callable[[Outage | None, Outage | None], None]
-
-
-@dataclass
-class Bucket:
-    """A token bucket: ``burst`` tokens, refilled at ``rate`` per second."""
-
-    rate: float
-    burst: float
-    tokens: float
-    updated: float
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class Faults:
@@ -59,7 +40,7 @@ class Faults:
         """Forget every fault and the runtime state, telling no observer (the reset path)."""
         with self._lock:
             self.config: dict[str, Any] = {}
-            self.buckets: dict[str, Bucket] = {}
+            self.buckets = throttle.Buckets()
             self.rng = random.Random()
             self.outage_since: float | None = None
 
@@ -78,7 +59,7 @@ class Faults:
                 raise ValueError(f"unknown faults key {key!r}; known: {list(_KEYS)}")
         staged = dict(self.config)
         if "throttle" in data:
-            staged["throttle"] = _merge_throttle(staged.get("throttle", {}), data["throttle"])
+            staged["throttle"] = throttle.merge(staged.get("throttle", {}), data["throttle"])
         if "error_rate" in data:
             rate = data["error_rate"]
             if rate is not None and (not _is_number(rate) or not 0 <= rate <= 1):
@@ -111,7 +92,7 @@ class Faults:
             old_outage = self.config.get("az_outage")
             self.config = {k: v for k, v in staged.items() if v is not None and v != {}}
             if "throttle" in data:
-                self.buckets = {}
+                self.buckets.clear()
             if "seed" in data and data["seed"] is not None:
                 self.rng = random.Random(data["seed"])
             new_outage = self.config.get("az_outage")
@@ -141,21 +122,11 @@ class Faults:
                 return 0.0
             return self.rng.uniform(span[0], span[1]) / 1000.0
 
-    def throttled(self, service: str, action: str | None) -> bool:
-        """Consume a token from the service's and the action's bucket; True if either is empty."""
+    def throttled(self, service: str, action: str, access_key: str | None) -> bool:
+        """Take a token from the call's buckets (throttle.py); True if the call is throttled."""
         with self._lock:
-            throttle = self.config.get("throttle", {})
-            keys = [k for k in (service, f"{service}:{action}") if k in throttle]
-            now = state.now()
-            ok = True
-            for key in keys:
-                bucket = self.buckets.get(key)
-                if bucket is None:
-                    spec = throttle[key]
-                    bucket = Bucket(spec["rate"], spec["burst"], spec["burst"], now)
-                    self.buckets[key] = bucket
-                ok = bucket.take(now) and ok
-            return not ok
+            config = self.config.get("throttle", {})
+            return self.buckets.throttled(config, service, action, access_key, state.now())
 
     def injected_error(self) -> tuple[int, str, str] | None:
         with self._lock:
@@ -185,32 +156,6 @@ def _zone_and_mode(outage: Outage | None) -> tuple[str, str] | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _merge_throttle(current: dict[str, Any], update: Any) -> dict[str, Any]:
-    if update is None:
-        return {}
-    if not isinstance(update, dict):
-        raise ValueError("throttle must be an object of {service or 'service:Action': {rate, burst}}")
-    merged = dict(current)
-    for key, spec in update.items():
-        service = key.split(":", 1)[0]
-        if service not in SERVICES or key.count(":") > 1 or key.endswith(":"):
-            raise ValueError(
-                f"throttle key {key!r} must be one of {list(SERVICES)} or 'service:Action'"
-            )
-        if spec is None:
-            merged.pop(key, None)
-            continue
-        if not isinstance(spec, dict) or set(spec) - {"rate", "burst"} or "rate" not in spec:
-            raise ValueError(f"throttle.{key} must be {{\"rate\": number, \"burst\": number}}")
-        rate, burst = spec["rate"], spec.get("burst", 1)
-        if not _is_number(rate) or rate < 0:
-            raise ValueError(f"throttle.{key}.rate must be a non-negative number, got {rate!r}")
-        if not _is_number(burst) or burst < 1:
-            raise ValueError(f"throttle.{key}.burst must be a number >= 1, got {burst!r}")
-        merged[key] = {"rate": float(rate), "burst": float(burst)}
-    return merged
 
 
 def _latency(value: Any) -> list[float] | None:

@@ -72,25 +72,30 @@ class EmulatorMiddleware:
         delay = FAULTS.latency_seconds()
         if delay > 0:
             time.sleep(delay)
+        throttled = False
         response = self._precheck(req)
+        if response is None and req.action and FAULTS.throttled(req.service, req.action, req.access_key):
+            throttled = True
+            response = wire.throttle_error(req)
         if response is None:
-            response = self._dispatch(req, environ)
+            response = self._injected(req) or self._dispatch(req, environ)
         code, _, body = response
         error_code = wire.error_code_of(body) if code >= 400 else None
-        CALLS.record(req.service, req.action, req.params, code, error_code, started)
+        CALLS.record(req.service, req.action, req.params, code, error_code, started, req.access_key, throttled)
         return response
 
-    def _precheck(self, req: wire.AwsRequest) -> wire.Response | None:
+    @staticmethod
+    def _precheck(req: wire.AwsRequest) -> wire.Response | None:
         if not req.action:
             return wire.unknown_action(req, "No action specified")
         if not wire.known_operation(req.service, req.action):
             return wire.unknown_action(req)
-        if FAULTS.throttled(req.service, req.action):
-            return wire.throttle_error(req)
-        injected = FAULTS.injected_error()
-        if injected is not None:
-            return wire.error_response(req, *injected)
         return None
+
+    @staticmethod
+    def _injected(req: wire.AwsRequest) -> wire.Response | None:
+        injected = FAULTS.injected_error()
+        return None if injected is None else wire.error_response(req, *injected)
 
     def _dispatch(self, req: wire.AwsRequest, environ: dict[str, Any]) -> wire.Response:
         try:

@@ -9,11 +9,12 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from . import asg, asg_api, data, ebs_api, ebs_models
+    from . import asg, asg_api, data, ebs_api, ebs_models, speed
 
     asg.install()
     asg_api.install()
     ebs_models.install()
     data.install()
     ebs_api.install()
+    speed.install()
     _installed = True

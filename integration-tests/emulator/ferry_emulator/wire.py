@@ -24,7 +24,7 @@ import botocore.session
 
 # API version string -> service, for unsigned query requests.
 _VERSIONS = {"2016-11-15": "ec2", "2011-01-01": "autoscaling", "2012-11-05": "sqs"}
-_SCOPE_RE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+_SCOPE_RE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 MAX_LOGGED_VALUE = 200
 
 _botocore = botocore.session.get_session()
@@ -40,6 +40,8 @@ class AwsRequest:
     region: str
     json_protocol: bool
     params: dict[str, Any] = field(default_factory=dict)
+    # The SigV4 credential's access key id (None for an unsigned request).
+    access_key: str | None = None
 
     @property
     def key(self) -> str:
@@ -80,8 +82,9 @@ def parse_request(environ: dict[str, Any], body: bytes) -> AwsRequest | None:
     auth = environ.get("HTTP_AUTHORIZATION", "")
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     scope = _SCOPE_RE.search(auth)
-    region = scope.group(1) if scope else "us-east-1"
-    service = scope.group(2) if scope else None
+    access_key = scope.group(1) if scope else None
+    region = scope.group(2) if scope else "us-east-1"
+    service = scope.group(3) if scope else None
 
     if target:
         prefix, _, action = target.partition(".")
@@ -96,7 +99,7 @@ def parse_request(environ: dict[str, Any], body: bytes) -> AwsRequest | None:
         params: dict[str, Any] = {}
         if isinstance(data, dict):
             _flatten(data, "", params)
-        return AwsRequest(service, action or None, region, True, _truncate(params))
+        return AwsRequest(service, action or None, region, True, _truncate(params), access_key)
 
     pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     ctype = environ.get("CONTENT_TYPE", "")
@@ -109,7 +112,7 @@ def parse_request(environ: dict[str, Any], body: bytes) -> AwsRequest | None:
         service = _VERSIONS.get(version or "")
     if service is None or (action is None and not scope):
         return None
-    return AwsRequest(service, action, region, False, _truncate(params))
+    return AwsRequest(service, action, region, False, _truncate(params), access_key)
 
 
 Response = tuple[int, list[tuple[str, str]], bytes]
@@ -149,8 +152,10 @@ def _query_code(code: str) -> str:
 
 
 def throttle_error(req: AwsRequest) -> Response:
+    """AWS's answer to a throttled call: EC2 503 ``RequestLimitExceeded``, Auto Scaling 400
+    ``Throttling``, SQS 400 ``ThrottlingException`` (JSON) / ``RequestThrottled`` (query)."""
     if req.service == "ec2":
-        return error_response(req, 400, "RequestLimitExceeded", "Request limit exceeded.")
+        return error_response(req, 503, "RequestLimitExceeded", "Request limit exceeded.")
     if req.service == "sqs":
         return error_response(req, 400, "ThrottlingException" if req.json_protocol else "RequestThrottled", "Rate exceeded")
     return error_response(req, 400, "Throttling", "Rate exceeded")

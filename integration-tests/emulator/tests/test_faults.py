@@ -21,7 +21,7 @@ def test_ec2_throttle_burst(ec2, emulator):
         ec2.describe_volumes()
     assert error_code(exc) == "RequestLimitExceeded"
     assert exc.value.response["Error"]["Message"] == "Request limit exceeded."
-    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     time.sleep(2.1)
     ec2.describe_volumes()  # refilled
 
@@ -90,6 +90,8 @@ def test_latency(ec2, emulator):
     start = time.monotonic()
     emulator.ok("GET", "faults")
     assert time.monotonic() - start < 0.2
+    logged = emulator.ok("GET", "calls", action="DescribeVolumes")["calls"]
+    assert 200 <= logged[-1]["duration_ms"] < 2000  # the call's latency, injected delay included
 
 
 def test_partial_updates_merge(emulator):

@@ -14,12 +14,13 @@
 //! protocol around them (polling, call scheduling), not AWS speeds. It ends with a model of the same extra
 //! cost on AWS, from assumptions.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ferry_integration_tests::daemon::{ferryd_path, Ferryd, Logs};
-use ferry_integration_tests::emulator::{repo_root, Emulator};
+use ferry_integration_tests::calls::{param, parse_ms, tag_param};
+use ferry_integration_tests::daemon::{build_ferryd, Ferryd, Logs};
+use ferry_integration_tests::emulator::Emulator;
 use ferry_integration_tests::scenario::{actions, in_service, Action, STEP};
 use ferry_integration_tests::workload::{volume_counter, Writer};
 use ferry_integration_tests::world::{wait_for, World, WorldOptions, AZ_A, AZ_B};
@@ -131,69 +132,6 @@ fn parse_args() -> Result<usize> {
         }
     }
     Ok(runs)
-}
-
-/// The ferryd binary: `$FERRY_BIN` as is; otherwise `cargo build -p ferryd` first (so it is current), then the
-/// one next to this executable, as `ferry-demo` finds it.
-fn ferryd_bin() -> Result<PathBuf> {
-    if std::env::var_os("FERRY_BIN").is_none() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        say("building ferryd (cargo build -p ferryd)...");
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "ferryd"])
-            .current_dir(repo_root())
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => say(&format!(
-                "warning: cargo build -p ferryd failed ({s}); using the ferryd binary already built, if any"
-            )),
-            Err(e) => say(&format!(
-                "warning: cannot run cargo ({e}); using the ferryd binary already built, if any"
-            )),
-        }
-    }
-    ferryd_path()
-}
-
-/// Milliseconds since the epoch of an emulator timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn parse_ms(t: &str) -> Result<i64> {
-    let bad = || anyhow!("unexpected timestamp {t:?}");
-    let num = |a: usize, b: usize| -> Result<i64> {
-        t.get(a..b)
-            .and_then(|s| s.parse::<i64>().ok())
-            .ok_or_else(bad)
-    };
-    if t.len() != 24 || !t.ends_with('Z') {
-        return Err(bad());
-    }
-    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hh, mm, ss, ms) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
-    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok((((days * 24 + hh) * 60 + mm) * 60 + ss) * 1000 + ms)
-}
-
-fn param<'a>(c: &'a Value, key: &str) -> &'a str {
-    c["params"][key].as_str().unwrap_or_default()
-}
-
-/// The value of tag `key` in a call's `TagSpecification.N.Tag.M.Key/Value` params.
-fn tag_param<'a>(c: &'a Value, key: &str) -> Option<&'a str> {
-    let params = c["params"].as_object()?;
-    params.iter().find_map(|(k, v)| {
-        let stem = k.strip_suffix(".Key")?;
-        if v.as_str() != Some(key) {
-            return None;
-        }
-        params.get(&format!("{stem}.Value"))?.as_str()
-    })
 }
 
 /// Whether a `CompleteLifecycleAction` call completed `a` (by token, or by instance and hook).
@@ -392,7 +330,7 @@ fn print_model() {
 #[tokio::main]
 async fn main() -> Result<()> {
     let runs = parse_args()?;
-    let bin = ferryd_bin()?;
+    let bin = build_ferryd(&say)?;
     say(&format!(
         "ferry-bench-fence: {runs} cross-AZ failover(s) per setting; ferryd {}",
         bin.display()
