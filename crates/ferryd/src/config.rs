@@ -180,8 +180,10 @@ fn default_type() -> String {
 pub struct DaemonConfig {
     /// `pretty` or `json`.
     pub log_format: LogFormat,
-    /// Most hooks worked at once.
+    /// Most hooks in flight at once (received and not yet ended; a waiting hook costs little).
     pub max_in_flight: usize,
+    /// Steps worked at once across every hook; a hook holds one only while it steps.
+    pub workers: usize,
     /// Heartbeat when this fraction of a hook's heartbeat timeout has passed.
     pub heartbeat_fraction: f64,
     /// First poll interval while waiting on AWS, in milliseconds.
@@ -190,17 +192,23 @@ pub struct DaemonConfig {
     pub poll_max_ms: u64,
     /// How often waiting lifecycle actions are looked up without a message, in seconds (0: at start-up only).
     pub reconcile_interval_secs: u64,
+    /// The pace of each kind of batched read (DescribeVolumes, DescribeSnapshots, DescribeInstances,
+    /// DescribeAddresses, DescribeAutoScalingInstances, DescribeLifecycleHooks): calls a second, and how
+    /// many may go at once. Every hook waiting on a kind shares its calls.
+    pub read_pace: ferry_state_machine::budget::Limit,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             log_format: LogFormat::Pretty,
-            max_in_flight: 16,
+            max_in_flight: 1000,
+            workers: ferry_state_machine::driver::DEFAULT_WORKERS,
             heartbeat_fraction: 0.5,
             poll_min_ms: 500,
             poll_max_ms: 15_000,
             reconcile_interval_secs: 300,
+            read_pace: ferry_state_machine::loader::LoaderConfig::default().pace,
         }
     }
 }
@@ -320,8 +328,13 @@ impl Config {
             path: p.clone(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: p,
+        Self::from_toml(&text, &p)
+    }
+
+    /// Parses TOML text read from `origin` (named in errors; no validation).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
             message: e.to_string(),
         })
     }

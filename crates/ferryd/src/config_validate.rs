@@ -39,8 +39,11 @@ impl Config {
             ));
         }
         let d = &self.daemon;
-        if d.max_in_flight == 0 {
-            return Err(invalid("daemon.max_in_flight", "must be at least 1"));
+        if !(1..=100_000).contains(&d.max_in_flight) {
+            return Err(invalid("daemon.max_in_flight", "must be 1..=100000"));
+        }
+        if !(1..=4096).contains(&d.workers) {
+            return Err(invalid("daemon.workers", "must be 1..=4096"));
         }
         if !(0.05..=0.9).contains(&d.heartbeat_fraction) {
             return Err(invalid(
@@ -52,6 +55,12 @@ impl Config {
             return Err(invalid(
                 "daemon.poll_min_ms",
                 "must be positive and at most daemon.poll_max_ms",
+            ));
+        }
+        if !(1..=1000).contains(&d.read_pace.burst) || !(1..=100).contains(&d.read_pace.per_sec) {
+            return Err(invalid(
+                "daemon.read_pace",
+                "burst must be 1..=1000 and per_sec 1..=100",
             ));
         }
         if self.gc.keep_generations == 0 {

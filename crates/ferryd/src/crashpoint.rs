@@ -73,6 +73,12 @@ impl<T: Ec2> Volumes for Crashing<T> {
     async fn find_volumes(&self, q: &VolumeQuery) -> Result<Vec<ObservedVolume>, StepError> {
         self.inner.find_volumes(q).await
     }
+    async fn find_volumes_batch(
+        &self,
+        q: &[VolumeQuery],
+    ) -> Result<Vec<Vec<ObservedVolume>>, StepError> {
+        self.inner.find_volumes_batch(q).await
+    }
     async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<ObservedVolume>, StepError> {
         self.inner.describe_volumes(ids).await
     }
@@ -102,6 +108,12 @@ impl<T: Ec2> Volumes for Crashing<T> {
 impl<T: Ec2> Snapshots for Crashing<T> {
     async fn find_snapshots(&self, q: &SnapshotQuery) -> Result<Vec<ObservedSnapshot>, StepError> {
         self.inner.find_snapshots(q).await
+    }
+    async fn find_snapshots_batch(
+        &self,
+        q: &[SnapshotQuery],
+    ) -> Result<Vec<Vec<ObservedSnapshot>>, StepError> {
+        self.inner.find_snapshots_batch(q).await
     }
     async fn describe_snapshots(&self, ids: &[String]) -> Result<Vec<ObservedSnapshot>, StepError> {
         self.inner.describe_snapshots(ids).await
@@ -138,6 +150,9 @@ impl<T: Ec2> Instances for Crashing<T> {
     async fn describe_instance(&self, i: &str) -> Result<Option<ObservedInstance>, StepError> {
         self.inner.describe_instance(i).await
     }
+    async fn describe_instances(&self, i: &[String]) -> Result<Vec<ObservedInstance>, StepError> {
+        self.inner.describe_instances(i).await
+    }
     async fn tag_instance(&self, i: &str, tags: &[Tag]) -> Result<(), StepError> {
         self.point
             .passed("ec2:CreateTags", self.inner.tag_instance(i, tags).await)
@@ -151,6 +166,9 @@ impl<T: Ec2> Instances for Crashing<T> {
 impl<T: Ec2> Addresses for Crashing<T> {
     async fn describe_address(&self, a: &str) -> Result<Option<ObservedAddress>, StepError> {
         self.inner.describe_address(a).await
+    }
+    async fn describe_addresses(&self, a: &[String]) -> Result<Vec<ObservedAddress>, StepError> {
+        self.inner.describe_addresses(a).await
     }
     async fn associate_address(&self, a: &str, i: &str) -> Result<(), StepError> {
         self.point.passed(
@@ -186,6 +204,12 @@ impl<T: LifecycleActions> LifecycleActions for Crashing<T> {
     }
     async fn describe_instance(&self, i: &str) -> Result<Option<GroupInstance>, StepError> {
         self.inner.describe_instance(i).await
+    }
+    async fn describe_instances(&self, i: &[String]) -> Result<Vec<GroupInstance>, StepError> {
+        self.inner.describe_instances(i).await
+    }
+    async fn describe_groups(&self, g: &[String]) -> Result<Vec<GroupInfo>, StepError> {
+        self.inner.describe_groups(g).await
     }
     async fn describe_group(&self, g: &str) -> Result<Option<GroupInfo>, StepError> {
         self.inner.describe_group(g).await

@@ -4,23 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_hook_listener::{ListenerConfig, SqsQueue};
+use ferry_hook_listener::{SqsQueue, ThrottledQueue};
 use ferry_snapshot::aws_ec2::AwsEc2;
-use ferry_snapshot::throttled::Throttled;
-use ferry_snapshot::{Ec2, RecoveryPoints, SourceEvents};
+use ferry_snapshot::{RecoveryPoints, SourceEvents};
 use ferry_state_machine::aws::AwsLifecycleActions;
 use ferry_state_machine::budget::ApiBudget;
-use ferry_state_machine::lock::LocalSlotLocks;
-use ferry_state_machine::throttled::ThrottledLifecycleActions;
-use ferry_state_machine::{Driver, DriverConfig, HookObserver, LifecycleActions};
+use ferry_state_machine::HookObserver;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::crashpoint::{CrashPoint, Crashing};
-use crate::fanout::{Fanout, SourceFanout};
-use crate::handler::{FerryHandler, ManagedGroup};
+use crate::crashpoint::CrashPoint;
 use crate::http::{HttpState, Readiness};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -36,18 +31,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     let sqs = clients.sqs.clone();
     // Every EC2 and Auto Scaling call waits for its action's token first ([aws] rate_limits).
     let budget = Arc::new(ApiBudget::new(&config.aws.rate_limits()));
-    let aws_asg = ThrottledLifecycleActions::new(
+    let ports = crate::assemble::layer(
+        AwsEc2::new(clients.ec2),
         AwsLifecycleActions::new(clients.autoscaling),
-        budget.clone(),
+        &budget,
+        &config,
+        CrashPoint::from_env(),
     );
-    let aws_ec2 = Throttled::new(AwsEc2::new(clients.ec2), budget);
-    let (asg, ec2): (Arc<dyn LifecycleActions>, Arc<dyn Ec2>) = match CrashPoint::from_env() {
-        Some(point) => (
-            Arc::new(Crashing::new(aws_asg, point.clone())),
-            Arc::new(Crashing::new(aws_ec2, point)),
-        ),
-        None => (Arc::new(aws_asg), Arc::new(aws_ec2)),
-    };
+    let (ec2, asg) = (ports.ec2.clone(), ports.asg.clone());
 
     // HTTP endpoints stay up while hooks drain, so they stop on their own signal, last.
     let (http_tx, http_rx) = watch::channel(false);
@@ -71,37 +62,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         webhook_worker = Some(worker);
     }
     let d = &config.daemon;
-    let driver = Driver::new(
-        asg.clone(),
-        Arc::new(LocalSlotLocks::default()),
-        Arc::new(Fanout::new(observers)),
-        DriverConfig {
-            heartbeat_fraction: d.heartbeat_fraction,
-            poll_min: Duration::from_millis(d.poll_min_ms),
-            poll_max: Duration::from_millis(d.poll_max_ms),
-            ..DriverConfig::default()
-        },
-    );
-    let groups = config
-        .group_specs()
-        .into_iter()
-        .zip(&config.groups)
-        .map(|(spec, g)| ManagedGroup {
-            spec,
-            require_managed_tag: g.require_managed_tag,
-        })
-        .collect();
-    let handler = Arc::new(
-        FerryHandler::new(
-            groups,
-            config.queue.delete_unmanaged,
-            ec2.clone(),
-            asg.clone(),
-            driver,
-            metrics.clone(),
-        )
-        .with_source_events(Arc::new(SourceFanout(source_events))),
-    );
+    let driver = crate::assemble::driver(&config, &ports, observers);
+    let handler = Arc::new(crate::assemble::handler(
+        &config,
+        &ports,
+        driver,
+        &metrics,
+        source_events,
+    ));
 
     let queue_arn = crate::queue_info::queue_arn(&sqs, &config.queue.url).await;
     let names: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
@@ -133,12 +101,12 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         ))
     });
 
-    let listener = ListenerConfig {
-        max_in_flight: d.max_in_flight,
-        ..ListenerConfig::with_visibility(Duration::from_secs(config.queue.visibility_timeout_secs))
-    };
+    let listener = crate::assemble::listener_config(&config);
     info!(queue = %config.queue.url, groups = ?names, "ferryd started");
-    let queue = Arc::new(SqsQueue::new(sqs, config.queue.url.clone()));
+    let queue = Arc::new(ThrottledQueue::new(
+        SqsQueue::new(sqs, config.queue.url.clone()),
+        budget,
+    ));
     let report = ferry_hook_listener::run(
         queue,
         handler.clone(),

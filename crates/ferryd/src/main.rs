@@ -1,23 +1,5 @@
 //! `ferryd`: keeps a stateful EC2 instance's EBS data and Elastic IP highly available across AZs.
 
-mod aws;
-mod cli;
-mod config;
-mod crashpoint;
-mod daemon;
-mod fanout;
-mod handler;
-mod http;
-mod logging;
-mod metrics;
-mod notify;
-mod queue_info;
-mod reconcile;
-mod recovery;
-mod retention;
-mod sdk_metrics;
-mod verify;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 use tracing::{error, warn};
 
-use crate::config::{Config, LogFormat};
+use ferryd::config::{self, Config, LogFormat};
+use ferryd::{cli, daemon, exit, logging};
 
 /// ferry: carries a stateful Auto Scaling group's EBS volumes and Elastic IP across Availability Zones
 /// through lifecycle hooks.
@@ -123,16 +106,6 @@ impl ConfigArgs {
         c.validate()?;
         Ok(c)
     }
-}
-
-/// Exit codes (documented in docs/operations.md).
-mod exit {
-    /// The configuration is invalid or unreadable.
-    pub const CONFIG: u8 = 2;
-    /// The daemon failed at run time.
-    pub const RUNTIME: u8 = 1;
-    /// `ferryd doctor` found at least one FAIL.
-    pub const DOCTOR_FAILED: u8 = 3;
 }
 
 /// Loads the config for an operator command; a config error prints `ferryd: <error>` and exits 2.

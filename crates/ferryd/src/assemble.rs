@@ -1,0 +1,116 @@
+//! How `ferryd run` puts its parts together, shared with the storm simulation so that both run the same
+//! stack: the ports layered (API budget, crash point, batched reads), the driver, and the hook handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_hook_listener::ListenerConfig;
+use ferry_snapshot::batched::Batched;
+use ferry_snapshot::gated::Throttled;
+use ferry_snapshot::{Ec2, SourceEvents};
+use ferry_state_machine::batched::BatchedActions;
+use ferry_state_machine::budget::ApiBudget;
+use ferry_state_machine::gate::ThrottledLifecycleActions;
+use ferry_state_machine::loader::LoaderConfig;
+use ferry_state_machine::lock::LocalSlotLocks;
+use ferry_state_machine::{Driver, DriverConfig, HookObserver, LifecycleActions};
+
+use crate::config::Config;
+use crate::crashpoint::{CrashPoint, Crashing};
+use crate::fanout::{Fanout, SourceFanout};
+use crate::handler::{FerryHandler, ManagedGroup};
+use crate::metrics::Metrics;
+
+/// The EC2 and Auto Scaling ports every part of the daemon uses.
+#[derive(Clone)]
+pub struct Ports {
+    /// EC2.
+    pub ec2: Arc<dyn Ec2>,
+    /// Auto Scaling.
+    pub asg: Arc<dyn LifecycleActions>,
+}
+
+/// Layers the raw ports: each call waits for its action's token in `budget` ([aws] rate_limits), a crash point
+/// (tests) sees each call that passed, and reads are coalesced across hooks (`[daemon] read_pace`).
+pub fn layer<E, A>(
+    ec2: E,
+    asg: A,
+    budget: &Arc<ApiBudget>,
+    config: &Config,
+    crash: Option<Arc<CrashPoint>>,
+) -> Ports
+where
+    E: Ec2 + 'static,
+    A: LifecycleActions + 'static,
+{
+    let ec2 = Throttled::new(ec2, budget.clone());
+    let asg = ThrottledLifecycleActions::new(asg, budget.clone());
+    let (asg, ec2): (Arc<dyn LifecycleActions>, Arc<dyn Ec2>) = match crash {
+        Some(point) => (
+            Arc::new(Crashing::new(asg, point.clone())),
+            Arc::new(Crashing::new(ec2, point)),
+        ),
+        None => (Arc::new(asg), Arc::new(ec2)),
+    };
+    let reads = LoaderConfig {
+        pace: config.daemon.read_pace,
+        ..LoaderConfig::default()
+    };
+    Ports {
+        asg: Arc::new(BatchedActions::new(asg, reads)),
+        ec2: Arc::new(Batched::new(ec2, reads)),
+    }
+}
+
+/// The driver of `config`'s timing, telling `observers` about every hook.
+pub fn driver(config: &Config, ports: &Ports, observers: Vec<Arc<dyn HookObserver>>) -> Driver {
+    let d = &config.daemon;
+    Driver::new(
+        ports.asg.clone(),
+        Arc::new(LocalSlotLocks::default()),
+        Arc::new(Fanout::new(observers)),
+        DriverConfig {
+            heartbeat_fraction: d.heartbeat_fraction,
+            poll_min: Duration::from_millis(d.poll_min_ms),
+            poll_max: Duration::from_millis(d.poll_max_ms),
+            workers: d.workers,
+            ..DriverConfig::default()
+        },
+    )
+}
+
+/// The handler of `config`'s groups.
+pub fn handler(
+    config: &Config,
+    ports: &Ports,
+    driver: Driver,
+    metrics: &Metrics,
+    source_events: Vec<Arc<dyn SourceEvents>>,
+) -> FerryHandler {
+    let groups = config
+        .group_specs()
+        .into_iter()
+        .zip(&config.groups)
+        .map(|(spec, g)| ManagedGroup {
+            spec,
+            require_managed_tag: g.require_managed_tag,
+        })
+        .collect();
+    FerryHandler::new(
+        groups,
+        config.queue.delete_unmanaged,
+        ports.ec2.clone(),
+        ports.asg.clone(),
+        driver,
+        metrics.clone(),
+    )
+    .with_source_events(Arc::new(SourceFanout(source_events)))
+}
+
+/// The listener's settings from `config`.
+pub fn listener_config(config: &Config) -> ListenerConfig {
+    ListenerConfig {
+        max_in_flight: config.daemon.max_in_flight,
+        ..ListenerConfig::with_visibility(Duration::from_secs(config.queue.visibility_timeout_secs))
+    }
+}
