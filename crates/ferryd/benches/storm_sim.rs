@@ -13,6 +13,12 @@ struct Args {
     /// Groups failing over at once.
     #[arg(long, default_value_t = 1000)]
     groups: usize,
+    /// `[daemon] workers` (default: ferryd's).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// `[daemon] read_pace.per_sec` (default: ferryd's).
+    #[arg(long)]
+    read_per_sec: Option<u32>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -33,7 +39,14 @@ fn main() -> ExitCode {
         }
     };
     let wall = Instant::now();
-    let report = match rt.block_on(run(&SimConfig::new(args.groups))) {
+    let mut cfg = SimConfig::new(args.groups);
+    cfg.workers = args.workers;
+    cfg.read_pace = args.read_per_sec.map(|per_sec| {
+        let mut pace = ferry_state_machine::loader::LoaderConfig::default().pace;
+        pace.per_sec = per_sec;
+        pace
+    });
+    let report = match rt.block_on(run(&cfg)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("storm-sim: {e:#}");

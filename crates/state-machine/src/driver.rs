@@ -131,7 +131,9 @@ impl Default for DriverConfig {
 }
 
 /// The default of `DriverConfig::workers`.
-pub const DEFAULT_WORKERS: usize = 64;
+/// A step waiting for its call's token still holds its worker, so this is large: enough for the hooks of a
+/// storm that wait on one bucket not to keep the others from stepping.
+pub const DEFAULT_WORKERS: usize = 1024;
 
 /// Runs hooks to completion.
 #[derive(Clone)]

@@ -44,6 +44,10 @@ pub struct SimConfig {
     pub heartbeat_timeout: Duration,
     /// Give up after this much virtual time.
     pub deadline: Duration,
+    /// `[daemon] workers`; `None`: the default.
+    pub workers: Option<usize>,
+    /// `[daemon] read_pace`; `None`: the default.
+    pub read_pace: Option<Limit>,
 }
 
 impl SimConfig {
@@ -65,6 +69,8 @@ impl SimConfig {
             client_limits: default_limits(),
             heartbeat_timeout: Duration::from_secs(3600),
             deadline: Duration::from_secs(48 * 3600),
+            workers: None,
+            read_pace: None,
         }
     }
 
@@ -85,6 +91,12 @@ impl SimConfig {
         }
         let mut c = Config::from_toml(&t, "storm-sim")?;
         c.aws.rate_limits = self.client_limits.clone();
+        if let Some(w) = self.workers {
+            c.daemon.workers = w;
+        }
+        if let Some(p) = self.read_pace {
+            c.daemon.read_pace = p;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -140,13 +152,14 @@ impl SimReport {
     }
 }
 
-/// The critical path of one failover in the model: the pre-copy, the fence, the final delta, the restore,
-/// the attach and the Elastic IP, each call's latency and each wait's duration plus the read that sees it end.
+/// The critical path of one failover in the model from its fence on: the terminate's completion, the
+/// instance's shutdown, the final delta, the restore, the attach, the Elastic IP and the launch's completion,
+/// each call's latency and each wait's duration plus the read that sees it end. (The pre-copy before it
+/// overlaps with the other groups' calls, so it is not added to a bucket's time.)
 fn critical_path(cfg: &SimConfig, m: &ServiceModel) -> Duration {
     let t = &cfg.timings;
     let read = m.latency("ec2:DescribeVolumes");
     let calls = [
-        "ec2:CreateSnapshot",
         "autoscaling:CompleteLifecycleAction",
         "ec2:CreateSnapshot",
         "ec2:CreateVolume",
@@ -155,7 +168,6 @@ fn critical_path(cfg: &SimConfig, m: &ServiceModel) -> Duration {
         "autoscaling:CompleteLifecycleAction",
     ];
     let waits = [
-        t.snapshot,
         cfg.shutdown,
         t.incremental_snapshot.unwrap_or(t.snapshot),
         t.volume_create,
@@ -165,8 +177,8 @@ fn critical_path(cfg: &SimConfig, m: &ServiceModel) -> Duration {
         + waits.iter().map(|w| *w + read).sum::<Duration>()
 }
 
-/// The floor: per bucket, the calls it served divided by its refill rate, plus one critical path; the
-/// largest of these.
+/// The floor: per bucket, the calls it served beyond its burst divided by its refill rate, plus one critical
+/// path from the fence on; the largest of these.
 fn floor(
     cfg: &SimConfig,
     m: &ServiceModel,
@@ -177,7 +189,11 @@ fn floor(
         .iter()
         .filter_map(|(op, c)| {
             let l = m.limit(op)?;
-            Some((c.ok as f64 / f64::from(l.per_sec) + path, (*op).to_string()))
+            let beyond_burst = c.ok.saturating_sub(u64::from(l.burst)) as f64;
+            Some((
+                beyond_burst / f64::from(l.per_sec) + path,
+                (*op).to_string(),
+            ))
         })
         .fold((path, "critical path".to_string()), |a, b| {
             if b.0 > a.0 {
