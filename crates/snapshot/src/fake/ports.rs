@@ -282,10 +282,8 @@ impl Instances for FakeEc2 {
     ) -> Result<Vec<ObservedInstance>, StepError> {
         let mut g = self.lock();
         g.call("DescribeInstances");
-        Ok(instance_ids
-            .iter()
-            .filter_map(|id| g.observe_instance(id))
-            .collect())
+        let ids: Vec<&str> = instance_ids.iter().map(String::as_str).collect();
+        Ok(g.observe_instances(&ids))
     }
 
     fn now_secs(&self) -> i64 {
