@@ -38,7 +38,7 @@ impl HookWork for Script {
     }
 }
 
-fn hook() -> HookEvent {
+pub(super) fn hook() -> HookEvent {
     HookEvent {
         hook_name: "launch".into(),
         group: "db".into(),
@@ -52,7 +52,7 @@ fn hook() -> HookEvent {
     }
 }
 
-fn spec(heartbeat_s: u64) -> HookSpec {
+pub(super) fn spec(heartbeat_s: u64) -> HookSpec {
     HookSpec {
         name: "launch".into(),
         transition: Some(Transition::Launching),

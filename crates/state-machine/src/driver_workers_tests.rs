@@ -2,34 +2,10 @@
 
 use std::sync::Mutex;
 
+use super::tests::{hook, spec};
 use super::*;
 use crate::fake::FakeLifecycleActions;
 use crate::lock::LocalSlotLocks;
-use crate::model::{Destination, Transition};
-
-fn hook() -> HookEvent {
-    HookEvent {
-        hook_name: "launch".into(),
-        group: "db".into(),
-        instance_id: "i-1".into(),
-        token: "tok-1".into(),
-        transition: Transition::Launching,
-        time: None,
-        destination: Destination::Default,
-        origin: None,
-        metadata: None,
-    }
-}
-
-fn spec(heartbeat_s: u64) -> HookSpec {
-    HookSpec {
-        name: "launch".into(),
-        transition: Some(Transition::Launching),
-        heartbeat_timeout: Duration::from_secs(heartbeat_s),
-        default_result: LifecycleResult::Abandon,
-        target_arn: None,
-    }
-}
 
 /// A step that takes `took` of work, then waits (`waits` times) or finishes.
 struct Busy {
