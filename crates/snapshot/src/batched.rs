@@ -3,11 +3,10 @@
 //! loader per kind of read answers every hook waiting on that kind with one filtered, paged call per round
 //! (`ferry_state_machine::loader`). Mutations pass straight through.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ferry_state_machine::loader::{Loader, LoaderConfig};
+use ferry_state_machine::loader::{in_key_order, Loader, LoaderConfig};
 use ferry_state_machine::observe::{
     ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume,
 };
@@ -24,12 +23,6 @@ pub struct Batched {
     snapshots: Loader<SnapshotQuery, Vec<ObservedSnapshot>>,
     instances: Loader<String, Option<ObservedInstance>>,
     addresses: Loader<String, Option<ObservedAddress>>,
-}
-
-/// Answers `ids` in order from what a batched describe found (absent: `None`).
-fn by_id<T: Clone>(ids: &[String], found: Vec<T>, id: impl Fn(&T) -> &str) -> Vec<Option<T>> {
-    let index: HashMap<String, T> = found.into_iter().map(|t| (id(&t).to_string(), t)).collect();
-    ids.iter().map(|i| index.get(i).cloned()).collect()
 }
 
 impl Batched {
@@ -55,7 +48,7 @@ impl Batched {
             let ec2 = ec2.clone();
             async move {
                 let found = ec2.describe_instances(&ids).await?;
-                Ok(by_id(&ids, found, |i| i.id.as_str()))
+                Ok(in_key_order(&ids, found, |i| i.id.as_str()))
             }
         });
         let ec2 = inner.clone();
@@ -63,7 +56,7 @@ impl Batched {
             let ec2 = ec2.clone();
             async move {
                 let found = ec2.describe_addresses(&ids).await?;
-                Ok(by_id(&ids, found, |a| a.allocation_id.as_str()))
+                Ok(in_key_order(&ids, found, |a| a.allocation_id.as_str()))
             }
         });
         Self {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::loader::{Loader, LoaderConfig};
+use crate::loader::{in_key_order, Loader, LoaderConfig};
 use crate::model::{ActionRef, LifecycleResult};
 use crate::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
 use crate::StepError;
@@ -47,13 +47,8 @@ impl BatchedActions {
             move |ids: Vec<String>| {
                 let asg = asg.clone();
                 async move {
-                    let found: HashMap<String, GroupInstance> = asg
-                        .describe_instances(&ids)
-                        .await?
-                        .into_iter()
-                        .map(|i| (i.instance_id.clone(), i))
-                        .collect();
-                    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+                    let found = asg.describe_instances(&ids).await?;
+                    Ok(in_key_order(&ids, found, |i| i.instance_id.as_str()))
                 }
             },
         );
@@ -83,13 +78,8 @@ impl BatchedActions {
             move |names: Vec<String>| {
                 let asg = asg.clone();
                 async move {
-                    let found: HashMap<String, GroupInfo> = asg
-                        .describe_groups(&names)
-                        .await?
-                        .into_iter()
-                        .map(|g| (g.name.clone(), g))
-                        .collect();
-                    Ok(names.iter().map(|n| found.get(n).cloned()).collect())
+                    let found = asg.describe_groups(&names).await?;
+                    Ok(in_key_order(&names, found, |g| g.name.as_str()))
                 }
             },
         );

@@ -124,6 +124,20 @@ async fn rounds<K, V, F, Fut>(
     }
 }
 
+/// The answers of a batched describe, in the order of `keys`: what it found by `key_of`, `None` for the
+/// keys it did not find (a describe leaves unknown ids out).
+pub fn in_key_order<T: Clone>(
+    keys: &[String],
+    found: Vec<T>,
+    key_of: impl Fn(&T) -> &str,
+) -> Vec<Option<T>> {
+    let index: std::collections::HashMap<String, T> = found
+        .into_iter()
+        .map(|t| (key_of(&t).to_string(), t))
+        .collect();
+    keys.iter().map(|k| index.get(k).cloned()).collect()
+}
+
 fn answer_chunk<K, V: Clone>(
     op: &'static str,
     chunk: Vec<(K, Vec<Reply<V>>)>,
