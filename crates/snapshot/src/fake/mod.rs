@@ -3,6 +3,7 @@
 //! Time is `tokio::time::Instant`, so tests under `tokio::time::pause()` move volumes, attachments and
 //! snapshots through their timed states by advancing the clock. Every port call is logged by its EC2 name.
 
+mod index;
 mod ports;
 mod rules;
 mod state;
@@ -200,6 +201,7 @@ impl FakeEc2 {
             delete_on_termination: false,
         });
         g.volumes.insert(root.clone(), vol);
+        g.note_attachment(id, &root);
         let inst = InstRec {
             id: id.to_string(),
             az: az.to_string(),
@@ -314,6 +316,7 @@ impl FakeEc2 {
             delete_on_termination: false,
         });
         g.volumes.insert(id.clone(), vol);
+        g.note_attachment(instance_id, &id);
         id
     }
 

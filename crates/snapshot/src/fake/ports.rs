@@ -1,7 +1,5 @@
 //! The EC2 ports on the fake: each call is logged, then applied to the state by its rule.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use ferry_state_machine::observe::{
     ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume, VolumeState,
@@ -48,23 +46,6 @@ fn snapshot_matches(rec: &SnapRec, q: &SnapshotQuery) -> bool {
             .map_or(true, |v| rec.s.volume_id == v)
 }
 
-/// Indexes records by their `ferry:group` tag, for batched finds: one pass over the state per call.
-fn by_group<'a, R>(
-    records: impl Iterator<Item = &'a R>,
-    tags_of: impl Fn(&R) -> &[Tag],
-) -> HashMap<&'a str, Vec<&'a R>>
-where
-    R: 'a,
-{
-    let mut index: HashMap<&str, Vec<&R>> = HashMap::new();
-    for r in records {
-        if let Some((_, g)) = tags_of(r).iter().find(|(k, _)| k == tags::GROUP) {
-            index.entry(g.as_str()).or_default().push(r);
-        }
-    }
-    index
-}
-
 #[async_trait]
 impl Volumes for FakeEc2 {
     async fn find_volumes(&self, query: &VolumeQuery) -> Result<Vec<ObservedVolume>, StepError> {
@@ -81,18 +62,20 @@ impl Volumes for FakeEc2 {
         &self,
         queries: &[VolumeQuery],
     ) -> Result<Vec<Vec<ObservedVolume>>, StepError> {
-        let mut g = self.lock();
+        let mut guard = self.lock();
+        let g = &mut *guard;
         g.call("DescribeVolumes");
-        let index = by_group(g.volumes.values(), |r: &VolRec| r.v.tags.as_slice());
+        g.volume_index
+            .refresh(&g.volumes, |r: &VolRec| r.v.tags.as_slice());
         Ok(queries
             .iter()
             .map(|q| {
-                index.get(q.group.as_str()).map_or_else(Vec::new, |recs| {
-                    recs.iter()
-                        .filter(|r| volume_matches(r, q))
-                        .map(|r| r.observe())
-                        .collect()
-                })
+                g.volume_index
+                    .candidates(&q.group)
+                    .filter_map(|id| g.volumes.get(id))
+                    .filter(|r| volume_matches(r, q))
+                    .map(VolRec::observe)
+                    .collect()
             })
             .collect())
     }
@@ -155,6 +138,8 @@ impl Volumes for FakeEc2 {
             .get_mut(volume_id)
             .ok_or_else(|| volume_not_found("CreateTags", volume_id))?;
         merge_tags(&mut rec.v.tags, tags);
+        let now = rec.v.tags.clone();
+        g.volume_index.retagged(volume_id, &now);
         Ok(())
     }
 }
@@ -178,18 +163,20 @@ impl Snapshots for FakeEc2 {
         &self,
         queries: &[SnapshotQuery],
     ) -> Result<Vec<Vec<ObservedSnapshot>>, StepError> {
-        let mut g = self.lock();
+        let mut guard = self.lock();
+        let g = &mut *guard;
         g.call("DescribeSnapshots");
-        let index = by_group(g.snapshots.values(), |r: &SnapRec| r.s.tags.as_slice());
+        g.snapshot_index
+            .refresh(&g.snapshots, |r: &SnapRec| r.s.tags.as_slice());
         Ok(queries
             .iter()
             .map(|q| {
-                index.get(q.group.as_str()).map_or_else(Vec::new, |recs| {
-                    recs.iter()
-                        .filter(|r| snapshot_matches(r, q))
-                        .map(|r| r.observe())
-                        .collect()
-                })
+                g.snapshot_index
+                    .candidates(&q.group)
+                    .filter_map(|id| g.snapshots.get(id))
+                    .filter(|r| snapshot_matches(r, q))
+                    .map(SnapRec::observe)
+                    .collect()
             })
             .collect())
     }
@@ -261,6 +248,8 @@ impl Snapshots for FakeEc2 {
             .get_mut(snapshot_id)
             .ok_or_else(|| snapshot_not_found("CreateTags", snapshot_id))?;
         merge_tags(&mut rec.s.tags, tags);
+        let now = rec.s.tags.clone();
+        g.snapshot_index.retagged(snapshot_id, &now);
         Ok(())
     }
 }

@@ -193,6 +193,7 @@ impl Inner {
             });
             rec.attach_due = Some(due);
             self.pending_volumes.insert(volume_id.to_string());
+            self.note_attachment(instance_id, volume_id);
         }
         self.settle(now);
         Ok(())

@@ -9,6 +9,7 @@ use ferry_state_machine::observe::{
 };
 use tokio::time::Instant;
 
+use super::index::{Candidates, GroupIndex};
 use super::{FailMode, FakeSnapshot, FakeVolume, Timings};
 use crate::aws_ec2::ledger;
 use crate::ports::{NewVolume, Tag};
@@ -160,6 +161,11 @@ pub(super) struct Inner {
     /// fake holding thousands of groups costs little per call.
     pub pending_volumes: BTreeSet<String>,
     pub pending_snapshots: BTreeSet<String>,
+    /// The volumes and snapshots by group, for batched finds.
+    pub volume_index: GroupIndex,
+    pub snapshot_index: GroupIndex,
+    /// The volumes by the instance they were attached to (see [`Inner::note_attachment`]).
+    pub attached: Candidates,
     pub instances: BTreeMap<String, InstRec>,
     pub addresses: BTreeMap<String, ObservedAddress>,
     /// `ClientToken` → (the request, the volume it made).
@@ -183,6 +189,9 @@ impl Default for Inner {
             snapshots: BTreeMap::new(),
             pending_volumes: BTreeSet::new(),
             pending_snapshots: BTreeSet::new(),
+            volume_index: GroupIndex::default(),
+            snapshot_index: GroupIndex::default(),
+            attached: Candidates::default(),
             instances: BTreeMap::new(),
             addresses: BTreeMap::new(),
             tokens: HashMap::new(),
@@ -266,7 +275,11 @@ impl Inner {
         if let Some(root) = root {
             self.volumes.remove(&root);
         }
-        for rec in self.volumes.values_mut() {
+        let attached: Vec<String> = self.attached.candidates(instance_id).cloned().collect();
+        for id in attached {
+            let Some(rec) = self.volumes.get_mut(&id) else {
+                continue;
+            };
             if rec
                 .v
                 .attachment
@@ -285,6 +298,12 @@ impl Inner {
         }
     }
 
+    /// Records that `volume_id` is now attached to `instance_id`: every change that sets an attachment
+    /// calls this, so that the look-ups by instance stay in step.
+    pub fn note_attachment(&mut self, instance_id: &str, volume_id: &str) {
+        self.attached.insert(instance_id, volume_id);
+    }
+
     /// The volumes attached (attaching, detaching) to an instance, root first, then by device.
     pub fn attached_to(&self, instance_id: &str) -> Vec<&VolRec> {
         let mut all = self.attached_to_each(&[instance_id]);
@@ -296,15 +315,18 @@ impl Inner {
         &'a self,
         ids: &[&'i str],
     ) -> HashMap<&'i str, Vec<&'a VolRec>> {
-        let mut out: HashMap<&'i str, Vec<&'a VolRec>> =
-            ids.iter().map(|i| (*i, Vec::new())).collect();
-        for r in self.volumes.values() {
-            if let Some(a) = &r.v.attachment {
-                if let Some(list) = out.get_mut(a.instance_id.as_str()) {
-                    list.push(r);
-                }
-            }
-        }
+        let mut out: HashMap<&'i str, Vec<&'a VolRec>> = ids
+            .iter()
+            .map(|i| {
+                let list = self
+                    .attached
+                    .candidates(i)
+                    .filter_map(|v| self.volumes.get(v))
+                    .filter(|r| r.v.attachment.as_ref().is_some_and(|a| a.instance_id == *i))
+                    .collect();
+                (*i, list)
+            })
+            .collect();
         for (id, list) in &mut out {
             let root = self
                 .instances
