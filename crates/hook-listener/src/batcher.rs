@@ -2,9 +2,11 @@
 //! these handles' visibility" and await their own results, while underneath the requests of every task go
 //! out together as `DeleteMessageBatch` / `ChangeMessageVisibilityBatch` calls of at most ten entries.
 //!
-//! Each kind of call has a lane with at most one call in flight. The first request into an idle lane opens a
-//! window (`batch_window`); when it closes, the lane sends what has gathered, ten entries a call, and the
-//! requests that arrive while a call is in flight go in the next one. The lane goes idle when nothing waits.
+//! Each kind of call has a lane with at most one call in flight. A lane gathers requests for a window
+//! (`batch_window`) or until ten entries wait, whichever comes first, and sends them as one call; then it
+//! gathers again, so a steady trickle of completions (a storm's hooks end one by one) still shares calls.
+//! The lane goes idle when nothing waits. Nothing a hook waits on is delayed by the window: a delete follows
+//! the lifecycle action's completion, and an extension is due well before the visibility timeout.
 //!
 //! - Each entry's outcome from the response goes back to its own caller; an error of the whole call goes to
 //!   every caller in that batch.
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::StepError;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::queue::{EntryResults, Queue, VisibilityChange, MAX_BATCH_ENTRIES};
 
@@ -113,6 +115,8 @@ struct Lane<E> {
     queue: Arc<dyn Queue>,
     window: Duration,
     state: Mutex<LaneState<E>>,
+    /// Signalled when a full batch waits, to end the window early.
+    full: Notify,
 }
 
 struct LaneState<E> {
@@ -135,6 +139,7 @@ impl<E: Entry> Lane<E> {
                 waiting: VecDeque::new(),
                 flushing: false,
             }),
+            full: Notify::new(),
         })
     }
 
@@ -152,6 +157,9 @@ impl<E: Entry> Lane<E> {
                 s.flushing = true;
                 tokio::spawn(self.clone().flush());
             }
+            if s.waiting.len() >= MAX_BATCH_ENTRIES {
+                self.full.notify_one();
+            }
         }
         let mut out = Vec::with_capacity(replies.len());
         for rx in replies {
@@ -165,16 +173,14 @@ impl<E: Entry> Lane<E> {
         out
     }
 
-    /// Waits out the window, then sends batches until nothing waits.
+    /// Gathers for the window (or until a batch is full) and sends a batch, until nothing waits.
     async fn flush(self: Arc<Self>) {
         let mut guard = FlushGuard {
             lane: &self,
             done: false,
         };
-        if !self.window.is_zero() {
-            tokio::time::sleep(self.window).await;
-        }
         loop {
+            self.gather().await;
             let batch = {
                 let mut s = locked(&self.state);
                 let batch = take_batch(&mut s.waiting);
@@ -204,6 +210,24 @@ impl<E: Entry> Lane<E> {
                         let _ = reply.send(Err(e.clone()));
                     }
                 }
+            }
+        }
+    }
+}
+
+impl<E> Lane<E> {
+    /// Waits out the window, or less if a full batch is waiting. (A stale signal, left by a batch already
+    /// sent, is checked against the queue and ignored.)
+    async fn gather(&self) {
+        if self.window.is_zero() {
+            return;
+        }
+        let window = tokio::time::sleep(self.window);
+        tokio::pin!(window);
+        while locked(&self.state).waiting.len() < MAX_BATCH_ENTRIES {
+            tokio::select! {
+                () = &mut window => return,
+                () = self.full.notified() => {}
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::parse::ParseError;
 use crate::queue::{MAX_BATCH, MAX_VISIBILITY, MAX_WAIT};
 
 /// The default [`ListenerConfig::batch_window`].
-pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(5);
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_secs(1);
 /// The longest [`ListenerConfig::batch_window`] allowed: it delays every delete and visibility change.
 pub const MAX_BATCH_WINDOW: Duration = Duration::from_secs(1);
 
@@ -95,10 +95,10 @@ pub struct ListenerConfig {
     pub retry_base: Duration,
     /// Longest delay after failed receives.
     pub retry_max: Duration,
-    /// How long deletes and visibility changes are gathered, from the first request into an idle batcher,
-    /// before they go out as `DeleteMessageBatch` / `ChangeMessageVisibilityBatch` calls of up to ten
-    /// entries (requests made while a call is in flight join the next call anyway). 0..=1 s, and shorter
-    /// than `extend_every`; 0 batches only requests that coincide.
+    /// How long deletes and visibility changes are gathered before they go out as `DeleteMessageBatch` /
+    /// `ChangeMessageVisibilityBatch` calls of up to ten entries; a full batch goes at once. 0..=1 s, and
+    /// shorter than `extend_every`; 0 batches only requests that coincide. Default 1 s (an eighth of the
+    /// visibility timeout when that is shorter).
     pub batch_window: Duration,
 }
 
@@ -121,7 +121,8 @@ impl ListenerConfig {
             delete_attempts: 5,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
-            batch_window: DEFAULT_BATCH_WINDOW,
+            // A short visibility timeout (tests) must not wait its extensions out.
+            batch_window: DEFAULT_BATCH_WINDOW.min(visibility_timeout / 8),
         }
     }
 
@@ -186,7 +187,7 @@ mod tests {
             (16, 10, Duration::from_secs(20))
         );
         assert_eq!(d.extend_every, Duration::from_secs(30));
-        assert_eq!(d.batch_window, Duration::from_millis(5));
+        assert_eq!(d.batch_window, Duration::from_secs(1));
         let no_window = ListenerConfig {
             batch_window: Duration::ZERO,
             ..d.clone()
