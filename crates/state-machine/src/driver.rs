@@ -16,6 +16,15 @@ use crate::lock::SlotLocks;
 use crate::model::{HookEvent, LifecycleResult, SlotKey};
 use crate::port::{CompleteOutcome, HookSpec, LifecycleActions};
 use crate::verdict::Verdict;
+use crate::wake::SlotChanges;
+
+/// The slot a hook works on (one per group until groups of many slots).
+fn slot_of(hook: &HookEvent) -> SlotKey {
+    SlotKey {
+        group: hook.group.clone(),
+        slot: 0,
+    }
+}
 
 /// What one call of `HookWork::step` achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +151,7 @@ pub struct Driver {
     locks: Arc<dyn SlotLocks>,
     observer: Arc<dyn HookObserver>,
     workers: Arc<Semaphore>,
+    changes: SlotChanges,
     cfg: DriverConfig,
 }
 
@@ -158,6 +168,7 @@ impl Driver {
             locks,
             observer,
             workers: Arc::new(Semaphore::new(cfg.workers.max(1))),
+            changes: SlotChanges::default(),
             cfg,
         }
     }
@@ -230,7 +241,11 @@ impl Driver {
             return HookOutcome::AlreadyEnded;
         }
         match exit {
-            Exit::Complete(verdict) => self.complete(hook, verdict).await,
+            Exit::Complete(verdict) => {
+                let outcome = self.complete(hook, verdict).await;
+                self.changes.changed(&slot_of(hook));
+                outcome
+            }
             Exit::End(outcome) => outcome,
         }
     }
@@ -252,10 +267,8 @@ impl Driver {
         // The last wait reason logged: a wait is logged when it starts or changes, not at every poll.
         let mut last_wait: Option<String> = None;
         let mut backoff = step_backoff(self.cfg.retry_base, self.cfg.retry_max);
-        let slot = SlotKey {
-            group: hook.group.clone(),
-            slot: 0,
-        };
+        let slot = slot_of(hook);
+        let changed = self.changes.of(&slot);
         loop {
             if *shutdown.borrow() {
                 return interrupted();
@@ -293,6 +306,7 @@ impl Driver {
             let delay = match step {
                 Ok(Progress::Finished(verdict)) => return Exit::Complete(verdict),
                 Ok(p @ Progress::Acted(_)) => {
+                    self.changes.changed(&slot);
                     self.observer.on_progress(hook, &p);
                     poll = self.poll_delays();
                     backoff = step_backoff(self.cfg.retry_base, self.cfg.retry_max);
@@ -326,6 +340,8 @@ impl Driver {
             };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
+                // Another hook of the slot acted or completed: observe again now, and poll fast again.
+                () = changed.notified() => poll = self.poll_delays(),
                 () = heartbeat.ended() => return Exit::End(HookOutcome::AlreadyEnded),
                 _ = shutdown.changed() => return interrupted(),
             }
@@ -406,3 +422,7 @@ mod tests;
 #[cfg(test)]
 #[path = "driver_workers_tests.rs"]
 mod workers_tests;
+
+#[cfg(test)]
+#[path = "driver_wake_tests.rs"]
+mod wake_tests;

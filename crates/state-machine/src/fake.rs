@@ -77,6 +77,11 @@ impl FakeLifecycleActions {
         self.with(|s| s.completions.clone())
     }
 
+    /// How many actions were completed (without copying them, for a caller that polls).
+    pub fn completed(&self) -> usize {
+        self.with(|s| s.completions.len())
+    }
+
     /// Heartbeats recorded for a token.
     pub fn heartbeats(&self, token: &str) -> u32 {
         self.with(|s| s.heartbeats.get(token).copied().unwrap_or(0))

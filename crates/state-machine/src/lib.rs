@@ -21,6 +21,7 @@ pub mod slot;
 pub mod tags;
 pub mod unreachable;
 pub mod verdict;
+pub mod wake;
 
 pub use driver::{Driver, DriverConfig, HookObserver, HookOutcome, HookWork, NoObserver, Progress};
 pub use error::{Disposition, StepError};

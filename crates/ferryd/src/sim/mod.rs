@@ -270,7 +270,7 @@ pub async fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
     let mut done_at = None;
     while start.elapsed() < cfg.deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if asg.completions().len() >= hooks {
+        if asg.completed() >= hooks {
             done_at = Some(start.elapsed());
             break;
         }
