@@ -178,26 +178,26 @@ impl HookWork for TerminateWork {
             )));
         }
         let names = self.group.volume_names();
-        let managed: Vec<ObservedVolume> = self
-            .ec2
-            .find_volumes(&VolumeQuery {
-                group: self.group.name.clone(),
-                slot: Some(SLOT),
-                logical: None,
-                attached_instance: Some(hook.instance_id.clone()),
-            })
-            .await?
+        // Both reads at once: neither depends on the other, and each joins its own batched round.
+        let volume_query = VolumeQuery {
+            group: self.group.name.clone(),
+            slot: Some(SLOT),
+            logical: None,
+            attached_instance: Some(hook.instance_id.clone()),
+        };
+        let snapshot_query = SnapshotQuery {
+            group: self.group.name.clone(),
+            hook: Some(hook.ledger_key()),
+            ..SnapshotQuery::default()
+        };
+        let (attached, snapshots) = tokio::try_join!(
+            self.ec2.find_volumes(&volume_query),
+            self.ec2.find_snapshots(&snapshot_query)
+        )?;
+        let managed: Vec<ObservedVolume> = attached
             .into_iter()
             .filter(|v| v.holds_data() && v.logical.as_ref().is_some_and(|l| names.contains(l)))
             .collect();
-        let snapshots = self
-            .ec2
-            .find_snapshots(&SnapshotQuery {
-                group: self.group.name.clone(),
-                hook: Some(hook.ledger_key()),
-                ..SnapshotQuery::default()
-            })
-            .await?;
         let step = decide_terminate(&TerminateView {
             volumes: &managed,
             snapshots: &snapshots,
