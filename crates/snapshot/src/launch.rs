@@ -17,6 +17,8 @@ use ferry_state_machine::{
     tags, AttachedData, Disposition, Generation, HookEvent, HookWork, LifecycleActions, Progress,
     StepError, Verdict,
 };
+use futures_util::future::try_join_all;
+use tokio::time::Instant;
 use tracing::{error, info};
 
 use crate::ledger::{self, SLOT};
@@ -32,6 +34,8 @@ pub use source::{SourceEvents, RESTORED_LATEST};
 
 /// The observations of one logical volume: its step, volumes and snapshots.
 type Observed = (VolumeStep, Vec<ObservedVolume>, Vec<ObservedSnapshot>);
+/// One logical volume's volumes and snapshots, as read.
+type Reads = (Vec<ObservedVolume>, Vec<ObservedSnapshot>);
 
 /// Runs launch hooks of one group.
 pub struct LaunchWork {
@@ -41,7 +45,12 @@ pub struct LaunchWork {
     events: Option<Arc<dyn SourceEvents>>,
     /// What the source policy last reported per hook, so that each is logged once.
     reported: Mutex<HashMap<String, &'static str>>,
+    /// The launching instance as last read, and when (see [`LaunchWork::instance`]).
+    me: Mutex<Option<(ObservedInstance, Instant)>>,
 }
+
+/// How long the launching instance's last read serves the steps before its data is attached.
+const ME_TTL: Duration = Duration::from_secs(30);
 
 impl LaunchWork {
     /// A launch executor for `group`.
@@ -52,6 +61,7 @@ impl LaunchWork {
             group,
             events: None,
             reported: Mutex::new(HashMap::new()),
+            me: Mutex::new(None),
         }
     }
 
@@ -75,34 +85,71 @@ impl LaunchWork {
         })
     }
 
-    /// Observes and decides for one logical volume.
+    /// Reads the launching instance and keeps the read for the next steps; `Err` is the verdict when it is
+    /// gone or does not exist.
+    async fn instance(
+        &self,
+        hook: &HookEvent,
+    ) -> Result<Result<ObservedInstance, Verdict>, StepError> {
+        let me = match self.ec2.describe_instance(&hook.instance_id).await? {
+            Some(i) if !i.is_gone() => i,
+            Some(i) => {
+                return Ok(Err(Verdict::abandon(format!(
+                    "instance {} is {}",
+                    i.id, i.state
+                ))))
+            }
+            None => {
+                return Ok(Err(Verdict::abandon(format!(
+                    "instance {} does not exist",
+                    hook.instance_id
+                ))))
+            }
+        };
+        *self.me.lock().unwrap_or_else(|p| p.into_inner()) = Some((me.clone(), Instant::now()));
+        Ok(Ok(me))
+    }
+
+    /// The launching instance's last read, if it is recent: its id and zone do not change, and a step that
+    /// acts on a stale state (an instance that just ended) fails and is retried. The finish reads it anew.
+    fn cached_instance(&self) -> Option<ObservedInstance> {
+        let me = self.me.lock().unwrap_or_else(|p| p.into_inner());
+        me.as_ref()
+            .filter(|(_, at)| at.elapsed() < ME_TTL)
+            .map(|(i, _)| i.clone())
+    }
+
+    /// Reads one logical volume's copies: its volumes and its snapshots, both at once (neither depends on
+    /// the other, and each joins its own batched round).
+    async fn volume_reads(&self, spec: &VolumeSpec) -> Result<Reads, StepError> {
+        let volume_query = VolumeQuery {
+            group: self.group.name.clone(),
+            slot: Some(SLOT),
+            logical: Some(spec.name.clone()),
+            attached_instance: None,
+        };
+        let snapshot_query = SnapshotQuery {
+            group: self.group.name.clone(),
+            slot: Some(SLOT),
+            logical: Some(spec.name.clone()),
+            ..SnapshotQuery::default()
+        };
+        tokio::try_join!(
+            self.ec2.find_volumes(&volume_query),
+            self.ec2.find_snapshots(&snapshot_query)
+        )
+    }
+
+    /// Decides for one logical volume from its reads, asking after the other instances holding a copy.
     async fn volume_step(
         &self,
         hook: &HookEvent,
         me: &ObservedInstance,
-        spec: &VolumeSpec,
+        (volumes, snapshots): Reads,
         elapsed: Duration,
         now: i64,
         holders: &mut HashMap<String, HolderState>,
     ) -> Result<Observed, StepError> {
-        let volumes = self
-            .ec2
-            .find_volumes(&VolumeQuery {
-                group: self.group.name.clone(),
-                slot: Some(SLOT),
-                logical: Some(spec.name.clone()),
-                attached_instance: None,
-            })
-            .await?;
-        let snapshots = self
-            .ec2
-            .find_snapshots(&SnapshotQuery {
-                group: self.group.name.clone(),
-                slot: Some(SLOT),
-                logical: Some(spec.name.clone()),
-                ..SnapshotQuery::default()
-            })
-            .await?;
         for holder in holders_to_check(&volumes, &me.id) {
             if !holders.contains_key(holder) {
                 holders.insert(holder.to_string(), self.holder_state(holder).await?);
@@ -256,27 +303,30 @@ impl LaunchWork {
 #[async_trait]
 impl HookWork for LaunchWork {
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
-        let me = match self.ec2.describe_instance(&hook.instance_id).await? {
-            Some(i) if !i.is_gone() => i,
-            Some(i) => {
-                return Ok(Progress::Finished(Verdict::abandon(format!(
-                    "instance {} is {}",
-                    i.id, i.state
-                ))))
-            }
+        // Every logical volume's copies, and the instance unless a recent read of it serves, all at once.
+        let reads = try_join_all(
+            self.group
+                .volumes
+                .iter()
+                .map(|spec| self.volume_reads(spec)),
+        );
+        let cached = self.cached_instance();
+        let (me, reads) = match cached.clone() {
+            Some(me) => (me, reads.await?),
             None => {
-                return Ok(Progress::Finished(Verdict::abandon(format!(
-                    "instance {} does not exist",
-                    hook.instance_id
-                ))))
+                let (me, reads) = tokio::try_join!(self.instance(hook), reads)?;
+                match me {
+                    Ok(me) => (me, reads),
+                    Err(gone) => return Ok(Progress::Finished(gone)),
+                }
             }
         };
         let now = self.ec2.now_secs();
         let mut holders = HashMap::new();
         let mut observed = Vec::with_capacity(self.group.volumes.len());
-        for spec in &self.group.volumes {
+        for read in reads {
             observed.push(
-                self.volume_step(hook, &me, spec, elapsed, now, &mut holders)
+                self.volume_step(hook, &me, read, elapsed, now, &mut holders)
                     .await?,
             );
         }
@@ -339,6 +389,14 @@ impl HookWork for LaunchWork {
                 _ => None,
             })
             .collect();
+        // The finish (tags, Elastic IP, completion) always sees the instance as it is now.
+        let me = match cached {
+            Some(_) => match self.instance(hook).await? {
+                Ok(me) => me,
+                Err(gone) => return Ok(Progress::Finished(gone)),
+            },
+            None => me,
+        };
         let mut eip_problem = None;
         if let Some(done) = self.finish_steps(&me, &attached, &mut eip_problem).await? {
             return Ok(Progress::Acted(done));

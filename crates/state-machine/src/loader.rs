@@ -32,7 +32,7 @@ impl Default for LoaderConfig {
         Self {
             max_batch: 200,
             pace: Limit {
-                burst: 10,
+                burst: 20,
                 per_sec: 2,
             },
         }
