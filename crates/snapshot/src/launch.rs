@@ -311,7 +311,8 @@ impl HookWork for LaunchWork {
                 .map(|spec| self.volume_reads(spec)),
         );
         let cached = self.cached_instance();
-        let (me, reads) = match cached.clone() {
+        let from_cache = cached.is_some();
+        let (me, reads) = match cached {
             Some(me) => (me, reads.await?),
             None => {
                 let (me, reads) = tokio::try_join!(self.instance(hook), reads)?;
@@ -390,12 +391,13 @@ impl HookWork for LaunchWork {
             })
             .collect();
         // The finish (tags, Elastic IP, completion) always sees the instance as it is now.
-        let me = match cached {
-            Some(_) => match self.instance(hook).await? {
+        let me = if from_cache {
+            match self.instance(hook).await? {
                 Ok(me) => me,
                 Err(gone) => return Ok(Progress::Finished(gone)),
-            },
-            None => me,
+            }
+        } else {
+            me
         };
         let mut eip_problem = None;
         if let Some(done) = self.finish_steps(&me, &attached, &mut eip_problem).await? {

@@ -306,7 +306,7 @@ impl Driver {
             let delay = match step {
                 Ok(Progress::Finished(verdict)) => return Exit::Complete(verdict),
                 Ok(p @ Progress::Acted(_)) => {
-                    self.changes.changed(&slot);
+                    changed.notify_waiters();
                     self.observer.on_progress(hook, &p);
                     poll = self.poll_delays();
                     backoff = step_backoff(self.cfg.retry_base, self.cfg.retry_max);

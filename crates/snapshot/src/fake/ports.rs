@@ -131,15 +131,15 @@ impl Volumes for FakeEc2 {
     }
 
     async fn tag_volume(&self, volume_id: &str, tags: &[Tag]) -> Result<(), StepError> {
-        let mut g = self.lock();
+        let mut guard = self.lock();
+        let g = &mut *guard;
         g.call("CreateTags");
         let rec = g
             .volumes
             .get_mut(volume_id)
             .ok_or_else(|| volume_not_found("CreateTags", volume_id))?;
         merge_tags(&mut rec.v.tags, tags);
-        let now = rec.v.tags.clone();
-        g.volume_index.retagged(volume_id, &now);
+        g.volume_index.retagged(volume_id, &rec.v.tags);
         Ok(())
     }
 }
@@ -241,15 +241,15 @@ impl Snapshots for FakeEc2 {
     }
 
     async fn tag_snapshot(&self, snapshot_id: &str, tags: &[Tag]) -> Result<(), StepError> {
-        let mut g = self.lock();
+        let mut guard = self.lock();
+        let g = &mut *guard;
         g.call("CreateTags");
         let rec = g
             .snapshots
             .get_mut(snapshot_id)
             .ok_or_else(|| snapshot_not_found("CreateTags", snapshot_id))?;
         merge_tags(&mut rec.s.tags, tags);
-        let now = rec.s.tags.clone();
-        g.snapshot_index.retagged(snapshot_id, &now);
+        g.snapshot_index.retagged(snapshot_id, &rec.s.tags);
         Ok(())
     }
 }
