@@ -18,7 +18,7 @@ struct Args {
     workers: Option<usize>,
     /// `[daemon] read_pace.per_sec` (default: ferryd's).
     #[arg(long)]
-    read_per_sec: Option<u32>,
+    read_per_sec: Option<f64>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -56,6 +56,10 @@ fn main() -> ExitCode {
     for (op, c) in &report.calls {
         println!("  {op:<44} ok={:<7} throttled={}", c.ok, c.throttled);
     }
+    println!(
+        "  before the storm: {} calls in {:.0}s (the standing hooks refresh; not counted above)",
+        report.warmup.0, report.warmup.1
+    );
     println!(
         "  floor set by {}; real time {:.1}s",
         report.floor_action,

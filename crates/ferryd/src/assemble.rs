@@ -11,9 +11,12 @@ use ferry_snapshot::{Ec2, SourceEvents};
 use ferry_state_machine::batched::BatchedActions;
 use ferry_state_machine::budget::ApiBudget;
 use ferry_state_machine::gate::ThrottledLifecycleActions;
+use ferry_state_machine::hook_cache::{self, HookCache, RefreshPlan, HOOKS_TTL};
 use ferry_state_machine::loader::LoaderConfig;
 use ferry_state_machine::lock::LocalSlotLocks;
 use ferry_state_machine::{Driver, DriverConfig, HookObserver, LifecycleActions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::crashpoint::{CrashPoint, Crashing};
@@ -28,6 +31,36 @@ pub struct Ports {
     pub ec2: Arc<dyn Ec2>,
     /// Auto Scaling.
     pub asg: Arc<dyn LifecycleActions>,
+    /// The background refresh of the groups' hooks (`[daemon] hooks_refresh_secs`); `None` when off.
+    pub hook_refresh: Option<HookRefresh>,
+}
+
+/// What `hook_refresh` runs: Auto Scaling below the batching, the cache the batched reads answer from, the
+/// groups and the plan.
+#[derive(Clone)]
+pub struct HookRefresh {
+    asg: Arc<dyn LifecycleActions>,
+    cache: Arc<HookCache>,
+    groups: Vec<String>,
+    plan: RefreshPlan,
+}
+
+impl HookRefresh {
+    /// One pass over every group.
+    pub fn cycle(&self) -> Duration {
+        self.plan.cycle
+    }
+
+    /// Starts the refresh; it ends on `shutdown`.
+    pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(hook_cache::refresh(
+            self.asg.clone(),
+            self.cache.clone(),
+            self.groups.clone(),
+            self.plan,
+            shutdown,
+        ))
+    }
 }
 
 /// Layers the raw ports: each call waits for its action's token in `budget` ([aws] rate_limits), a crash point
@@ -56,9 +89,21 @@ where
         pace: config.daemon.read_pace,
         ..LoaderConfig::default()
     };
+    let groups: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
+    let plan = RefreshPlan::new(
+        Duration::from_secs(config.daemon.hooks_refresh_secs),
+        groups.len(),
+    );
+    let cache = Arc::new(HookCache::new(plan.map_or(HOOKS_TTL, |p| p.ttl())));
     Ports {
-        asg: Arc::new(BatchedActions::new(asg, reads)),
+        asg: Arc::new(BatchedActions::new(asg.clone(), reads).with_hook_cache(cache.clone())),
         ec2: Arc::new(Batched::new(ec2, reads)),
+        hook_refresh: plan.map(|plan| HookRefresh {
+            asg,
+            cache,
+            groups,
+            plan,
+        }),
     }
 }
 

@@ -196,6 +196,9 @@ pub struct DaemonConfig {
     /// DescribeAddresses, DescribeAutoScalingInstances, DescribeLifecycleHooks): calls a second, and how
     /// many may go at once. Every hook waiting on a kind shares its calls.
     pub read_pace: ferry_state_machine::budget::Limit,
+    /// Every configured group's lifecycle hooks are read once per this many seconds in the background (at
+    /// most one group a second), so that hook checks need no call (0: read on demand, kept 60 s).
+    pub hooks_refresh_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -209,6 +212,7 @@ impl Default for DaemonConfig {
             poll_max_ms: 15_000,
             reconcile_interval_secs: 300,
             read_pace: ferry_state_machine::loader::LoaderConfig::default().pace,
+            hooks_refresh_secs: 3600,
         }
     }
 }

@@ -162,7 +162,7 @@ fn rate_limits_override_the_defaults_and_name_a_bad_action() {
     let all = c.aws.rate_limits();
     assert_eq!(
         all.get("ec2:AttachVolume").map(|l| (l.burst, l.per_sec)),
-        Some((50, 5))
+        Some((50, 5.0))
     );
     let text = format!(
         "{MINIMAL}\n[aws.rate_limits]\n\"ec2:AttachVolume\" = {{ burst = 20, per_sec = 2 }}\n"
@@ -171,11 +171,11 @@ fn rate_limits_override_the_defaults_and_name_a_bad_action() {
     let all = c.aws.rate_limits();
     assert_eq!(
         all.get("ec2:AttachVolume").map(|l| (l.burst, l.per_sec)),
-        Some((20, 2))
+        Some((20, 2.0))
     );
     assert_eq!(
         all.get("ec2:CreateTags").map(|l| (l.burst, l.per_sec)),
-        Some((100, 10))
+        Some((100, 10.0))
     );
     let bad = format!(
         "{MINIMAL}\n[aws.rate_limits]\n\"ec2:AttachVolumes\" = {{ burst = 1, per_sec = 1 }}\n"
@@ -189,4 +189,23 @@ fn rate_limits_override_the_defaults_and_name_a_bad_action() {
         "{MINIMAL}\n[aws.rate_limits]\n\"ec2:CreateTags\" = {{ burst = 0, per_sec = 1 }}\n"
     );
     assert!(parse(&zero).unwrap_err().contains("at least 1"));
+}
+
+#[test]
+fn a_read_pace_may_refill_slower_than_once_a_second() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[daemon]\nread_pace = {{ burst = 10, per_sec = 0.25 }}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        (c.daemon.read_pace.burst, c.daemon.read_pace.per_sec),
+        (10, 0.25)
+    );
+    for bad in ["0", "0.001", "101"] {
+        let err = parse(&format!(
+            "{MINIMAL}\n[daemon]\nread_pace = {{ burst = 10, per_sec = {bad} }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("daemon.read_pace"), "{bad}: {err}");
+    }
 }

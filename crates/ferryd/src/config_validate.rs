@@ -57,10 +57,18 @@ impl Config {
                 "must be positive and at most daemon.poll_max_ms",
             ));
         }
-        if !(1..=1000).contains(&d.read_pace.burst) || !(1..=100).contains(&d.read_pace.per_sec) {
+        if !(1..=1000).contains(&d.read_pace.burst)
+            || !(0.01..=100.0).contains(&d.read_pace.per_sec)
+        {
             return Err(invalid(
                 "daemon.read_pace",
-                "burst must be 1..=1000 and per_sec 1..=100",
+                "burst must be 1..=1000 and per_sec 0.01..=100",
+            ));
+        }
+        if d.hooks_refresh_secs != 0 && !(60..=86_400).contains(&d.hooks_refresh_secs) {
+            return Err(invalid(
+                "daemon.hooks_refresh_secs",
+                "must be 0 (off) or 60..=86400",
             ));
         }
         if self.gc.keep_generations == 0 {
@@ -99,8 +107,11 @@ impl Config {
                     ),
                 ));
             }
-            if l.burst == 0 || l.per_sec == 0 {
-                return Err(invalid(key, "burst and per_sec must be at least 1"));
+            if l.burst == 0 || !(0.01..=10_000.0).contains(&l.per_sec) {
+                return Err(invalid(
+                    key,
+                    "burst must be at least 1 and per_sec 0.01..=10000",
+                ));
             }
         }
         self.metrics

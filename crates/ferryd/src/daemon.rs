@@ -78,6 +78,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         Duration::from_secs(d.reconcile_interval_secs),
         shutdown.clone(),
     ));
+    let hook_refresh = ports
+        .hook_refresh
+        .as_ref()
+        .map(|r| r.spawn(shutdown.clone()));
     let specs = config.group_specs();
     let any_points = specs.iter().any(|g| !g.recovery_point_interval.is_zero());
     let recovery = (any_points || config.metrics.recovery_interval_secs > 0).then(|| {
@@ -119,6 +123,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     // Shutdown: the listener has let its hooks reach a safe point; now the rest, endpoints last.
     for (what, task) in [
         ("reconciler", Some(reconciling)),
+        ("hooks refresh", hook_refresh),
         ("recovery check", recovery),
         ("readiness check", Some(readiness_task)),
     ] {

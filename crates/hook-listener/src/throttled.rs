@@ -79,7 +79,7 @@ mod tests {
                 op.into(),
                 Limit {
                     burst: 1,
-                    per_sec: 1,
+                    per_sec: 1.0,
                 },
             );
         }

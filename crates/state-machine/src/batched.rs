@@ -1,17 +1,15 @@
 //! `BatchedActions`: Auto Scaling whose reads are coalesced across hooks (`loader`). A group's hooks are
-//! kept for `HOOKS_TTL`: they change rarely, and every hook run reads them twice (to verify its message and
-//! for its heartbeat timeout). Every hook that checks
-//! an instance shares one `DescribeAutoScalingInstances` of up to 50 ids per round, and the hooks of one group
-//! share one `DescribeLifecycleHooks`; group reads share one `DescribeAutoScalingGroups` of up to 100 names. Heartbeats and completions pass straight through.
+//! kept in a `HookCache` (`hook_cache`): they change rarely, and every hook run reads them twice (to verify
+//! its message and for its heartbeat timeout). Every hook that checks an instance shares one
+//! `DescribeAutoScalingInstances` of up to 50 ids per round, and the hooks of one group share one
+//! `DescribeLifecycleHooks`; group reads share one `DescribeAutoScalingGroups` of up to 100 names.
+//! Heartbeats and completions pass straight through.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::hook_cache::HookCache;
 use crate::loader::{in_key_order, Loader, LoaderConfig};
 use crate::model::{ActionRef, LifecycleResult};
 use crate::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
@@ -22,15 +20,14 @@ const INSTANCES_PER_CALL: usize = 50;
 /// `DescribeAutoScalingGroups` takes at most 100 names.
 const GROUPS_PER_CALL: usize = 100;
 
-/// How long a group's lifecycle hooks, once read, are trusted.
-pub const HOOKS_TTL: Duration = Duration::from_secs(60);
+pub use crate::hook_cache::HOOKS_TTL;
 
 /// Auto Scaling with batched reads.
 pub struct BatchedActions {
     inner: Arc<dyn LifecycleActions>,
     instances: Loader<String, Option<GroupInstance>>,
     hooks: Loader<String, Vec<HookSpec>>,
-    hooks_read: Mutex<HashMap<String, (Instant, Vec<HookSpec>)>>,
+    hooks_read: Arc<HookCache>,
     groups: Loader<String, Option<GroupInfo>>,
 }
 
@@ -87,18 +84,21 @@ impl BatchedActions {
             inner,
             instances,
             hooks,
-            hooks_read: Mutex::default(),
+            hooks_read: Arc::new(HookCache::new(HOOKS_TTL)),
             groups,
         }
     }
 }
 
 impl BatchedActions {
+    /// Keeps hooks in `cache` (which a background refresh may fill) instead of a cache of its own.
+    pub fn with_hook_cache(mut self, cache: Arc<HookCache>) -> Self {
+        self.hooks_read = cache;
+        self
+    }
+
     fn remember(&self, group: &str, hooks: &[HookSpec]) {
-        self.hooks_read
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(group.to_string(), (Instant::now(), hooks.to_vec()));
+        self.hooks_read.put(group, hooks);
     }
 }
 
@@ -116,13 +116,7 @@ impl LifecycleActions for BatchedActions {
     }
 
     async fn describe_hooks(&self, group: &str) -> Result<Vec<HookSpec>, StepError> {
-        let fresh = {
-            let read = self.hooks_read.lock().unwrap_or_else(|p| p.into_inner());
-            read.get(group)
-                .filter(|(at, _)| at.elapsed() < HOOKS_TTL)
-                .map(|(_, h)| h.clone())
-        };
-        if let Some(hooks) = fresh {
+        if let Some(hooks) = self.hooks_read.get(group) {
             return Ok(hooks);
         }
         let hooks = self.hooks.load(group.to_string()).await?;
@@ -167,6 +161,8 @@ impl LifecycleActions for BatchedActions {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::fake::FakeLifecycleActions;
 

@@ -17,18 +17,35 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 
-/// One bucket: `burst` tokens, refilled at `per_sec` a second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// One bucket: `burst` tokens, refilled at `per_sec` a second (a fraction is a token every `1/per_sec` s).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     /// The bucket's size: calls that may go at once.
     pub burst: u32,
     /// The refill rate, in calls a second.
-    pub per_sec: u32,
+    pub per_sec: f64,
+}
+
+impl Limit {
+    /// `burst` tokens refilled at `per_sec` a second.
+    pub const fn new(burst: u32, per_sec: f64) -> Self {
+        Self { burst, per_sec }
+    }
+
+    /// The time between two refills; `None` unless the rate is positive and finite and the burst at least 1.
+    pub fn period(&self) -> Option<Duration> {
+        if self.burst == 0 || !(self.per_sec.is_finite() && self.per_sec > 0.0) {
+            return None;
+        }
+        Duration::try_from_secs_f64(1.0 / self.per_sec)
+            .ok()
+            .filter(|p| !p.is_zero())
+    }
 }
 
 const fn limit(burst: u32, per_sec: u32) -> Limit {
-    Limit { burst, per_sec }
+    Limit::new(burst, per_sec as f64)
 }
 
 /// EC2's documented account defaults per action category, applied to every action ferry calls; Auto Scaling
@@ -114,8 +131,7 @@ impl Bucket {
         let clock = TokioClock {
             base: tokio::time::Instant::now(),
         };
-        let quota = Quota::per_second(NonZeroU32::new(limit.per_sec)?)
-            .allow_burst(NonZeroU32::new(limit.burst)?);
+        let quota = Quota::with_period(limit.period()?)?.allow_burst(NonZeroU32::new(limit.burst)?);
         Some(Self {
             limiter: RateLimiter::direct_with_clock(quota, clock),
             clock,
@@ -123,8 +139,18 @@ impl Bucket {
         })
     }
 
-    /// Waits for a token; returns how long it waited.
+    /// Waits for a token; returns how long it waited. A step that must wait lends its worker seat
+    /// meanwhile (`seat::while_waiting`): waiting for a token is not work.
     pub async fn acquire(&self) -> Duration {
+        if let Ok(_turn) = self.queue.try_lock() {
+            if self.limiter.check().is_ok() {
+                return Duration::ZERO;
+            }
+        }
+        crate::seat::while_waiting(self.wait_for_token()).await
+    }
+
+    async fn wait_for_token(&self) -> Duration {
         let _turn = self.queue.lock().await;
         let mut waited = Duration::ZERO;
         loop {
@@ -226,5 +252,29 @@ mod tests {
             budget.acquire("ec2:CreateTags").await,
             Duration::from_secs(1)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fractional_rate_refills_a_token_every_period() {
+        let mut limits = BTreeMap::new();
+        limits.insert("ec2:DescribeVolumes".to_string(), Limit::new(2, 0.25));
+        let budget = ApiBudget::new(&limits);
+        let waits = [
+            budget.acquire("ec2:DescribeVolumes").await,
+            budget.acquire("ec2:DescribeVolumes").await,
+            budget.acquire("ec2:DescribeVolumes").await,
+            budget.acquire("ec2:DescribeVolumes").await,
+        ];
+        let s = Duration::from_secs;
+        assert_eq!(waits, [Duration::ZERO, Duration::ZERO, s(4), s(4)]);
+    }
+
+    #[test]
+    fn a_rate_that_is_not_positive_and_finite_makes_no_bucket() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(Limit::new(5, bad).period(), None, "{bad}");
+        }
+        assert_eq!(Limit::new(0, 1.0).period(), None);
+        assert_eq!(Limit::new(5, 0.5).period(), Some(Duration::from_secs(2)));
     }
 }

@@ -15,6 +15,7 @@ use crate::heartbeat::{Heartbeat, Schedule};
 use crate::lock::SlotLocks;
 use crate::model::{HookEvent, LifecycleResult, SlotKey};
 use crate::port::{CompleteOutcome, HookSpec, LifecycleActions};
+use crate::seat::Seat;
 use crate::verdict::Verdict;
 use crate::wake::SlotChanges;
 
@@ -294,14 +295,18 @@ impl Driver {
                     () = shutdown_requested(shutdown) => return interrupted(),
                     guard = self.locks.lock(&slot) => guard,
                 };
-                // Then a worker; the semaphore is fair, and never closed.
-                let _worker = tokio::select! {
+                // Then a worker seat; the semaphore is fair, and never closed. A wait for an API token
+                // inside the step lends the seat meanwhile (`seat`).
+                let seat = tokio::select! {
                     biased;
                     () = heartbeat.ended() => return Exit::End(HookOutcome::AlreadyEnded),
                     () = shutdown_requested(shutdown) => return interrupted(),
-                    permit = self.workers.acquire() => permit.ok(),
+                    seat = Seat::take(self.workers.clone()) => seat,
                 };
-                work.step(hook, elapsed).await
+                match seat {
+                    Some(seat) => seat.scope(work.step(hook, elapsed)).await,
+                    None => work.step(hook, elapsed).await,
+                }
             };
             let delay = match step {
                 Ok(Progress::Finished(verdict)) => return Exit::Complete(verdict),

@@ -73,3 +73,76 @@ async fn a_waiting_hook_holds_no_worker() {
     assert!(took < Duration::from_secs(60), "{took:?}");
     waiting.abort();
 }
+
+/// A step that makes one call of an action whose bucket is spent, then finishes.
+struct Throttled {
+    budget: Arc<crate::budget::ApiBudget>,
+}
+
+#[async_trait]
+impl HookWork for Throttled {
+    async fn step(&self, _hook: &HookEvent, _elapsed: Duration) -> Result<Progress, StepError> {
+        self.budget.acquire("ec2:CreateSnapshot").await;
+        Ok(Progress::Finished(Verdict::terminate_done("done")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_waiting_for_an_api_token_lends_its_worker() {
+    let f = FakeLifecycleActions::default();
+    for i in 0..2 {
+        f.put_hook(&format!("db{i}"), spec(300));
+        f.open_action(&format!("db{i}"), "launch", "i-1", &format!("tok-{i}"));
+    }
+    let d = Driver::new(
+        Arc::new(f.clone()),
+        Arc::new(LocalSlotLocks::default()),
+        Arc::new(NoObserver),
+        DriverConfig {
+            workers: 1,
+            ..DriverConfig::default()
+        },
+    );
+    // One CreateSnapshot token, then one every 100 s: taken now, so hook 0's step waits 100 s for its call.
+    let mut limits = std::collections::BTreeMap::new();
+    limits.insert(
+        "ec2:CreateSnapshot".to_string(),
+        crate::budget::Limit::new(1, 0.01),
+    );
+    let budget = Arc::new(crate::budget::ApiBudget::new(&limits));
+    budget.acquire("ec2:CreateSnapshot").await;
+    let (_tx, rx) = watch::channel(false);
+    let hooks: Vec<HookEvent> = (0..2)
+        .map(|i| {
+            let mut h = hook();
+            h.group = format!("db{i}");
+            h.token = format!("tok-{i}");
+            h
+        })
+        .collect();
+    let start = Instant::now();
+    let (d0, h0, rx0) = (d.clone(), hooks[0].clone(), rx.clone());
+    let throttled = Throttled { budget };
+    let waiting = tokio::spawn(async move {
+        let out = d0.run(&h0, &throttled, Duration::ZERO, rx0).await;
+        (out, start.elapsed())
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Hook 1 needs the only worker while hook 0 waits for its token: it gets it and finishes at once.
+    let quick = Busy {
+        took: Duration::from_millis(10),
+        waits: Mutex::new(0),
+    };
+    let out = d.run(&hooks[1], &quick, Duration::ZERO, rx).await;
+    assert!(matches!(out, HookOutcome::Completed { .. }), "{out:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let Ok((out, waited)) = waiting.await else {
+        panic!("the throttled hook's task")
+    };
+    assert!(matches!(out, HookOutcome::Completed { .. }), "{out:?}");
+    assert!(waited >= Duration::from_secs(99), "{waited:?}");
+}

@@ -5,7 +5,9 @@
 //!
 //! A round starts after every request it answers arrived, so an answer is never older than its request: a
 //! hook that just mutated and then asks always sees a read made after its mutation. The pace (a token bucket
-//! per loader) bounds the calls a second however many hooks wait; its burst keeps a lone failover fast.
+//! per loader) bounds the rounds a second however many hooks wait: its burst keeps a lone failover fast, and
+//! its slow refill makes a storm look at what it waits for a few times a minute. A round's calls (one per
+//! `max_batch` keys) go together.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,7 +21,7 @@ use crate::StepError;
 type Reply<V> = oneshot::Sender<Result<V, StepError>>;
 
 /// How a loader batches and paces its calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LoaderConfig {
     /// Distinct keys per call.
     pub max_batch: usize,
@@ -31,10 +33,7 @@ impl Default for LoaderConfig {
     fn default() -> Self {
         Self {
             max_batch: 200,
-            pace: Limit {
-                burst: 20,
-                per_sec: 2,
-            },
+            pace: Limit::new(20, 0.5),
         }
     }
 }
@@ -106,21 +105,19 @@ async fn rounds<K, V, F, Fut>(
         while let Ok(next) = rx.try_recv() {
             add(next);
         }
+        // The round's calls go together: the pace bounds rounds (how often waiting is looked at), while the
+        // calls of a round are the distinct keys asked for, each needed. The action's API budget, below the
+        // loader, still spaces them.
         let mut entries: Vec<(K, Vec<Reply<V>>)> = waiting.into_iter().collect();
-        let mut first_chunk = true;
+        let mut calls = Vec::new();
         while !entries.is_empty() {
             let rest = entries.split_off(entries.len().min(max_batch));
             let chunk = std::mem::replace(&mut entries, rest);
-            if !first_chunk {
-                if let Some(p) = &pace {
-                    p.acquire().await;
-                }
-            }
-            first_chunk = false;
             let keys: Vec<K> = chunk.iter().map(|(k, _)| k.clone()).collect();
-            let answer = fetch(keys).await;
-            answer_chunk(op, chunk, answer);
+            let answer = fetch(keys);
+            calls.push(async move { answer_chunk(op, chunk, answer.await) });
         }
+        futures_util::future::join_all(calls).await;
     }
 }
 

@@ -55,12 +55,14 @@ async fn concurrent_requests_share_one_call_and_each_gets_its_own_answer() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_round_makes_one_call_per_max_batch_keys() {
+async fn a_round_makes_one_call_per_max_batch_keys_all_at_once() {
+    // A pace of one round per 10 s: the round's three calls still go together, not one per token.
     let cfg = LoaderConfig {
         max_batch: 200,
-        ..LoaderConfig::default()
+        pace: Limit::new(1, 0.1),
     };
     let (loader, calls) = counting(cfg, Duration::ZERO);
+    let start = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..450u64)
         .map(|k| {
             let l = loader.clone();
@@ -70,6 +72,7 @@ async fn a_round_makes_one_call_per_max_batch_keys() {
     for t in tasks {
         assert!(t.await.unwrap_or(false));
     }
+    assert_eq!(start.elapsed(), Duration::ZERO);
     let sizes: Vec<usize> = calls_of(&calls).iter().map(Vec::len).collect();
     assert_eq!(sizes, [200, 200, 50]);
 }
@@ -132,13 +135,10 @@ async fn a_wrong_sized_answer_is_an_error_not_a_misattributed_value() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_pace_bounds_calls_a_second_however_many_wait() {
+async fn the_pace_bounds_rounds_a_second_however_many_wait() {
     let cfg = LoaderConfig {
         max_batch: 200,
-        pace: Limit {
-            burst: 2,
-            per_sec: 1,
-        },
+        pace: Limit::new(2, 1.0),
     };
     let (loader, calls) = counting(cfg, Duration::ZERO);
     let start = tokio::time::Instant::now();

@@ -117,6 +117,8 @@ pub struct SimReport {
     pub floor_action: String,
     /// Calls by action and outcome (EC2 and Auto Scaling as the services saw them; SQS as the queue did).
     pub calls: BTreeMap<String, Counts>,
+    /// The daemon's calls before the storm (the standing hooks refresh), and how long that ran.
+    pub warmup: (u64, f64),
     /// Peak resident memory of this process, in MB.
     pub peak_rss_mb: f64,
     /// The groups that did not arrive with their last acknowledged write and Elastic IP.
@@ -190,10 +192,7 @@ fn floor(
         .filter_map(|(op, c)| {
             let l = m.limit(op)?;
             let beyond_burst = c.ok.saturating_sub(u64::from(l.burst)) as f64;
-            Some((
-                beyond_burst / f64::from(l.per_sec) + path,
-                (*op).to_string(),
-            ))
+            Some((beyond_burst / l.per_sec + path, (*op).to_string()))
         })
         .fold((path, "critical path".to_string()), |a, b| {
             if b.0 > a.0 {
@@ -237,6 +236,24 @@ pub async fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         &config,
         None,
     );
+    // A daemon that has run for a while: its standing hooks refresh has passed over every group once.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let refresh = ports
+        .hook_refresh
+        .as_ref()
+        .map(|r| (r.spawn(stop_rx.clone()), r.cycle()));
+    let warm_s = match &refresh {
+        Some((_, cycle)) => {
+            tokio::time::sleep(*cycle).await;
+            cycle.as_secs_f64()
+        }
+        None => 0.0,
+    };
+    let warm_calls: u64 = model
+        .take_counts()
+        .values()
+        .map(|c| c.ok + c.throttled)
+        .sum();
     let metrics = Metrics::new();
     let driver = crate::assemble::driver(&config, &ports, vec![Arc::new(metrics.clone())]);
     let handler = Arc::new(crate::assemble::handler(
@@ -256,7 +273,6 @@ pub async fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         fake_queue.push(world::hook_message(&n, Transition::Launching));
     }
     let queue = Arc::new(ThrottledQueue::new(fake_queue.clone(), budget));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let listener = tokio::spawn(ferry_hook_listener::run(
         queue,
         handler,
@@ -278,6 +294,9 @@ pub async fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
     let virtual_s = done_at.unwrap_or(cfg.deadline).as_secs_f64();
     let _ = stop_tx.send(true);
     let _ = listener.await;
+    if let Some((task, _)) = refresh {
+        let _ = task.await;
+    }
     fence.abort();
 
     let counts = model.counts();
@@ -310,6 +329,7 @@ pub async fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         floor_s,
         floor_action,
         calls,
+        warmup: (warm_calls, warm_s),
         peak_rss_mb: peak_rss_mb(),
         lost: world::lost(cfg.groups, &ec2, &asg),
     })

@@ -88,6 +88,11 @@ impl ServiceModel {
             .clone()
     }
 
+    /// The calls so far, by action, counting from zero again.
+    pub fn take_counts(&self) -> BTreeMap<&'static str, Counts> {
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// The service's bucket of `op`, if it has one.
     pub fn limit(&self, op: &str) -> Option<Limit> {
         self.limits.get(op).copied()
