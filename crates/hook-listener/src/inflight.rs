@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_state_machine::{HookEvent, HookOutcome, StepError};
 use tokio::sync::{watch, OwnedSemaphorePermit};
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_retry::strategy::{jitter, ExponentialBackoff};
 use tracing::{debug, error, info, warn, Instrument, Span};
 
@@ -183,14 +183,31 @@ enum Fate {
     },
 }
 
-/// Extends every attached delivery's visibility every `extend_every`, until aborted. Each round is one
-/// request to the batcher, so the rounds of hooks that started together share calls.
+/// The longest a visibility extension hides a message. An hour: after a crash the restarted daemon (or
+/// another replica's periodic reconciliation) works the action without its message, so a long hiding costs
+/// no progress, and an AZ storm's hooks that wait an hour make a handful of extensions, not hundreds.
+pub(crate) const MAX_EXTENSION: Duration = Duration::from_secs(3600);
+
+/// How far to extend a hook's visibility once it has run for `age`: the configured timeout at first, then
+/// as long as the hook has already run (so a long wait costs a logarithmic number of calls), at most
+/// `MAX_EXTENSION`, never less than `base`.
+pub(crate) fn extension(base: Duration, age: Duration) -> Duration {
+    age.min(MAX_EXTENSION).max(base)
+}
+
+/// Extends every attached delivery's visibility, first after `extend_every`, until aborted: each extension
+/// is `extension(visibility_timeout, age)`, and the next one falls due when the same share of it has
+/// passed as `extend_every` is of the timeout. Each round is one request to the batcher, so the rounds of
+/// hooks that started together share calls.
 async fn extend_loop(shared: Arc<Shared>, deliveries: Deliveries) {
-    let every = shared.cfg.extend_every;
-    let mut tick = interval_at(Instant::now() + every, every);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let base = shared.cfg.visibility_timeout;
+    let share = shared.cfg.extend_every.as_secs_f64() / base.as_secs_f64().max(f64::EPSILON);
+    let started = Instant::now();
+    let mut next = started + shared.cfg.extend_every;
     loop {
-        tick.tick().await;
+        tokio::time::sleep_until(next).await;
+        let to = extension(base, started.elapsed());
+        next = Instant::now() + to.mul_f64(share.clamp(0.0, 1.0));
         let current: Vec<Delivery> = locked(&deliveries)
             .iter()
             .filter(|d| d.extend)
@@ -200,10 +217,7 @@ async fn extend_loop(shared: Arc<Shared>, deliveries: Deliveries) {
             continue;
         }
         let handles: Vec<String> = current.iter().map(|d| d.receipt_handle.clone()).collect();
-        let results = shared
-            .batcher
-            .change_visibility(&handles, shared.cfg.visibility_timeout)
-            .await;
+        let results = shared.batcher.change_visibility(&handles, to).await;
         for (d, result) in current.iter().zip(results) {
             match result {
                 Ok(()) => debug!(message.id = %d.message_id, "visibility extended"),

@@ -102,9 +102,10 @@ async fn visibility_is_extended_through_a_long_hook() {
     sleep(Duration::from_secs(310)).await;
     assert_eq!(q.deleted(), vec![id]);
     let ext = q.extensions();
-    // Every 15 s for 600 s.
-    assert!((39..=41).contains(&ext.len()), "{} extensions", ext.len());
-    assert!(ext.iter().all(|(_, t)| *t == VIS));
+    // At 15 and 30 s for the 30 s timeout, then each as long as the hook has run, due when half of the
+    // last has passed: 45, 67.5, 101, 152, 228, 342 and 513 s. Nine calls for 600 s, not forty.
+    let secs: Vec<u64> = ext.iter().map(|(_, t)| t.as_secs()).collect();
+    assert_eq!(secs, [30, 30, 45, 67, 101, 151, 227, 341, 512], "{ext:?}");
     assert_eq!(h.handled().len(), 1);
     l.shutdown().await;
 }
@@ -360,4 +361,18 @@ async fn invalid_config_is_refused() {
     )
     .await;
     assert!(res.is_err());
+}
+
+#[test]
+fn an_extension_grows_with_the_hooks_age_up_to_an_hour() {
+    use crate::inflight::{extension, MAX_EXTENSION};
+    let s = Duration::from_secs;
+    assert_eq!(extension(s(300), s(10)), s(300));
+    assert_eq!(extension(s(300), s(900)), s(900));
+    assert_eq!(extension(s(300), s(99_999)), MAX_EXTENSION);
+    assert_eq!(
+        extension(s(7200), s(99_999)),
+        s(7200),
+        "never less than the configured timeout"
+    );
 }
