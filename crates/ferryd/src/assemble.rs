@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferry_hook_listener::ListenerConfig;
 use ferry_snapshot::batched::Batched;
 use ferry_snapshot::gated::Throttled;
-use ferry_snapshot::{Ec2, SourceEvents};
+use ferry_snapshot::{Ec2, PrecopySkip, SourceEvents};
 use ferry_state_machine::batched::BatchedActions;
 use ferry_state_machine::budget::ApiBudget;
 use ferry_state_machine::gate::ThrottledLifecycleActions;
@@ -33,6 +33,8 @@ pub struct Ports {
     pub asg: Arc<dyn LifecycleActions>,
     /// The background refresh of the groups' hooks (`[daemon] hooks_refresh_secs`); `None` when off.
     pub hook_refresh: Option<HookRefresh>,
+    /// The API budget every call waits on.
+    pub budget: Arc<ApiBudget>,
 }
 
 /// What `hook_refresh` runs: Auto Scaling below the batching, the cache the batched reads answer from, the
@@ -104,6 +106,7 @@ where
             groups,
             plan,
         }),
+        budget: budget.clone(),
     }
 }
 
@@ -150,6 +153,13 @@ pub fn handler(
         metrics.clone(),
     )
     .with_source_events(Arc::new(SourceFanout(source_events)))
+    .with_precopy_skip(match config.daemon.skip_precopy_after_queue_secs {
+        0 => None,
+        s => Some(PrecopySkip {
+            budget: ports.budget.clone(),
+            after: Duration::from_secs(s),
+        }),
+    })
 }
 
 /// The listener's settings from `config`.

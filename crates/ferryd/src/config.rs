@@ -199,6 +199,9 @@ pub struct DaemonConfig {
     /// Every configured group's lifecycle hooks are read once per this many seconds in the background (at
     /// most one group a second), so that hook checks need no call (0: read on demand, kept 60 s).
     pub hooks_refresh_secs: u64,
+    /// A terminate completes without its pre-copy when a `CreateSnapshot` asked now would wait longer than
+    /// this for the API budget (an AZ storm), under `source_unreachable = "wait"` only (0: never).
+    pub skip_precopy_after_queue_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -213,6 +216,7 @@ impl Default for DaemonConfig {
             reconcile_interval_secs: 300,
             read_pace: ferry_state_machine::loader::LoaderConfig::default().pace,
             hooks_refresh_secs: 3600,
+            skip_precopy_after_queue_secs: 60,
         }
     }
 }

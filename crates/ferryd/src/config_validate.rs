@@ -71,6 +71,12 @@ impl Config {
                 "must be 0 (off) or 60..=86400",
             ));
         }
+        if d.skip_precopy_after_queue_secs > 86_400 {
+            return Err(invalid(
+                "daemon.skip_precopy_after_queue_secs",
+                "must be 0 (never skip) to 86400",
+            ));
+        }
         if self.gc.keep_generations == 0 {
             return Err(invalid(
                 "gc.keep_generations",

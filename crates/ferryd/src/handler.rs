@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use ferry_hook_listener::{Admission, HookHandler};
-use ferry_snapshot::{Ec2, GroupSpec, LaunchWork, SourceEvents, TerminateWork};
+use ferry_snapshot::{Ec2, GroupSpec, LaunchWork, PrecopySkip, SourceEvents, TerminateWork};
 use ferry_state_machine::{Driver, HookEvent, HookOutcome, HookWork, LifecycleActions, Transition};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -40,6 +40,8 @@ pub struct FerryHandler {
     metrics: Metrics,
     /// Told what launches' `source_unreachable` policy saw.
     source_events: Option<Arc<dyn SourceEvents>>,
+    /// When terminates skip their pre-copy (`[daemon] skip_precopy_after_queue_secs`).
+    precopy_skip: Option<PrecopySkip>,
 }
 
 /// One lifecycle action: (instance id, transition).
@@ -68,7 +70,14 @@ impl FerryHandler {
             running: Mutex::default(),
             metrics,
             source_events: None,
+            precopy_skip: None,
         }
+    }
+
+    /// The same handler, its terminates skipping the pre-copy as `skip` says.
+    pub fn with_precopy_skip(mut self, skip: Option<PrecopySkip>) -> Self {
+        self.precopy_skip = skip;
+        self
     }
 
     /// The same handler, telling `events` what launches' `source_unreachable` policy saw.
@@ -115,9 +124,10 @@ impl FerryHandler {
                     None => work,
                 })
             }
-            Transition::Terminating => {
-                Box::new(TerminateWork::new(self.ec2.clone(), group.spec.clone()))
-            }
+            Transition::Terminating => Box::new(
+                TerminateWork::new(self.ec2.clone(), group.spec.clone())
+                    .with_precopy_skip(self.precopy_skip.clone()),
+            ),
         })
     }
 }

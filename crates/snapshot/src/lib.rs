@@ -19,4 +19,4 @@ pub use ports::{
 };
 pub use recovery_point::{RecoveryPoints, Round, RoundOutcome};
 pub use spec::{GroupSpec, VolumeSpec};
-pub use terminate::TerminateWork;
+pub use terminate::{PrecopySkip, TerminateWork};

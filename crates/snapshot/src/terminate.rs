@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ferry_state_machine::budget::ApiBudget;
 use ferry_state_machine::machine::{decide_terminate, TerminateStep, TerminateView};
 use ferry_state_machine::observe::{
     ObservedSnapshot, ObservedVolume, SnapshotReason, SnapshotState,
@@ -22,12 +23,57 @@ use crate::spec::GroupSpec;
 pub struct TerminateWork {
     ec2: Arc<dyn Ec2>,
     group: GroupSpec,
+    skip: Option<PrecopySkip>,
+}
+
+/// When a terminate completes at once instead of taking its pre-copy: when a `CreateSnapshot` asked now
+/// would wait longer than `after` for ferry's API budget. That is an AZ storm, where the `CreateSnapshot`
+/// bucket bounds how fast every group moves and a pre-copy costs each group a second call; the launch's
+/// final snapshot, taken after the fence, carries every acknowledged write either way.
+#[derive(Clone)]
+pub struct PrecopySkip {
+    /// The budget whose `CreateSnapshot` queue is measured.
+    pub budget: Arc<ApiBudget>,
+    /// The longest wait for a token at which the pre-copy is still taken.
+    pub after: Duration,
 }
 
 impl TerminateWork {
     /// A terminate executor for `group`.
     pub fn new(ec2: Arc<dyn Ec2>, group: GroupSpec) -> Self {
-        Self { ec2, group }
+        Self {
+            ec2,
+            group,
+            skip: None,
+        }
+    }
+
+    /// Skips the pre-copy as `skip` says.
+    pub fn with_precopy_skip(mut self, skip: Option<PrecopySkip>) -> Self {
+        self.skip = skip;
+        self
+    }
+
+    /// Why the pre-copy is skipped now, if it is: only under `wait` (under `restore-latest` the pre-copy is
+    /// the newest point the replacement may restore) and only when no managed volume is deleted with the
+    /// instance (then the pre-copy is the data's only copy), and only before any of it was taken.
+    fn skip_reason(&self, managed: &[ObservedVolume], missing: &[String]) -> Option<String> {
+        let skip = self.skip.as_ref()?;
+        if self.group.restore_latest
+            || missing.len() < managed.len()
+            || managed.iter().any(deleted_with_instance)
+        {
+            return None;
+        }
+        let queued = skip.budget.backlog("ec2:CreateSnapshot");
+        (queued > skip.after).then(|| {
+            format!(
+                "pre-copy skipped: a CreateSnapshot would wait {}s for ferry's API budget (over {}s: an AZ storm); \
+                 completing is the fence, and the launch's final snapshot carries the data",
+                queued.as_secs(),
+                skip.after.as_secs()
+            )
+        })
     }
 
     /// The pre-copy's tags. `whole` is true for the first set of every managed volume (one instant, one
@@ -205,9 +251,15 @@ impl HookWork for TerminateWork {
             snapshot_timeout: self.group.terminate_snapshot_bound(),
         });
         match step {
-            TerminateStep::Snapshot(missing) => Ok(Progress::Acted(
-                self.snapshot(hook, &managed, &missing, elapsed).await?,
-            )),
+            TerminateStep::Snapshot(missing) => {
+                if let Some(why) = self.skip_reason(&managed, &missing) {
+                    warn!(reason = %why, "completing the terminate without a pre-copy");
+                    return Ok(Progress::Finished(Verdict::terminate_done(why)));
+                }
+                Ok(Progress::Acted(
+                    self.snapshot(hook, &managed, &missing, elapsed).await?,
+                ))
+            }
             TerminateStep::TagSnapshots(pairs) => {
                 for (snap, vol_id) in &pairs {
                     if let Some(vol) = managed.iter().find(|v| &v.id == vol_id) {

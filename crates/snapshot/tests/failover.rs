@@ -447,3 +447,58 @@ async fn two_launches_for_one_slot_never_share_the_data() {
     assert!(w.ec2.count("CreateTags") <= 4, "{:?}", w.ec2.calls());
     assert_eq!(w.eip_target().as_deref(), Some(winner));
 }
+
+/// An AZ storm: the `CreateSnapshot` budget is queued past the bound, so the terminate fences at once
+/// without a pre-copy; the launch's final snapshot, taken after the fence, carries the last write.
+#[tokio::test(start_paused = true)]
+async fn a_storm_skips_the_pre_copy_and_the_final_snapshot_still_holds_the_last_write() {
+    use ferry_state_machine::budget::{ApiBudget, Limit};
+    let w = World::new(one_volume());
+    w.ec2.set_timings(timings());
+    let old = w.in_service("i-old", AZ_A, 2, "tok-first-boot").remove(0);
+    w.ec2.associate_address(EIP, "i-old").await.unwrap();
+    let writer = spawn_writer(&w.ec2, "i-old");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut limits = std::collections::BTreeMap::new();
+    limits.insert("ec2:CreateSnapshot".to_string(), Limit::new(1, 0.01));
+    let budget = Arc::new(ApiBudget::new(&limits));
+    budget.acquire("ec2:CreateSnapshot").await;
+    let queued = {
+        let b = budget.clone();
+        tokio::spawn(async move { b.acquire("ec2:CreateSnapshot").await })
+    };
+    tokio::task::yield_now().await;
+    let work = w
+        .terminate_work()
+        .with_precopy_skip(Some(ferry_snapshot::PrecopySkip {
+            budget,
+            after: Duration::from_secs(60),
+        }));
+    let hook = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let out = w.run(&hook, &work).await;
+    assert!(assert_completed(&out, LifecycleResult::Continue).contains("pre-copy skipped"));
+    w.ec2.set_instance_state("i-old", "terminated");
+    w.asg_instance("i-old", AZ_A, "Terminated");
+    let last = writer.await.unwrap();
+    assert!(w.snapshots_of("data").is_empty(), "no pre-copy");
+
+    let hook = w.launch_hook("i-new", AZ_B, "tok-launch");
+    let out = w.run(&hook, &w.launch_work()).await;
+    assert_completed(&out, LifecycleResult::Continue);
+    let snaps = w.snapshots_of("data");
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(
+        (snaps[0].volume_id.as_str(), snaps[0].tag(tags::REASON)),
+        (old.as_str(), Some("final"))
+    );
+    let v = made_by(&w, "data", "i-new");
+    assert_eq!(
+        v.content, last,
+        "the replacement holds the last acknowledged write"
+    );
+    assert_eq!(v.availability_zone, AZ_B);
+    assert_attached(&v, "i-new", "/dev/sdf");
+    assert_eq!(w.eip_target().as_deref(), Some("i-new"));
+    queued.abort();
+}

@@ -10,9 +10,10 @@ use async_trait::async_trait;
 use common::*;
 use ferry_snapshot::fake::{FailMode, FakeEc2, Timings};
 use ferry_snapshot::{
-    Addresses, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, TerminateWork, VolumeQuery,
-    Volumes,
+    Addresses, Instances, NewVolume, PrecopySkip, SnapshotQuery, Snapshots, Tag, TerminateWork,
+    VolumeQuery, Volumes,
 };
+use ferry_state_machine::budget::{ApiBudget, Limit};
 use ferry_state_machine::observe::{
     ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume, SnapshotState,
 };
@@ -363,4 +364,89 @@ async fn without_tag_copy_the_terminate_fills_the_per_volume_tags_and_a_launch_c
         assert_eq!(restored.len(), 1, "{logical}");
         assert_eq!(restored[0].tag(tags::GENERATION), Some("6"));
     }
+}
+
+/// A budget whose `CreateSnapshot` queue is `queued` calls deep, one refill every 100 s; the waiters are
+/// returned so that they stay queued.
+async fn storm_budget(queued: usize) -> (Arc<ApiBudget>, Vec<tokio::task::JoinHandle<Duration>>) {
+    let mut limits = std::collections::BTreeMap::new();
+    limits.insert("ec2:CreateSnapshot".to_string(), Limit::new(1, 0.01));
+    let budget = Arc::new(ApiBudget::new(&limits));
+    budget.acquire("ec2:CreateSnapshot").await;
+    let waiters = (0..queued)
+        .map(|_| {
+            let b = budget.clone();
+            tokio::spawn(async move { b.acquire("ec2:CreateSnapshot").await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    (budget, waiters)
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_storm_the_terminate_skips_its_pre_copy_and_fences_at_once() {
+    let w = World::new(one_volume());
+    w.ec2.set_timings(timings());
+    let vols = w.in_service("i-old", AZ_A, 3, "tok-old-launch");
+    let hook = w.terminate_hook("i-old", "tok-term-storm", Destination::Default);
+    // One call queued: a CreateSnapshot asked now waits 100 s, over the 60 s bound.
+    let (budget, _queued) = storm_budget(1).await;
+    let skip = PrecopySkip {
+        budget,
+        after: Duration::from_secs(60),
+    };
+    let work = w.terminate_work().with_precopy_skip(Some(skip.clone()));
+
+    let began = Instant::now();
+    let out = w.run(&hook, &work).await;
+
+    let reason = assert_completed(&out, LifecycleResult::Continue);
+    assert!(
+        reason.contains("pre-copy skipped") && reason.contains("100s"),
+        "{reason}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(5), "fenced at once");
+    assert_eq!(
+        w.ec2.count("CreateSnapshot") + w.ec2.count("CreateSnapshots"),
+        0
+    );
+    assert!(w.snapshots_of("data").is_empty());
+    assert_attached(&w.ec2.volume(&vols[0]).unwrap(), "i-old", "/dev/sdf");
+
+    // Under the bound, the same terminate takes its pre-copy.
+    let w = World::new(one_volume());
+    w.ec2.set_timings(timings());
+    w.in_service("i-old", AZ_A, 3, "tok-old-launch");
+    let hook = w.terminate_hook("i-old", "tok-term-calm", Destination::Default);
+    let calm = PrecopySkip {
+        after: Duration::from_secs(120),
+        ..skip
+    };
+    let out = w
+        .run(&hook, &w.terminate_work().with_precopy_skip(Some(calm)))
+        .await;
+    assert!(assert_completed(&out, LifecycleResult::Continue).contains("pre-copy completed"));
+    assert_eq!(w.ec2.count("CreateSnapshot"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_restore_latest_the_pre_copy_is_never_skipped() {
+    let mut group = one_volume();
+    group.restore_latest = true;
+    let w = World::new(group);
+    w.ec2.set_timings(timings());
+    w.in_service("i-old", AZ_A, 3, "tok-old-launch");
+    let hook = w.terminate_hook("i-old", "tok-term-rl", Destination::Default);
+    let (budget, _queued) = storm_budget(5).await;
+    let skip = PrecopySkip {
+        budget,
+        after: Duration::from_secs(60),
+    };
+    let out = w
+        .run(&hook, &w.terminate_work().with_precopy_skip(Some(skip)))
+        .await;
+    // The pre-copy is the newest point the replacement may restore: it is taken (the fake's own calls are
+    // not held to the test's budget).
+    assert!(assert_completed(&out, LifecycleResult::Continue).contains("pre-copy completed"));
+    assert_eq!(w.ec2.count("CreateSnapshot"), 1);
 }

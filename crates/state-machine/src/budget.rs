@@ -117,6 +117,10 @@ pub struct Bucket {
     clock: TokioClock,
     /// Waiters in order: the first waits for the next token, the others for it.
     queue: tokio::sync::Mutex<()>,
+    /// Calls waiting for a token now.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// The time between two refills.
+    period: Duration,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -131,11 +135,14 @@ impl Bucket {
         let clock = TokioClock {
             base: tokio::time::Instant::now(),
         };
-        let quota = Quota::with_period(limit.period()?)?.allow_burst(NonZeroU32::new(limit.burst)?);
+        let period = limit.period()?;
+        let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::new(limit.burst)?);
         Some(Self {
             limiter: RateLimiter::direct_with_clock(quota, clock),
             clock,
             queue: tokio::sync::Mutex::new(()),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            period,
         })
     }
 
@@ -147,7 +154,15 @@ impl Bucket {
                 return Duration::ZERO;
             }
         }
+        let _queued = Queued::new(&self.waiting);
         crate::seat::while_waiting(self.wait_for_token()).await
+    }
+
+    /// About how long a call asking now would wait: the calls queued ahead of it, one refill each.
+    pub fn backlog(&self) -> Duration {
+        let queued = self.waiting.load(std::sync::atomic::Ordering::Relaxed);
+        self.period
+            .saturating_mul(u32::try_from(queued).unwrap_or(u32::MAX))
     }
 
     async fn wait_for_token(&self) -> Duration {
@@ -168,6 +183,22 @@ impl Bucket {
     /// Takes a token if there is one now, without waiting (a service's own throttling, in a model).
     pub fn try_take(&self) -> bool {
         self.limiter.check().is_ok()
+    }
+}
+
+/// One call counted as waiting for as long as it lives (a cancelled wait is uncounted too).
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -197,6 +228,11 @@ impl ApiBudget {
     /// Takes a token of `op` if there is one now; an action without a limit always has one.
     pub fn try_take(&self, op: &str) -> bool {
         self.buckets.get(op).map_or(true, Bucket::try_take)
+    }
+
+    /// About how long a call of `op` asking now would wait for its token (zero without a limit).
+    pub fn backlog(&self, op: &str) -> Duration {
+        self.buckets.get(op).map_or(Duration::ZERO, Bucket::backlog)
     }
 
     /// Waits until `op` (`service:Action`) may be called; returns how long it waited.
@@ -267,6 +303,32 @@ mod tests {
         ];
         let s = Duration::from_secs;
         assert_eq!(waits, [Duration::ZERO, Duration::ZERO, s(4), s(4)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backlog_is_the_calls_queued_one_refill_each() {
+        let mut limits = BTreeMap::new();
+        limits.insert("ec2:CreateSnapshot".to_string(), Limit::new(1, 5.0));
+        let budget = Arc::new(ApiBudget::new(&limits));
+        assert_eq!(budget.backlog("ec2:CreateSnapshot"), Duration::ZERO);
+        budget.acquire("ec2:CreateSnapshot").await;
+        let waiters: Vec<_> = (0..10)
+            .map(|_| {
+                let b = budget.clone();
+                tokio::spawn(async move { b.acquire("ec2:CreateSnapshot").await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(
+            budget.backlog("ec2:CreateSnapshot"),
+            Duration::from_secs(2),
+            "ten calls at 5/s"
+        );
+        for w in waiters {
+            assert!(w.await.is_ok());
+        }
+        assert_eq!(budget.backlog("ec2:CreateSnapshot"), Duration::ZERO);
+        assert_eq!(budget.backlog("ec2:NotLimited"), Duration::ZERO);
     }
 
     #[test]

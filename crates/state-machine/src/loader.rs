@@ -33,7 +33,7 @@ impl Default for LoaderConfig {
     fn default() -> Self {
         Self {
             max_batch: 200,
-            pace: Limit::new(20, 0.5),
+            pace: Limit::new(20, 0.33),
         }
     }
 }

@@ -157,8 +157,9 @@ impl SimReport {
 /// The critical path of one failover in the model from its fence on: the terminate's completion, the
 /// instance's shutdown, the final delta, the restore, the attach, the Elastic IP and the launch's completion,
 /// each call's latency and each wait's duration plus the read that sees it end. (The pre-copy before it
-/// overlaps with the other groups' calls, so it is not added to a bucket's time.)
-fn critical_path(cfg: &SimConfig, m: &ServiceModel) -> Duration {
+/// overlaps with the other groups' calls, so it is not added to a bucket's time.) `full_final`: some
+/// terminate skipped its pre-copy (a storm), so the last final snapshot may be a volume's first, full one.
+fn critical_path(cfg: &SimConfig, m: &ServiceModel, full_final: bool) -> Duration {
     let t = &cfg.timings;
     let read = m.latency("ec2:DescribeVolumes");
     let calls = [
@@ -171,7 +172,11 @@ fn critical_path(cfg: &SimConfig, m: &ServiceModel) -> Duration {
     ];
     let waits = [
         cfg.shutdown,
-        t.incremental_snapshot.unwrap_or(t.snapshot),
+        if full_final {
+            t.snapshot
+        } else {
+            t.incremental_snapshot.unwrap_or(t.snapshot)
+        },
         t.volume_create,
         t.attach,
     ];
@@ -186,7 +191,9 @@ fn floor(
     m: &ServiceModel,
     counts: &BTreeMap<&'static str, Counts>,
 ) -> (f64, String) {
-    let path = critical_path(cfg, m).as_secs_f64();
+    let snapshots = counts.get("ec2:CreateSnapshot").map_or(0, |c| c.ok);
+    let full_final = snapshots < 2 * cfg.groups as u64;
+    let path = critical_path(cfg, m, full_final).as_secs_f64();
     counts
         .iter()
         .filter_map(|(op, c)| {
