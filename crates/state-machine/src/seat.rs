@@ -1,12 +1,12 @@
-//! A step's worker seat, given up while the step only waits. The driver runs each step holding one of its
+//! A step's worker seat, given up when the step must wait. The driver runs each step holding one of its
 //! `workers` permits (`DriverConfig::workers`); a step that waits for an API token (`budget`) is not
 //! working, and in an AZ storm thousands of steps wait minutes for `CreateSnapshot` tokens. Holding their
 //! seats meanwhile would starve the steps that could call other actions now (a restore, an attach, a
 //! completion). So the driver runs every step inside `Seat::scope`, and a wait wrapped in `while_waiting`
-//! gives the seat back for its duration and takes one again (in the fair semaphore's order) after.
-//!
-//! No deadlock: a step takes its slot lock before its seat, so a step waiting to take a seat again holds a
-//! lock that only other hooks of its own slot wait for, and those hold no seat while they wait.
+//! gives the seat back for the rest of the step: once its token comes, the call goes at once, as the
+//! budget timed it. Taking a seat again first would let the calls that waited for one arrive at AWS in a
+//! clump, faster than the bucket they were spaced for. What is left of such a step is its calls, and those
+//! the budget bounds.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -20,16 +20,14 @@ tokio::task_local! {
 /// One worker permit of a pool, held by the step that runs in its scope.
 #[derive(Debug)]
 pub struct Seat {
-    pool: Arc<Semaphore>,
     permit: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Seat {
     /// Waits for a seat of `pool` (fair: in order of asking). `None` if the pool is closed.
     pub async fn take(pool: Arc<Semaphore>) -> Option<Arc<Self>> {
-        let permit = pool.clone().acquire_owned().await.ok()?;
+        let permit = pool.acquire_owned().await.ok()?;
         Some(Arc::new(Self {
-            pool,
             permit: Mutex::new(Some(permit)),
         }))
     }
@@ -43,12 +41,6 @@ impl Seat {
         drop(self.slot().take());
     }
 
-    async fn retake(&self) {
-        if let Ok(p) = self.pool.clone().acquire_owned().await {
-            *self.slot() = Some(p);
-        }
-    }
-
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
         self.permit.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -59,16 +51,13 @@ impl Seat {
     }
 }
 
-/// Runs `wait` without the current step's seat, if it has one, and takes a seat again before returning.
-/// Outside a step (a loader's own task, the listener) it just runs `wait`.
+/// Gives up the current step's seat, if it has one and still holds it, for the rest of the step, then runs
+/// `wait`. Outside a step (a loader's own task, the listener) it just runs `wait`.
 pub async fn while_waiting<F: Future>(wait: F) -> F::Output {
-    let Ok(seat) = SEAT.try_with(Arc::clone) else {
-        return wait.await;
-    };
-    seat.release();
-    let out = wait.await;
-    seat.retake().await;
-    out
+    if let Ok(seat) = SEAT.try_with(Arc::clone) {
+        seat.release();
+    }
+    wait.await
 }
 
 #[cfg(test)]
@@ -78,7 +67,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_waiting_step_lends_its_seat_and_takes_one_again_after() {
+    async fn a_waiting_step_gives_up_its_seat_for_the_rest_of_the_step() {
         let pool = Arc::new(Semaphore::new(1));
         let Some(seat) = Seat::take(pool.clone()).await else {
             panic!("a seat")
@@ -93,7 +82,11 @@ mod tests {
         let other = pool.clone().try_acquire_owned();
         assert!(other.is_ok(), "the seat was lent");
         drop(other);
-        assert_eq!(waiter.await.ok(), Some(true), "the seat is held again");
+        assert_eq!(
+            waiter.await.ok(),
+            Some(false),
+            "the call goes when its token comes"
+        );
     }
 
     #[tokio::test(start_paused = true)]
