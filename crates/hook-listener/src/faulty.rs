@@ -1,24 +1,19 @@
-//! A `Queue` wrapper that fails scripted calls (the whole call) or scripted entries of batch calls (one
-//! receipt handle's entry), for fault tests.
+//! `FaultyQueue`: a queue behind scripted faults (`QueueFaults`), for fault tests: whole calls fail, or
+//! single entries of batch calls (one receipt handle's entry). A `GatedQueue` with the script as its gate.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::StepError;
 
-use crate::queue::{EntryResults, Queue, QueueMessage, VisibilityChange};
+use crate::gated::{GatedQueue, QueueGate, QueueOp};
+use crate::queue::Queue;
 
-/// Which `Queue` call a fault applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum QueueOp {
-    /// `receive`.
-    Receive,
-    /// `delete_batch`.
-    DeleteBatch,
-    /// `change_visibility_batch`.
-    ChangeVisibilityBatch,
+/// The faults to inject.
+#[derive(Debug, Default)]
+pub struct QueueFaults {
+    script: Mutex<Script>,
 }
 
 #[derive(Debug, Default)]
@@ -32,68 +27,16 @@ struct Script {
     injected: HashMap<QueueOp, usize>,
 }
 
-/// Wraps a queue and fails the calls its script names; other calls reach the inner queue.
-#[derive(Debug)]
-pub struct FaultyQueue<Q> {
-    inner: Q,
-    script: Mutex<Script>,
-}
-
-impl<Q: Queue> FaultyQueue<Q> {
-    /// Wraps `inner` with an empty script.
-    pub fn new(inner: Q) -> Self {
-        Self {
-            inner,
-            script: Mutex::default(),
-        }
-    }
-
-    /// The wrapped queue.
-    pub fn inner(&self) -> &Q {
-        &self.inner
-    }
-
+impl QueueFaults {
     fn with<T>(&self, f: impl FnOnce(&mut Script) -> T) -> T {
         let mut s = self.script.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s)
     }
+}
 
-    /// Fails the next `times` calls of `op` with `error`.
-    pub fn fail_next(&self, op: QueueOp, times: usize, error: StepError) {
-        self.with(|s| {
-            s.next
-                .entry(op)
-                .or_default()
-                .extend(std::iter::repeat(error).take(times))
-        });
-    }
-
-    /// Fails every call of `op` with `error` until [`FaultyQueue::heal`].
-    pub fn fail_always(&self, op: QueueOp, error: StepError) {
-        self.with(|s| s.always.insert(op, error));
-    }
-
-    /// Fails the entry of `receipt_handle` in every batch call of `op` with `error` until
-    /// [`FaultyQueue::heal`]; the call's other entries reach the inner queue. No effect on `Receive`.
-    pub fn fail_entry(&self, op: QueueOp, receipt_handle: &str, error: StepError) {
-        self.with(|s| s.entries.insert((op, receipt_handle.to_string()), error));
-    }
-
-    /// Removes every scripted fault of `op`, whole-call and per-entry.
-    pub fn heal(&self, op: QueueOp) {
-        self.with(|s| {
-            s.next.remove(&op);
-            s.always.remove(&op);
-            s.entries.retain(|(o, _), _| *o != op);
-        });
-    }
-
-    /// How many faults of `op` have been injected: failed calls plus failed entries.
-    pub fn injected(&self, op: QueueOp) -> usize {
-        self.with(|s| s.injected.get(&op).copied().unwrap_or(0))
-    }
-
-    fn fault(&self, op: QueueOp) -> Result<(), StepError> {
+#[async_trait]
+impl QueueGate for QueueFaults {
+    async fn enter(&self, op: QueueOp) -> Result<(), StepError> {
         self.with(|s| {
             let err = s
                 .next
@@ -110,15 +53,11 @@ impl<Q: Queue> FaultyQueue<Q> {
         })
     }
 
-    /// The scripted entry faults of a batch call of `op`, by position (`None`: pass the entry through).
-    fn entry_faults<'h>(
-        &self,
-        op: QueueOp,
-        handles: impl Iterator<Item = &'h str>,
-    ) -> Vec<Option<StepError>> {
+    fn entry_faults(&self, op: QueueOp, handles: &[&str]) -> Vec<Option<StepError>> {
         self.with(|s| {
             let faults: Vec<Option<StepError>> = handles
-                .map(|h| s.entries.get(&(op, h.to_string())).cloned())
+                .iter()
+                .map(|h| s.entries.get(&(op, (*h).to_string())).cloned())
                 .collect();
             *s.injected.entry(op).or_default() += faults.iter().flatten().count();
             faults
@@ -126,72 +65,57 @@ impl<Q: Queue> FaultyQueue<Q> {
     }
 }
 
-/// Merges the inner queue's results for the passed entries with the injected entry faults, in order.
-fn merge(faults: Vec<Option<StepError>>, inner: EntryResults) -> EntryResults {
-    let mut inner = inner.into_iter();
-    faults
-        .into_iter()
-        .map(|fault| match fault {
-            Some(e) => Err(e),
-            None => inner.next().unwrap_or_else(|| {
-                Err(StepError::retry(
-                    "FaultyQueue",
-                    "the inner queue returned too few results",
-                ))
-            }),
-        })
-        .collect()
-}
+/// Wraps a queue and fails the calls its script names; other calls reach the inner queue.
+pub type FaultyQueue<Q> = GatedQueue<Q, QueueFaults>;
 
-#[async_trait]
-impl<Q: Queue> Queue for FaultyQueue<Q> {
-    async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<QueueMessage>, StepError> {
-        self.fault(QueueOp::Receive)?;
-        self.inner.receive(max, wait).await
+impl<Q: Queue> GatedQueue<Q, QueueFaults> {
+    /// Wraps `inner` with an empty script.
+    pub fn new(inner: Q) -> Self {
+        Self::with_gate(inner, QueueFaults::default())
     }
 
-    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<EntryResults, StepError> {
-        let op = QueueOp::DeleteBatch;
-        self.fault(op)?;
-        let faults = self.entry_faults(op, receipt_handles.iter().map(String::as_str));
-        let pass: Vec<String> = receipt_handles
-            .iter()
-            .zip(&faults)
-            .filter(|(_, f)| f.is_none())
-            .map(|(h, _)| h.clone())
-            .collect();
-        let inner = if pass.is_empty() && !receipt_handles.is_empty() {
-            Vec::new()
-        } else {
-            self.inner.delete_batch(&pass).await?
-        };
-        Ok(merge(faults, inner))
+    /// Fails the next `times` calls of `op` with `error`.
+    pub fn fail_next(&self, op: QueueOp, times: usize, error: StepError) {
+        self.gate.with(|s| {
+            s.next
+                .entry(op)
+                .or_default()
+                .extend(std::iter::repeat(error).take(times))
+        });
     }
 
-    async fn change_visibility_batch(
-        &self,
-        changes: &[VisibilityChange],
-    ) -> Result<EntryResults, StepError> {
-        let op = QueueOp::ChangeVisibilityBatch;
-        self.fault(op)?;
-        let faults = self.entry_faults(op, changes.iter().map(|c| c.receipt_handle.as_str()));
-        let pass: Vec<VisibilityChange> = changes
-            .iter()
-            .zip(&faults)
-            .filter(|(_, f)| f.is_none())
-            .map(|(c, _)| c.clone())
-            .collect();
-        let inner = if pass.is_empty() && !changes.is_empty() {
-            Vec::new()
-        } else {
-            self.inner.change_visibility_batch(&pass).await?
-        };
-        Ok(merge(faults, inner))
+    /// Fails every call of `op` with `error` until [`FaultyQueue::heal`].
+    pub fn fail_always(&self, op: QueueOp, error: StepError) {
+        self.gate.with(|s| s.always.insert(op, error));
+    }
+
+    /// Fails the entry of `receipt_handle` in every batch call of `op` with `error` until
+    /// [`FaultyQueue::heal`]; the call's other entries reach the inner queue. No effect on `Receive`.
+    pub fn fail_entry(&self, op: QueueOp, receipt_handle: &str, error: StepError) {
+        self.gate
+            .with(|s| s.entries.insert((op, receipt_handle.to_string()), error));
+    }
+
+    /// Removes every scripted fault of `op`, whole-call and per-entry.
+    pub fn heal(&self, op: QueueOp) {
+        self.gate.with(|s| {
+            s.next.remove(&op);
+            s.always.remove(&op);
+            s.entries.retain(|(o, _), _| *o != op);
+        });
+    }
+
+    /// How many faults of `op` have been injected: failed calls plus failed entries.
+    pub fn injected(&self, op: QueueOp) -> usize {
+        self.gate
+            .with(|s| s.injected.get(&op).copied().unwrap_or(0))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::FakeQueue;
 

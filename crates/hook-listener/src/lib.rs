@@ -4,7 +4,7 @@
 //! - [`Queue`]: the SQS port (`ReceiveMessage`, `DeleteMessageBatch`, `ChangeMessageVisibilityBatch`),
 //!   with [`SqsQueue`] (aws-sdk-sqs), [`FakeQueue`] (in memory, paused-time friendly, counts calls),
 //!   [`FaultyQueue`] (scripted faults of whole calls or single entries) and [`ThrottledQueue`] (each call
-//!   waits for its action's token of the `ApiBudget`).
+//!   waits for its action's token of the `ApiBudget`), each a [`GatedQueue`] with its own [`QueueGate`].
 //! - [`run`]: the consume loop with bounded concurrency, in-process dedupe by lifecycle action token,
 //!   visibility extension while a hook runs, the delete/dead-letter policy and graceful shutdown. It calls a
 //!   [`HookHandler`] (ferryd's, over the state machine's `Driver`) and reports to a [`ListenerObserver`].
@@ -14,6 +14,7 @@
 mod batcher;
 mod fake_queue;
 mod faulty;
+mod gated;
 mod handler;
 mod inflight;
 mod listener;
@@ -23,7 +24,8 @@ mod sqs;
 mod throttled;
 
 pub use fake_queue::{FakeQueue, QueueCalls};
-pub use faulty::{FaultyQueue, QueueOp};
+pub use faulty::{FaultyQueue, QueueFaults};
+pub use gated::{GatedQueue, QueueGate, QueueOp};
 pub use handler::{
     Admission, ConfigError, HookHandler, ListenerConfig, ListenerObserver, NoListenerObserver,
     DEFAULT_BATCH_WINDOW, MAX_BATCH_WINDOW,

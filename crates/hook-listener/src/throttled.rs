@@ -1,63 +1,32 @@
-//! `ThrottledQueue`: SQS calls held to the API budget (`ApiBudget`), as `ThrottledLifecycleActions` does for
-//! Auto Scaling: each call waits for a token of its action (`sqs:ReceiveMessage`, `sqs:DeleteMessageBatch`,
-//! `sqs:ChangeMessageVisibilityBatch`) before it is made.
+//! `ThrottledQueue`: SQS calls held to the API budget (`ApiBudget`), as `Throttled` does for EC2 and
+//! `ThrottledLifecycleActions` for Auto Scaling: each call waits for a token of its action
+//! (`sqs:ReceiveMessage`, `sqs:DeleteMessageBatch`, `sqs:ChangeMessageVisibilityBatch`) before it is made.
+//! A `GatedQueue` with the budget as its gate.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::budget::ApiBudget;
 use ferry_state_machine::StepError;
 
-use crate::queue::{EntryResults, Queue, QueueMessage, VisibilityChange};
+use crate::gated::{GatedQueue, QueueGate, QueueOp};
+
+#[async_trait]
+impl QueueGate for Arc<ApiBudget> {
+    async fn enter(&self, op: QueueOp) -> Result<(), StepError> {
+        self.acquire(op.action()).await;
+        Ok(())
+    }
+}
 
 /// A queue held to an API budget. Under the listener's coalescer, requests that arrive while a batch call
 /// waits for its token join the next batch.
-pub struct ThrottledQueue<Q> {
-    inner: Q,
-    budget: Arc<ApiBudget>,
-}
+pub type ThrottledQueue<Q> = GatedQueue<Q, Arc<ApiBudget>>;
 
-impl<Q> ThrottledQueue<Q> {
+impl<Q> GatedQueue<Q, Arc<ApiBudget>> {
     /// `inner`, waiting on `budget` before every call.
     pub fn new(inner: Q, budget: Arc<ApiBudget>) -> Self {
-        Self { inner, budget }
-    }
-
-    /// The wrapped queue.
-    pub fn inner(&self) -> &Q {
-        &self.inner
-    }
-}
-
-impl<Q> std::fmt::Debug for ThrottledQueue<Q> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ThrottledQueue")
-            .field("budget", &self.budget)
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl<Q: Queue> Queue for ThrottledQueue<Q> {
-    async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<QueueMessage>, StepError> {
-        self.budget.acquire("sqs:ReceiveMessage").await;
-        self.inner.receive(max, wait).await
-    }
-
-    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<EntryResults, StepError> {
-        self.budget.acquire("sqs:DeleteMessageBatch").await;
-        self.inner.delete_batch(receipt_handles).await
-    }
-
-    async fn change_visibility_batch(
-        &self,
-        changes: &[VisibilityChange],
-    ) -> Result<EntryResults, StepError> {
-        self.budget
-            .acquire("sqs:ChangeMessageVisibilityBatch")
-            .await;
-        self.inner.change_visibility_batch(changes).await
+        Self::with_gate(inner, budget)
     }
 }
 
@@ -66,7 +35,10 @@ mod tests {
     use ferry_state_machine::budget::{default_limits, Limit};
     use tokio::time::Instant;
 
+    use std::time::Duration;
+
     use super::*;
+    use crate::queue::{Queue, VisibilityChange};
     use crate::FakeQueue;
 
     const VIS: Duration = Duration::from_secs(30);
@@ -75,13 +47,7 @@ mod tests {
     async fn each_call_waits_for_a_token_of_its_action() {
         let mut limits = default_limits();
         for op in ["sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityBatch"] {
-            limits.insert(
-                op.into(),
-                Limit {
-                    burst: 1,
-                    per_sec: 1.0,
-                },
-            );
+            limits.insert(op.into(), Limit::new(1, 1.0));
         }
         let q = ThrottledQueue::new(FakeQueue::new(VIS, None), Arc::new(ApiBudget::new(&limits)));
         for i in 0..3 {
