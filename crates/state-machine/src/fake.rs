@@ -30,13 +30,30 @@ struct State {
     calls: Vec<String>,
 }
 
+/// What a completion does besides ending the action (a simulation's group moving on).
+type OnComplete = Arc<dyn Fn(&ActionRef, LifecycleResult) + Send + Sync>;
+
 /// In-memory Auto Scaling: hooks, active actions, instances and groups, with every call recorded.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct FakeLifecycleActions {
     state: Arc<Mutex<State>>,
+    on_complete: Arc<Mutex<Option<OnComplete>>>,
+}
+
+impl std::fmt::Debug for FakeLifecycleActions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeLifecycleActions")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FakeLifecycleActions {
+    /// Calls `f` after every accepted completion, outside the fake's lock (so it may change the fake).
+    pub fn on_complete(&self, f: impl Fn(&ActionRef, LifecycleResult) + Send + Sync + 'static) {
+        *self.on_complete.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(f));
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s)
@@ -90,6 +107,11 @@ impl FakeLifecycleActions {
     /// Every instance `describe_instance` knows, in no order.
     pub fn instances(&self) -> Vec<GroupInstance> {
         self.with(|s| s.instances.values().cloned().collect())
+    }
+
+    /// One instance as the fake has it, without recording a call.
+    pub fn instance(&self, instance_id: &str) -> Option<GroupInstance> {
+        self.with(|s| s.instances.get(instance_id).cloned())
     }
 
     /// Every call made, as `Operation` names, in order.
@@ -149,7 +171,7 @@ impl LifecycleActions for FakeLifecycleActions {
         action: &ActionRef,
         result: LifecycleResult,
     ) -> Result<CompleteOutcome, StepError> {
-        Ok(self.with(|s| {
+        let out = self.with(|s| {
             s.calls.push("CompleteLifecycleAction".into());
             match Self::find(s, action) {
                 Some(t) => {
@@ -163,7 +185,18 @@ impl LifecycleActions for FakeLifecycleActions {
                 }
                 None => CompleteOutcome::NotActive,
             }
-        }))
+        });
+        if out == CompleteOutcome::Completed {
+            let hook = self
+                .on_complete
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(f) = hook {
+                f(action, result);
+            }
+        }
+        Ok(out)
     }
 
     async fn describe_instance(

@@ -234,11 +234,12 @@ pub async fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         cfg.service_limits.clone(),
     ));
     let (fenced_tx, fenced_rx) = mpsc::unbounded_channel();
+    world::complete_moves_the_group(&asg, fenced_tx);
     let fence = tokio::spawn(world::fence(Arc::new(ec2.clone()), fenced_rx, cfg.shutdown));
     let budget = Arc::new(ApiBudget::new(&config.aws.rate_limits()));
     let ports = crate::assemble::layer(
         Gated::with_gate(ec2.clone(), model.clone()),
-        GatedActions::with_gate(world::SimAsg::new(asg.clone(), fenced_tx), model.clone()),
+        GatedActions::with_gate(asg.clone(), model.clone()),
         &budget,
         &config,
         None,

@@ -7,14 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use ferry_snapshot::fake::{ledger_tags, FakeEc2};
 use ferry_snapshot::Addresses;
 use ferry_state_machine::fake::FakeLifecycleActions;
-use ferry_state_machine::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec};
-use ferry_state_machine::{
-    tags, ActionRef, LifecycleActions, LifecycleResult, StepError, Transition,
-};
+use ferry_state_machine::port::{GroupInfo, GroupInstance, HookSpec};
+use ferry_state_machine::{tags, LifecycleResult, Transition};
 use tokio::sync::mpsc;
 
 /// The failing AZ and the one the groups move to.
@@ -158,72 +155,24 @@ pub async fn fence(
     }
 }
 
-/// Auto Scaling as the fake has it, plus what a completion does to the group: a terminate's CONTINUE starts
-/// the fence; a launch's CONTINUE puts the replacement in service.
-pub struct SimAsg {
-    inner: FakeLifecycleActions,
-    fenced: mpsc::UnboundedSender<String>,
-}
-
-impl SimAsg {
-    /// Wraps `inner`; completed terminates are sent on `fenced`.
-    pub fn new(inner: FakeLifecycleActions, fenced: mpsc::UnboundedSender<String>) -> Self {
-        Self { inner, fenced }
-    }
-}
-
-#[async_trait]
-impl LifecycleActions for SimAsg {
-    async fn describe_hook(&self, group: &str, hook: &str) -> Result<Option<HookSpec>, StepError> {
-        self.inner.describe_hook(group, hook).await
-    }
-
-    async fn describe_hooks(&self, group: &str) -> Result<Vec<HookSpec>, StepError> {
-        self.inner.describe_hooks(group).await
-    }
-
-    async fn heartbeat(&self, action: &ActionRef) -> Result<CompleteOutcome, StepError> {
-        self.inner.heartbeat(action).await
-    }
-
-    async fn complete(
-        &self,
-        action: &ActionRef,
-        result: LifecycleResult,
-    ) -> Result<CompleteOutcome, StepError> {
-        let out = self.inner.complete(action, result).await?;
-        if out == CompleteOutcome::Completed {
-            let state = match (action.hook_name == TERMINATE_HOOK, result) {
-                (true, _) => "Terminating:Proceed",
-                (false, LifecycleResult::Continue) => "InService",
-                (false, LifecycleResult::Abandon) => "Terminating",
-            };
-            if let Ok(Some(mut i)) = self.inner.describe_instance(&action.instance_id).await {
-                i.lifecycle_state = state.into();
-                self.inner.put_instance(i);
-            }
-            if action.hook_name == TERMINATE_HOOK {
-                let _ = self.fenced.send(action.instance_id.clone());
-            }
+/// What a completion does to the group in the simulation: a terminate's CONTINUE starts the fence (sent on
+/// `fenced`); a launch's CONTINUE puts the replacement in service.
+pub fn complete_moves_the_group(asg: &FakeLifecycleActions, fenced: mpsc::UnboundedSender<String>) {
+    let fake = asg.clone();
+    asg.on_complete(move |action, result| {
+        let state = match (action.hook_name == TERMINATE_HOOK, result) {
+            (true, _) => "Terminating:Proceed",
+            (false, LifecycleResult::Continue) => "InService",
+            (false, LifecycleResult::Abandon) => "Terminating",
+        };
+        if let Some(mut i) = fake.instance(&action.instance_id) {
+            i.lifecycle_state = state.into();
+            fake.put_instance(i);
         }
-        Ok(out)
-    }
-
-    async fn describe_instance(&self, id: &str) -> Result<Option<GroupInstance>, StepError> {
-        self.inner.describe_instance(id).await
-    }
-
-    async fn describe_instances(&self, ids: &[String]) -> Result<Vec<GroupInstance>, StepError> {
-        self.inner.describe_instances(ids).await
-    }
-
-    async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupInfo>, StepError> {
-        self.inner.describe_groups(groups).await
-    }
-
-    async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError> {
-        self.inner.describe_group(group).await
-    }
+        if action.hook_name == TERMINATE_HOOK {
+            let _ = fenced.send(action.instance_id.clone());
+        }
+    });
 }
 
 /// The groups that did not arrive: whose replacement is not in service, or has no data volume attached in
