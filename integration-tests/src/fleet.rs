@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::emulator::Emulator;
-use crate::world::{create_group, create_queues, GroupMember, World, WorldOptions};
+use crate::world::{
+    create_group, group_toml, member_of, scale_group_to_one, Base, GroupMember, World, WorldOptions,
+};
 
 /// One group of the fleet.
 #[derive(Debug, Clone)]
@@ -46,41 +48,24 @@ impl Fleet {
     /// Creates the queue, `n` groups (empty, min 0) with their hooks and the `ferry:managed` tag, and one
     /// Elastic IP per group.
     pub async fn setup(emu: &Emulator, n: usize, opts: &WorldOptions) -> Result<Fleet> {
-        let conf = emu.sdk_config().await;
-        let (ec2, asg, sqs) = (
-            aws_sdk_ec2::Client::new(&conf),
-            aws_sdk_autoscaling::Client::new(&conf),
-            aws_sdk_sqs::Client::new(&conf),
-        );
-        let (queue_url, dlq_url, arn) = create_queues(&sqs, opts.visibility_timeout).await?;
-        asg.create_launch_configuration()
-            .launch_configuration_name("ferry-lc")
-            .image_id("ami-12345678")
-            .instance_type("t3.micro")
-            .send()
-            .await?;
+        let b = Base::setup(emu, opts.visibility_timeout).await?;
         let mut groups = Vec::with_capacity(n);
         for i in 0..n {
             let name = group_name(i);
-            create_group(&asg, &name, &arn, opts.heartbeat_timeout).await?;
-            let eip = ec2
-                .allocate_address()
-                .domain(aws_sdk_ec2::types::DomainType::Vpc)
-                .send()
-                .await
-                .with_context(|| format!("allocating the Elastic IP of {name}"))?;
+            create_group(&b.asg, &name, &b.arn, opts.heartbeat_timeout).await?;
+            let (eip_alloc, eip_ip) = b.allocate_eip(&name).await?;
             groups.push(FleetGroup {
                 name,
-                eip_alloc: eip.allocation_id().unwrap_or_default().to_string(),
-                eip_ip: eip.public_ip().unwrap_or_default().to_string(),
+                eip_alloc,
+                eip_ip,
             });
         }
         Ok(Fleet {
-            ec2,
-            asg,
-            sqs,
-            queue_url,
-            dlq_url,
+            ec2: b.ec2,
+            asg: b.asg,
+            sqs: b.sqs,
+            queue_url: b.queue_url,
+            dlq_url: b.dlq_url,
             visibility_timeout: opts.visibility_timeout,
             groups,
         })
@@ -125,23 +110,7 @@ recovery_interval_secs = 0
             visibility = self.visibility_timeout,
         );
         for g in &self.groups {
-            c.push_str(&format!(
-                r#"
-[[groups]]
-name = "{name}"
-elastic_ip = "{eip}"
-launch_before_terminate_timeout_secs = 600
-recovery_point_interval_secs = 0
-
-[[groups.volumes]]
-name = "data"
-device = "/dev/sdf"
-size_gib = 20
-type = "gp3"
-"#,
-                name = g.name,
-                eip = g.eip_alloc
-            ));
+            c.push_str(&group_toml(&g.name, &g.eip_alloc, 600));
         }
         c
     }
@@ -149,15 +118,7 @@ type = "gp3"
     /// Sets min = max = desired = 1 in every group: each launches its one instance.
     pub async fn scale_all_to_one(&self) -> Result<()> {
         for g in &self.groups {
-            self.asg
-                .update_auto_scaling_group()
-                .auto_scaling_group_name(&g.name)
-                .min_size(1)
-                .max_size(1)
-                .desired_capacity(1)
-                .send()
-                .await
-                .with_context(|| format!("scaling {} to one", g.name))?;
+            scale_group_to_one(&self.asg, &g.name).await?;
         }
         Ok(())
     }
@@ -175,18 +136,7 @@ type = "gp3"
                 .send();
             while let Some(page) = pages.next().await {
                 for g in page?.auto_scaling_groups() {
-                    let members = g
-                        .instances()
-                        .iter()
-                        .map(|i| GroupMember {
-                            id: i.instance_id().unwrap_or_default().to_string(),
-                            az: i.availability_zone().unwrap_or_default().to_string(),
-                            state: i
-                                .lifecycle_state()
-                                .map(|s| s.as_str().to_string())
-                                .unwrap_or_default(),
-                        })
-                        .collect();
+                    let members = g.instances().iter().map(member_of).collect();
                     out.insert(
                         g.auto_scaling_group_name().unwrap_or_default().to_string(),
                         members,

@@ -69,42 +69,129 @@ pub struct World {
     pub eip_ip: String,
 }
 
-impl World {
-    /// Creates the queue, the group (empty, min 0) with its hooks and the `ferry:managed` tag, and the EIP.
-    pub async fn setup(emu: &Emulator, opts: &WorldOptions) -> Result<World> {
+/// What every scenario starts from: the SDK clients, the hook queue with its DLQ, and the launch
+/// configuration its groups use.
+pub(crate) struct Base {
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) asg: aws_sdk_autoscaling::Client,
+    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) queue_url: String,
+    pub(crate) dlq_url: String,
+    /// The hook queue's ARN, the hooks' notification target.
+    pub(crate) arn: String,
+}
+
+impl Base {
+    pub(crate) async fn setup(emu: &Emulator, visibility_timeout: u32) -> Result<Base> {
         let conf = emu.sdk_config().await;
         let (ec2, asg, sqs) = (
             aws_sdk_ec2::Client::new(&conf),
             aws_sdk_autoscaling::Client::new(&conf),
             aws_sdk_sqs::Client::new(&conf),
         );
-        let (queue_url, dlq_url, arn) = create_queues(&sqs, opts.visibility_timeout).await?;
+        let (queue_url, dlq_url, arn) = create_queues(&sqs, visibility_timeout).await?;
         asg.create_launch_configuration()
             .launch_configuration_name("ferry-lc")
             .image_id("ami-12345678")
             .instance_type("t3.micro")
             .send()
             .await?;
-        create_group(&asg, &opts.group, &arn, opts.heartbeat_timeout).await?;
-        let eip = ec2
-            .allocate_address()
-            .domain(aws_sdk_ec2::types::DomainType::Vpc)
-            .send()
-            .await?;
-        Ok(World {
+        Ok(Base {
             ec2,
             asg,
             sqs,
             queue_url,
             dlq_url,
+            arn,
+        })
+    }
+
+    /// Allocates `group`'s Elastic IP: (allocation id, address).
+    pub(crate) async fn allocate_eip(&self, group: &str) -> Result<(String, String)> {
+        let eip = self
+            .ec2
+            .allocate_address()
+            .domain(aws_sdk_ec2::types::DomainType::Vpc)
+            .send()
+            .await
+            .with_context(|| format!("allocating the Elastic IP of {group}"))?;
+        Ok((
+            eip.allocation_id().unwrap_or_default().to_string(),
+            eip.public_ip().unwrap_or_default().to_string(),
+        ))
+    }
+}
+
+/// Sets min = max = desired = 1 in `group`: it launches its one instance.
+pub(crate) async fn scale_group_to_one(
+    asg: &aws_sdk_autoscaling::Client,
+    group: &str,
+) -> Result<()> {
+    asg.update_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .min_size(1)
+        .max_size(1)
+        .desired_capacity(1)
+        .send()
+        .await
+        .with_context(|| format!("scaling {group} to one"))?;
+    Ok(())
+}
+
+/// An instance of a group as Auto Scaling describes it.
+pub(crate) fn member_of(i: &aws_sdk_autoscaling::types::Instance) -> GroupMember {
+    GroupMember {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        az: i.availability_zone().unwrap_or_default().to_string(),
+        state: i
+            .lifecycle_state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// A `[[groups]]` table of ferryd's config: `name` with its Elastic IP and one 20 GiB `data` volume, no
+/// recovery points (the tests count the hooks' snapshot calls exactly).
+pub(crate) fn group_toml(name: &str, eip: &str, launch_before_terminate_secs: u32) -> String {
+    format!(
+        r#"
+[[groups]]
+name = "{name}"
+elastic_ip = "{eip}"
+launch_before_terminate_timeout_secs = {launch_before_terminate_secs}
+recovery_point_interval_secs = 0
+
+[[groups.volumes]]
+name = "data"
+device = "/dev/sdf"
+size_gib = 20
+type = "gp3"
+"#
+    )
+}
+
+impl World {
+    /// Creates the queue, the group (empty, min 0) with its hooks and the `ferry:managed` tag, and the EIP.
+    pub async fn setup(emu: &Emulator, opts: &WorldOptions) -> Result<World> {
+        let b = Base::setup(emu, opts.visibility_timeout).await?;
+        create_group(&b.asg, &opts.group, &b.arn, opts.heartbeat_timeout).await?;
+        let (eip_alloc, eip_ip) = b.allocate_eip(&opts.group).await?;
+        Ok(World {
+            ec2: b.ec2,
+            asg: b.asg,
+            sqs: b.sqs,
+            queue_url: b.queue_url,
+            dlq_url: b.dlq_url,
             visibility_timeout: opts.visibility_timeout,
             group: opts.group.clone(),
-            eip_alloc: eip.allocation_id().unwrap_or_default().to_string(),
-            eip_ip: eip.public_ip().unwrap_or_default().to_string(),
+            eip_alloc,
+            eip_ip,
         })
     }
 
     /// ferry's configuration for this world, in TOML.
+    /// (Recovery points are off: these tests count the hooks' snapshot calls exactly; the dead-AZ tests turn
+    /// them on.)
     pub fn config_toml(&self) -> String {
         format!(
             r#"[queue]
@@ -119,23 +206,9 @@ poll_max_ms = 2000
 [metrics]
 listen = "127.0.0.1:0"
 recovery_interval_secs = 1
-
-[[groups]]
-name = "{group}"
-elastic_ip = "{eip}"
-launch_before_terminate_timeout_secs = 60
-# Off: these tests count the hooks' snapshot calls exactly; the dead-AZ tests turn recovery points on.
-recovery_point_interval_secs = 0
-
-[[groups.volumes]]
-name = "data"
-device = "/dev/sdf"
-size_gib = 20
-type = "gp3"
-"#,
+{group}"#,
             queue = self.queue_url,
-            group = self.group,
-            eip = self.eip_alloc,
+            group = group_toml(&self.group, &self.eip_alloc, 60),
             visibility = self.visibility_timeout
         )
     }
@@ -155,15 +228,7 @@ type = "gp3"
 
     /// Sets min = max = desired = 1: the group launches its one instance.
     pub async fn scale_to_one(&self) -> Result<()> {
-        self.asg
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(&self.group)
-            .min_size(1)
-            .max_size(1)
-            .desired_capacity(1)
-            .send()
-            .await?;
-        Ok(())
+        scale_group_to_one(&self.asg, &self.group).await
     }
 
     /// The group's instances.
@@ -178,17 +243,7 @@ type = "gp3"
             .auto_scaling_groups()
             .first()
             .ok_or_else(|| anyhow!("group {} is gone", self.group))?;
-        Ok(g.instances()
-            .iter()
-            .map(|i| GroupMember {
-                id: i.instance_id().unwrap_or_default().to_string(),
-                az: i.availability_zone().unwrap_or_default().to_string(),
-                state: i
-                    .lifecycle_state()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-            })
-            .collect())
+        Ok(g.instances().iter().map(member_of).collect())
     }
 
     /// Terminates an instance through Auto Scaling without lowering the desired capacity: it is replaced.

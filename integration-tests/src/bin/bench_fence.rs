@@ -108,30 +108,18 @@ impl Run {
     }
 }
 
+/// Measures the fence and the final delta of cross-AZ failovers against the emulator.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ferry-bench-fence")]
+struct Args {
+    /// Cross-AZ failovers per setting.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+}
+
 fn parse_args() -> Result<usize> {
-    let mut runs = 5;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => {
-                let v = args
-                    .next()
-                    .ok_or_else(|| anyhow!("--runs needs a number"))?;
-                runs = v
-                    .parse()
-                    .with_context(|| format!("--runs {v:?} is not a number"))?;
-                if runs == 0 {
-                    bail!("--runs must be at least 1");
-                }
-            }
-            "-h" | "--help" => {
-                say("usage: ferry-bench-fence [--runs N]   (N cross-AZ failovers per setting, default 5)");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (usage: ferry-bench-fence [--runs N])"),
-        }
-    }
-    Ok(runs)
+    let args = <Args as clap::Parser>::parse();
+    usize::try_from(args.runs).context("--runs")
 }
 
 /// Whether a `CompleteLifecycleAction` call completed `a` (by token, or by instance and hook).

@@ -192,24 +192,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// One cross-AZ failover with every emulated duration zero, against its critical-path floor.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ferry-bench-single")]
+struct Args {
+    /// Failovers, each from a reset emulator; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// List every call of each run.
+    #[arg(long)]
+    calls: bool,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let (mut runs, mut show_calls) = (3, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => {
-                let v = args
-                    .next()
-                    .ok_or_else(|| anyhow!("--runs needs a number"))?;
-                runs = v
-                    .parse()
-                    .with_context(|| format!("--runs {v:?} is not a number"))?;
-            }
-            "--calls" => show_calls = true,
-            _ => bail!("usage: ferry-bench-single [--runs N] [--calls]"),
-        }
-    }
+    let args = <Args as clap::Parser>::parse();
+    let (runs, show_calls) = (args.runs, args.calls);
     let bin = build_ferryd(&say)?;
     say(&format!(
         "ferry-bench-single: {runs} cross-AZ failover(s), every emulated duration 0; ferryd {}",

@@ -14,54 +14,48 @@
 //! then, last, `storm: groups=G wall_s=W api_calls=N throttled=T peak_rss_mb=M lost=L`, and exits 1 if
 //! L > 0.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use ferry_integration_tests::daemon::build_ferryd;
 use ferry_integration_tests::emulator::Emulator;
 use ferry_integration_tests::storm::{self, StormOptions, INCREMENTAL_S, SNAPSHOT_S};
 use std::time::Duration;
-
-const USAGE: &str =
-    "usage: ferry-bench-storm [--groups N] [--throttle-sqs] [--match-ferry-limits] \
-                     [--write-every-ms MS] [--timeout-secs S]";
 
 #[allow(clippy::print_stdout)]
 fn say(line: &str) {
     println!("{line}");
 }
 
-fn number<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T> {
-    let v = v.ok_or_else(|| anyhow!("{flag} needs a number ({USAGE})"))?;
-    v.parse()
-        .map_err(|_| anyhow!("{flag} {v:?} is not a number ({USAGE})"))
+/// Fails over every group of a fleet at once, under per-action throttling, against the emulator.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ferry-bench-storm")]
+struct Args {
+    /// Auto Scaling groups failing over at once.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    groups: u64,
+    /// Throttle SQS's actions with the same buckets too.
+    #[arg(long)]
+    throttle_sqs: bool,
+    /// Give ferryd `[aws.rate_limits]` equal to the emulator's buckets.
+    #[arg(long)]
+    match_ferry_limits: bool,
+    /// How often each group's workload writes, in ms (default: 10 ms x groups).
+    #[arg(long)]
+    write_every_ms: Option<u64>,
+    /// How long the storm may take before the groups still on their way are counted lost.
+    #[arg(long)]
+    timeout_secs: Option<u64>,
 }
 
 fn parse_args() -> Result<StormOptions> {
-    let mut args = std::env::args().skip(1);
-    let (mut groups, mut sqs, mut matched, mut every, mut timeout) = (30, false, false, None, None);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--groups" => groups = number("--groups", args.next())?,
-            "--throttle-sqs" => sqs = true,
-            "--match-ferry-limits" => matched = true,
-            "--write-every-ms" => every = Some(number::<u64>("--write-every-ms", args.next())?),
-            "--timeout-secs" => timeout = Some(number::<u64>("--timeout-secs", args.next())?),
-            "-h" | "--help" => {
-                say(USAGE);
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} ({USAGE})"),
-        }
-    }
-    if groups == 0 {
-        bail!("--groups must be at least 1");
-    }
+    let args = <Args as clap::Parser>::parse();
+    let groups = usize::try_from(args.groups).context("--groups")?;
     let mut opts = StormOptions::new(groups);
-    opts.throttle_sqs = sqs;
-    opts.match_ferry_limits = matched;
-    if let Some(ms) = every {
+    opts.throttle_sqs = args.throttle_sqs;
+    opts.match_ferry_limits = args.match_ferry_limits;
+    if let Some(ms) = args.write_every_ms {
         opts.write_every = Duration::from_millis(ms.max(1));
     }
-    if let Some(s) = timeout {
+    if let Some(s) = args.timeout_secs {
         opts.timeout = Duration::from_secs(s);
     }
     Ok(opts)
