@@ -452,7 +452,6 @@ async fn two_launches_for_one_slot_never_share_the_data() {
 /// without a pre-copy; the launch's final snapshot, taken after the fence, carries the last write.
 #[tokio::test(start_paused = true)]
 async fn a_storm_skips_the_pre_copy_and_the_final_snapshot_still_holds_the_last_write() {
-    use ferry_state_machine::budget::{ApiBudget, Limit};
     let w = World::new(one_volume());
     w.ec2.set_timings(timings());
     let old = w.in_service("i-old", AZ_A, 2, "tok-first-boot").remove(0);
@@ -460,15 +459,8 @@ async fn a_storm_skips_the_pre_copy_and_the_final_snapshot_still_holds_the_last_
     let writer = spawn_writer(&w.ec2, "i-old");
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let mut limits = std::collections::BTreeMap::new();
-    limits.insert("ec2:CreateSnapshot".to_string(), Limit::new(1, 0.01));
-    let budget = Arc::new(ApiBudget::new(&limits));
-    budget.acquire("ec2:CreateSnapshot").await;
-    let queued = {
-        let b = budget.clone();
-        tokio::spawn(async move { b.acquire("ec2:CreateSnapshot").await })
-    };
-    tokio::task::yield_now().await;
+    // One CreateSnapshot queued: the next would wait 100 s, over the 60 s bound.
+    let (budget, _queued) = storm_budget(1).await;
     let work = w
         .terminate_work()
         .with_precopy_skip(Some(ferry_snapshot::PrecopySkip {
@@ -500,5 +492,4 @@ async fn a_storm_skips_the_pre_copy_and_the_final_snapshot_still_holds_the_last_
     assert_eq!(v.availability_zone, AZ_B);
     assert_attached(&v, "i-new", "/dev/sdf");
     assert_eq!(w.eip_target().as_deref(), Some("i-new"));
-    queued.abort();
 }

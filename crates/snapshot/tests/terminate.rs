@@ -13,7 +13,6 @@ use ferry_snapshot::{
     Addresses, Instances, NewVolume, PrecopySkip, SnapshotQuery, Snapshots, Tag, TerminateWork,
     VolumeQuery, Volumes,
 };
-use ferry_state_machine::budget::{ApiBudget, Limit};
 use ferry_state_machine::observe::{
     ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume, SnapshotState,
 };
@@ -364,23 +363,6 @@ async fn without_tag_copy_the_terminate_fills_the_per_volume_tags_and_a_launch_c
         assert_eq!(restored.len(), 1, "{logical}");
         assert_eq!(restored[0].tag(tags::GENERATION), Some("6"));
     }
-}
-
-/// A budget whose `CreateSnapshot` queue is `queued` calls deep, one refill every 100 s; the waiters are
-/// returned so that they stay queued.
-async fn storm_budget(queued: usize) -> (Arc<ApiBudget>, Vec<tokio::task::JoinHandle<Duration>>) {
-    let mut limits = std::collections::BTreeMap::new();
-    limits.insert("ec2:CreateSnapshot".to_string(), Limit::new(1, 0.01));
-    let budget = Arc::new(ApiBudget::new(&limits));
-    budget.acquire("ec2:CreateSnapshot").await;
-    let waiters = (0..queued)
-        .map(|_| {
-            let b = budget.clone();
-            tokio::spawn(async move { b.acquire("ec2:CreateSnapshot").await })
-        })
-        .collect();
-    tokio::task::yield_now().await;
-    (budget, waiters)
 }
 
 #[tokio::test(start_paused = true)]

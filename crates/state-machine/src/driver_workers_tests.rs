@@ -26,24 +26,27 @@ impl HookWork for Busy {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_waiting_hook_holds_no_worker() {
+/// A driver of one worker over groups `db0` and `db1`, each with an open launch action (`tok-0`, `tok-1`).
+fn one_worker_two_groups() -> Driver {
     let f = FakeLifecycleActions::default();
     for i in 0..2 {
-        let mut h = hook();
-        h.group = format!("db{i}");
-        f.put_hook(&h.group, spec(300));
-        f.open_action(&h.group, "launch", "i-1", &format!("tok-{i}"));
+        f.put_hook(&format!("db{i}"), spec(300));
+        f.open_action(&format!("db{i}"), "launch", "i-1", &format!("tok-{i}"));
     }
-    let d = Driver::new(
-        Arc::new(f.clone()),
+    Driver::new(
+        Arc::new(f),
         Arc::new(LocalSlotLocks::default()),
         Arc::new(NoObserver),
         DriverConfig {
             workers: 1,
             ..DriverConfig::default()
         },
-    );
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_hook_holds_no_worker() {
+    let d = one_worker_two_groups();
     let (_tx, rx) = watch::channel(false);
     // Hook 0 waits at a barrier for a long time, stepping briefly now and then; hook 1 needs 10 steps of 1 s.
     let waiter = Busy {
@@ -88,21 +91,8 @@ impl HookWork for Throttled {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_step_waiting_for_an_api_token_lends_its_worker() {
-    let f = FakeLifecycleActions::default();
-    for i in 0..2 {
-        f.put_hook(&format!("db{i}"), spec(300));
-        f.open_action(&format!("db{i}"), "launch", "i-1", &format!("tok-{i}"));
-    }
-    let d = Driver::new(
-        Arc::new(f.clone()),
-        Arc::new(LocalSlotLocks::default()),
-        Arc::new(NoObserver),
-        DriverConfig {
-            workers: 1,
-            ..DriverConfig::default()
-        },
-    );
+async fn a_step_waiting_for_an_api_token_gives_up_its_worker() {
+    let d = one_worker_two_groups();
     // One CreateSnapshot token, then one every 100 s: taken now, so hook 0's step waits 100 s for its call.
     let mut limits = std::collections::BTreeMap::new();
     limits.insert(

@@ -349,3 +349,26 @@ pub fn spawn_writer(ec2: &FakeEc2, instance: &str) -> tokio::task::JoinHandle<u6
         }
     })
 }
+
+/// An AZ storm's API budget: its `CreateSnapshot` queue is `queued` calls deep, one refill every 100 s.
+/// The waiters are returned so that they stay queued.
+pub async fn storm_budget(
+    queued: usize,
+) -> (
+    Arc<ferry_state_machine::budget::ApiBudget>,
+    Vec<tokio::task::JoinHandle<Duration>>,
+) {
+    use ferry_state_machine::budget::{ApiBudget, Limit};
+    let mut limits = std::collections::BTreeMap::new();
+    limits.insert("ec2:CreateSnapshot".to_string(), Limit::new(1, 0.01));
+    let budget = Arc::new(ApiBudget::new(&limits));
+    budget.acquire("ec2:CreateSnapshot").await;
+    let waiters = (0..queued)
+        .map(|_| {
+            let b = budget.clone();
+            tokio::spawn(async move { b.acquire("ec2:CreateSnapshot").await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    (budget, waiters)
+}
