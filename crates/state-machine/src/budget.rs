@@ -146,8 +146,8 @@ impl Bucket {
         })
     }
 
-    /// Waits for a token; returns how long it waited. A step that must wait lends its worker seat
-    /// meanwhile (`seat::while_waiting`): waiting for a token is not work.
+    /// Waits for a token; returns how long it waited. A step that must wait gives up its worker seat for
+    /// the rest of the step (`seat::while_waiting`): waiting for a token is not work.
     pub async fn acquire(&self) -> Duration {
         if let Ok(_turn) = self.queue.try_lock() {
             if self.limiter.check().is_ok() {

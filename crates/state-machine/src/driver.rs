@@ -296,7 +296,7 @@ impl Driver {
                     guard = self.locks.lock(&slot) => guard,
                 };
                 // Then a worker seat; the semaphore is fair, and never closed. A wait for an API token
-                // inside the step lends the seat meanwhile (`seat`).
+                // inside the step gives the seat up for the rest of the step (`seat`).
                 let seat = tokio::select! {
                     biased;
                     () = heartbeat.ended() => return Exit::End(HookOutcome::AlreadyEnded),
