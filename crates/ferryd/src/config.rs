@@ -106,6 +106,13 @@ pub struct GroupConfig {
     /// With `restore-latest`: how long after the launch action began it restores the newest recovery point.
     #[serde(default = "default_restore_latest_after")]
     pub restore_latest_after_secs: u64,
+    /// What a launch does while another instance is still in service with the data (launch before
+    /// terminate): `abandon` after `launch_before_terminate_timeout_secs`, or `handover`.
+    #[serde(default)]
+    pub launch_before_terminate: LaunchBeforeTerminate,
+    /// Take a recovery point before a root-volume replacement (`ReplaceRootVolume` refresh) reboots.
+    #[serde(default = "yes")]
+    pub root_volume_recovery_point: bool,
     /// The logical volumes.
     pub volumes: Vec<VolumeConfig>,
 }
@@ -145,6 +152,20 @@ impl SourceUnreachable {
             SourceUnreachable::RestoreLatest => "restore-latest",
         }
     }
+}
+
+/// `launch_before_terminate`: what a launch does while the old instance is still in service with the data.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaunchBeforeTerminate {
+    /// Wait `launch_before_terminate_timeout_secs` for the old instance to leave, then ABANDON (never two
+    /// copies).
+    #[default]
+    Abandon,
+    /// When Auto Scaling shows the old instance is being replaced (an instance refresh in progress, or a
+    /// maintenance policy that launches first and the group over its desired capacity): stop it (the fence),
+    /// detach its data, and take the data over as at any failover.
+    Handover,
 }
 
 /// `[[groups.volumes]]`.
@@ -359,6 +380,8 @@ impl Config {
                 restore_latest: g.source_unreachable == SourceUnreachable::RestoreLatest,
                 restore_latest_after: Duration::from_secs(g.restore_latest_after_secs),
                 recovery_point_interval: Duration::from_secs(g.recovery_point_interval_secs),
+                root_volume_recovery_point: g.root_volume_recovery_point,
+                handover: g.launch_before_terminate == LaunchBeforeTerminate::Handover,
                 volumes: g
                     .volumes
                     .iter()

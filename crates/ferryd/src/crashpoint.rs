@@ -157,6 +157,10 @@ impl<T: Ec2> Instances for Crashing<T> {
         self.point
             .passed("ec2:CreateTags", self.inner.tag_instance(i, tags).await)
     }
+    async fn stop_instance(&self, i: &str) -> Result<(), StepError> {
+        self.point
+            .passed("ec2:StopInstances", self.inner.stop_instance(i).await)
+    }
     fn now_secs(&self) -> i64 {
         self.inner.now_secs()
     }
@@ -174,6 +178,12 @@ impl<T: Ec2> Addresses for Crashing<T> {
         self.point.passed(
             "ec2:AssociateAddress",
             self.inner.associate_address(a, i).await,
+        )
+    }
+    async fn disassociate_address(&self, a: &str, i: &str) -> Result<(), StepError> {
+        self.point.passed(
+            "ec2:DisassociateAddress",
+            self.inner.disassociate_address(a, i).await,
         )
     }
 }
@@ -213,5 +223,8 @@ impl<T: LifecycleActions> LifecycleActions for Crashing<T> {
     }
     async fn describe_group(&self, g: &str) -> Result<Option<GroupInfo>, StepError> {
         self.inner.describe_group(g).await
+    }
+    async fn instance_refresh_active(&self, g: &str) -> Result<bool, StepError> {
+        self.inner.instance_refresh_active(g).await
     }
 }

@@ -75,7 +75,7 @@ impl HookObserver for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_state_machine::{Destination, LifecycleResult, Transition};
+    use ferry_state_machine::{LifecycleResult, Transition};
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -113,8 +113,9 @@ mod tests {
             token: "tok".into(),
             transition: Transition::Launching,
             time: None,
-            destination: Destination::Default,
             origin: None,
+            destination: None,
+            action: None,
             metadata: None,
         }
     }

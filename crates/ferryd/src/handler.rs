@@ -6,8 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use ferry_hook_listener::{Admission, HookHandler};
-use ferry_snapshot::{Ec2, GroupSpec, LaunchWork, PrecopySkip, SourceEvents, TerminateWork};
-use ferry_state_machine::{Driver, HookEvent, HookOutcome, HookWork, LifecycleActions, Transition};
+use ferry_snapshot::{
+    Ec2, GroupSpec, LaunchWork, PrecopySkip, RootVolumeWork, SourceEvents, TerminateWork,
+    WarmPoolWork,
+};
+use ferry_state_machine::path::{self, PathInput};
+use ferry_state_machine::{
+    tags, Driver, HookEvent, HookOutcome, HookWork, LifecycleActions, LifecyclePath, Transition,
+};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -42,6 +48,8 @@ pub struct FerryHandler {
     source_events: Option<Arc<dyn SourceEvents>>,
     /// When terminates skip their pre-copy (`[daemon] skip_precopy_after_queue_secs`).
     precopy_skip: Option<PrecopySkip>,
+    /// The lifecycle state Auto Scaling confirmed at admission, by action, until the run takes it.
+    confirmed: Mutex<HashMap<RunKey, String>>,
 }
 
 /// One lifecycle action: (instance id, transition).
@@ -71,6 +79,7 @@ impl FerryHandler {
             metrics,
             source_events: None,
             precopy_skip: None,
+            confirmed: Mutex::default(),
         }
     }
 
@@ -113,22 +122,62 @@ impl FerryHandler {
         Ok(ok)
     }
 
-    /// The executor for a hook's transition.
-    fn work_for(&self, hook: &HookEvent) -> Option<Box<dyn HookWork>> {
+    /// The executor for a hook's lifecycle path.
+    fn work_for(&self, hook: &HookEvent, path: LifecyclePath) -> Option<Box<dyn HookWork>> {
         let group = self.groups.get(&hook.group)?;
-        Some(match hook.transition {
-            Transition::Launching => {
-                let work = LaunchWork::new(self.ec2.clone(), self.asg.clone(), group.spec.clone());
+        let (ec2, spec) = (self.ec2.clone(), group.spec.clone());
+        Some(match path {
+            LifecyclePath::EnterService { .. } | LifecyclePath::ReplaceRootStart => {
+                let work = LaunchWork::new(ec2, self.asg.clone(), spec);
                 Box::new(match &self.source_events {
                     Some(e) => work.with_events(e.clone()),
                     None => work,
                 })
             }
-            Transition::Terminating => Box::new(
-                TerminateWork::new(self.ec2.clone(), group.spec.clone())
-                    .with_precopy_skip(self.precopy_skip.clone()),
-            ),
+            // A warm instance holds nothing, but a terminate still checks: whatever it finds is taken off.
+            LifecyclePath::Leave | LifecyclePath::DrainWarmPool => {
+                Box::new(TerminateWork::new(ec2, spec).with_precopy_skip(self.precopy_skip.clone()))
+            }
+            LifecyclePath::FillWarmPool | LifecyclePath::ReturnToWarmPool => {
+                Box::new(WarmPoolWork::new(ec2, spec))
+            }
+            LifecyclePath::ReplaceRootStop => Box::new(RootVolumeWork::new(ec2, spec)),
         })
+    }
+
+    /// The hook's lifecycle path, from its message and the state confirmed at admission (asked again if
+    /// the run did not come through admission). `Err` says why it has none.
+    async fn path_of(&self, hook: &HookEvent) -> Result<LifecyclePath, String> {
+        let key = (hook.instance_id.clone(), hook.transition);
+        let known = self
+            .confirmed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let state = match known {
+            Some(s) => s,
+            None => match verify::confirm(self.asg.as_ref(), hook).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(u)) => return Err(format!("not confirmed by Auto Scaling: {}", u.reason)),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot confirm the hook with Auto Scaling now: {e}"
+                    ))
+                }
+            },
+        };
+        let choice = path::classify(&PathInput {
+            transition: hook.transition,
+            origin: hook.origin,
+            destination: hook.destination,
+            action: hook.action.as_deref(),
+            state: &state,
+        })?;
+        if let Some(why) = &choice.overridden {
+            warn!(lifecycle.path = %choice.path, reason = %why, "hook message disagrees with Auto Scaling");
+        }
+        info!(lifecycle.path = %choice.path, lifecycle.state = %state, "lifecycle path");
+        Ok(choice.path)
     }
 }
 
@@ -160,7 +209,13 @@ impl HookHandler for FerryHandler {
         // message creates no ledger entry, snapshot or attachment, and is deleted: if the action is real after
         // all (a lagging read), reconciliation finds it from group state.
         match verify::confirm(self.asg.as_ref(), hook).await {
-            Ok(Ok(())) => Admission::Work,
+            Ok(Ok(state)) => {
+                self.confirmed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((hook.instance_id.clone(), hook.transition), state);
+                Admission::Work
+            }
             Ok(Err(u)) => {
                 warn!(check = u.check, reason = %u.reason, "hook message not confirmed by Auto Scaling; deleting it, touching nothing");
                 self.metrics.hook_unverified(hook, u.check);
@@ -179,9 +234,6 @@ impl HookHandler for FerryHandler {
     }
 
     async fn handle(&self, hook: HookEvent, shutdown: watch::Receiver<bool>) -> HookOutcome {
-        let Some(work) = self.work_for(&hook) else {
-            return HookOutcome::Interrupted(format!("group {:?} is not configured", hook.group));
-        };
         let key = (hook.instance_id.clone(), hook.transition);
         let claim = {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -208,20 +260,58 @@ impl HookHandler for FerryHandler {
                 });
             }
         };
-        let started_ago = hook
-            .time
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .unwrap_or_default();
-        self.metrics.hook_started(&hook);
-        let outcome = self
-            .driver
-            .run(&hook, work.as_ref(), started_ago, shutdown)
-            .await;
+        let outcome = self.run(&hook, shutdown).await;
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
         let _ = tx.send(Some(outcome.clone()));
         outcome
+    }
+}
+
+impl FerryHandler {
+    /// Picks the hook's path and executor and runs it through the driver.
+    async fn run(&self, hook: &HookEvent, shutdown: watch::Receiver<bool>) -> HookOutcome {
+        let path = match self.path_of(hook).await {
+            Ok(p) => p,
+            Err(why) => {
+                warn!(reason = %why, "no lifecycle path for this hook; touching nothing");
+                return HookOutcome::Interrupted(why);
+            }
+        };
+        let Some(work) = self.work_for(hook, path) else {
+            return HookOutcome::Interrupted(format!("group {:?} is not configured", hook.group));
+        };
+        self.mark_path(hook, path).await;
+        let started_ago = hook
+            .time
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        self.metrics.hook_started(hook);
+        let outcome = self
+            .driver
+            .run(hook, work.as_ref(), started_ago, shutdown)
+            .await;
+        outcome
+    }
+
+    /// Tags the instance with a path that its Auto Scaling state alone does not show (a warm-pool entry, a
+    /// root-volume replacement), so that `ferryd status` can say what is in progress. One idempotent
+    /// `CreateTags`, and none on the common paths; a failure costs only the report.
+    async fn mark_path(&self, hook: &HookEvent, path: LifecyclePath) {
+        if matches!(
+            path,
+            LifecyclePath::Leave
+                | LifecyclePath::EnterService {
+                    from_warm_pool: false
+                }
+        ) {
+            return;
+        }
+        let tag = (tags::LIFECYCLE_PATH.to_string(), path.label().to_string());
+        if let Err(e) = self.ec2.tag_instance(&hook.instance_id, &[tag]).await {
+            warn!(error = %e, "cannot tag the instance with its lifecycle path; status will not show it");
+        }
     }
 }

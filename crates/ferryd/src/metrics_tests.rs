@@ -1,7 +1,5 @@
 //! Tests of the metrics: what each observer call records, read back from the OpenMetrics text.
 
-use ferry_state_machine::Destination;
-
 use super::*;
 
 fn hook(transition: Transition, instance: &str) -> HookEvent {
@@ -12,8 +10,9 @@ fn hook(transition: Transition, instance: &str) -> HookEvent {
         token: format!("tok-{instance}"),
         transition,
         time: None,
-        destination: Destination::Default,
         origin: None,
+        destination: None,
+        action: None,
         metadata: None,
     }
 }

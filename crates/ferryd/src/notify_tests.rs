@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap as AxumHeaders, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use ferry_state_machine::Destination;
 use tokio::net::TcpListener;
 
 use super::*;
@@ -22,8 +21,9 @@ fn hook(transition: Transition) -> HookEvent {
         token: "tok-1".into(),
         transition,
         time: None,
-        destination: Destination::Default,
         origin: None,
+        destination: None,
+        action: None,
         metadata: None,
     }
 }

@@ -1,13 +1,17 @@
-//! Start-up and periodic reconciliation: finds managed groups' instances waiting in `Pending:Wait` or
-//! `Terminating:Wait` through `DescribeAutoScalingInstances`, and works their hooks even when no message
-//! arrives (lost, dead-lettered, or held by a crashed process). Completion is by instance id.
+//! Start-up and periodic reconciliation: finds managed groups' instances waiting on a lifecycle action
+//! (`Pending:Wait`, `Terminating:Wait`, `ReplacingRootVolume:Wait`, and the warm pool's `Warmed:*:Wait`)
+//! through the group's state, and works their hooks even when no message arrives (lost, dead-lettered, or
+//! held by a crashed process). Completion is by instance id. An instance in `Warmed:Pending:Wait` may wait
+//! on a launch (into the pool) or a terminate (back into it): both are worked, since completing the hook
+//! that is not waiting finds no active action and changes nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_hook_listener::{Admission, HookHandler};
-use ferry_state_machine::{HookEvent, LifecycleActions, Transition};
+use ferry_state_machine::path::transitions_waiting_in;
+use ferry_state_machine::{HookEvent, LifecycleActions};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument};
@@ -18,14 +22,6 @@ pub struct Reconciler {
     groups: Vec<String>,
     /// The hook queue's ARN: hooks that target it are ferry's. `None`: a transition's only hook is.
     queue_arn: Option<String>,
-}
-
-fn transition_of(lifecycle_state: &str) -> Option<Transition> {
-    match lifecycle_state {
-        "Pending:Wait" => Some(Transition::Launching),
-        "Terminating:Wait" => Some(Transition::Terminating),
-        _ => None,
-    }
 }
 
 impl Reconciler {
@@ -60,8 +56,10 @@ impl Reconciler {
             let waiting: Vec<_> = info
                 .instances
                 .iter()
-                .filter_map(|i| {
-                    transition_of(&i.lifecycle_state).map(|t| (i.instance_id.clone(), t))
+                .flat_map(|i| {
+                    transitions_waiting_in(&i.lifecycle_state)
+                        .into_iter()
+                        .map(|t| (i.instance_id.clone(), t))
                 })
                 .collect();
             if waiting.is_empty() {

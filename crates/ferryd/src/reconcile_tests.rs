@@ -3,7 +3,7 @@
 use super::*;
 use ferry_state_machine::fake::FakeLifecycleActions;
 use ferry_state_machine::port::{GroupInfo, GroupInstance, HookSpec};
-use ferry_state_machine::LifecycleResult;
+use ferry_state_machine::{LifecycleResult, Transition};
 
 fn member(id: &str, state: &str) -> GroupInstance {
     GroupInstance {

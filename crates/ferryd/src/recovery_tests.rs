@@ -37,6 +37,8 @@ fn spec(volumes: &[&str]) -> GroupSpec {
         restore_latest: false,
         restore_latest_after: Duration::from_secs(600),
         recovery_point_interval: INTERVAL,
+        root_volume_recovery_point: true,
+        handover: false,
     }
 }
 

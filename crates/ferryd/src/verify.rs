@@ -1,9 +1,8 @@
 //! Messages are claims, not facts: before a hook is worked, Auto Scaling must confirm that the instance is in
 //! the named group, in the wait state its transition implies, and that the hook is one of the group's hooks.
 
-use ferry_state_machine::{
-    GroupInstance, HookEvent, HookSpec, LifecycleActions, StepError, Transition,
-};
+use ferry_state_machine::path::wait_states;
+use ferry_state_machine::{GroupInstance, HookEvent, HookSpec, LifecycleActions, StepError};
 
 /// Why Auto Scaling does not confirm a hook message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,14 +12,6 @@ pub struct Unconfirmed {
     pub check: &'static str,
     /// What was found, naming the instance, group, hook and state.
     pub reason: String,
-}
-
-/// The lifecycle states in which an action of `transition` can be waiting.
-pub fn wait_states(transition: Transition) -> &'static [&'static str] {
-    match transition {
-        Transition::Launching => &["Pending:Wait", "Warmed:Pending:Wait"],
-        Transition::Terminating => &["Terminating:Wait", "Warmed:Terminating:Wait"],
-    }
 }
 
 /// The instance exists in Auto Scaling, in the named group, waiting on an action of the transition.
@@ -85,23 +76,25 @@ fn check_hook(hook: &HookEvent, spec: Option<&HookSpec>) -> Result<(), Unconfirm
 }
 
 /// Asks Auto Scaling (`DescribeAutoScalingInstances`, then `DescribeLifecycleHooks` only if the instance
-/// checks out) and checks the claim. `Err` when Auto Scaling cannot be asked now: the message is left on
-/// the queue.
+/// checks out) and checks the claim. `Ok(Ok(state))` carries the confirmed lifecycle state, which decides
+/// the hook's path. `Err` when Auto Scaling cannot be asked now: the message is left on the queue.
 pub async fn confirm(
     asg: &dyn LifecycleActions,
     hook: &HookEvent,
-) -> Result<Result<(), Unconfirmed>, StepError> {
+) -> Result<Result<String, Unconfirmed>, StepError> {
     let instance = asg.describe_instance(&hook.instance_id).await?;
     if let Err(u) = check_instance(hook, instance.as_ref()) {
         return Ok(Err(u));
     }
     let spec = asg.describe_hook(&hook.group, &hook.hook_name).await?;
-    Ok(check_hook(hook, spec.as_ref()))
+    Ok(check_hook(hook, spec.as_ref())
+        .map(|()| instance.map(|i| i.lifecycle_state).unwrap_or_default()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_state_machine::Transition;
     use std::time::Duration;
 
     /// Both checks, in the order `confirm` makes them.

@@ -8,8 +8,9 @@
 //!   `detail` carries no `Time`; the envelope's `time` is used instead) but bounded when present.
 //! - A `Time` that is not ISO-8601 yields `time: None` and a `warn!`, not a rejection: the hook is still
 //!   valid, and dropping it would leave the instance to its hook's default result.
-//! - Empty optional fields (`NotificationMetadata`, `Origin`) read as absent. `Destination: "WarmPool"` is
-//!   [`Destination::WarmPool`]; anything else is [`Destination::Default`].
+//! - Empty optional fields (`NotificationMetadata`, `Origin`, `Destination`, `Action`) read as absent.
+//!   `Origin` and `Destination` are [`Place`]s; an unknown place reads as absent (with a warning), since the
+//!   lifecycle state Auto Scaling confirms decides the path, not the message.
 //! - Envelopes nest at most once: SNS may carry an EventBridge event or raw hook JSON; EventBridge carries
 //!   raw hook fields in `detail`. Anything deeper is [`ParseError::BadNesting`].
 //! - [`Notification::Other`] is a recognised message that ferry does not act on (another EventBridge
@@ -19,7 +20,7 @@ use std::time::SystemTime;
 
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
-use ferry_state_machine::{Destination, HookEvent, Transition};
+use ferry_state_machine::{HookEvent, Place, Transition};
 use serde_json::{Map, Value};
 use tracing::warn;
 
@@ -256,11 +257,18 @@ fn parse_hook(
     }
     let time_raw = non_empty(opt_str(obj, "Time", MAX_FIELD_BYTES)?).or(non_empty(fallback_time));
     let metadata = non_empty(opt_str(obj, "NotificationMetadata", MAX_METADATA_BYTES)?);
-    let origin = non_empty(opt_str(obj, "Origin", MAX_FIELD_BYTES)?);
-    let destination = match opt_str(obj, "Destination", MAX_FIELD_BYTES)? {
-        Some("WarmPool") => Destination::WarmPool,
-        _ => Destination::Default,
+    let place = |field| -> Result<Option<Place>, ParseError> {
+        Ok(non_empty(opt_str(obj, field, MAX_FIELD_BYTES)?).and_then(|raw| {
+            let p = Place::from_aws(raw);
+            if p.is_none() {
+                warn!(hook.token = token, field, value = %quote(raw), "unknown place in a hook message; ignoring it (the confirmed lifecycle state decides the path)");
+            }
+            p
+        }))
     };
+    let origin = place("Origin")?;
+    let destination = place("Destination")?;
+    let action = non_empty(opt_str(obj, "Action", MAX_FIELD_BYTES)?);
     Ok(HookEvent {
         hook_name: hook_name.to_string(),
         group: group.to_string(),
@@ -268,8 +276,9 @@ fn parse_hook(
         token: token.to_string(),
         transition,
         time: time_raw.and_then(|t| parse_time(t, token)),
+        origin,
         destination,
-        origin: origin.map(str::to_string),
+        action: action.map(str::to_string),
         metadata: metadata.map(str::to_string),
     })
 }

@@ -112,7 +112,7 @@ proptest! {
     #[test]
     fn huge_strings_in_any_field_are_rejected_not_panicking(
         field in prop::sample::select(vec!["LifecycleHookName", "AutoScalingGroupName", "EC2InstanceId",
-            "LifecycleActionToken", "LifecycleTransition", "Time", "NotificationMetadata", "Origin", "Destination"]),
+            "LifecycleActionToken", "LifecycleTransition", "Time", "NotificationMetadata", "Origin", "Destination", "Action"]),
         len in 4097usize..200_000,
     ) {
         let body = with(raw_hook(), field, json!("é".repeat(len / 2)));

@@ -83,9 +83,22 @@ fn raw_hook_json_parses_every_field() {
     assert_eq!(h.token, TOKEN);
     assert_eq!(h.transition, Transition::Launching);
     assert_eq!(h.time, Some(expected_time()));
-    assert_eq!(h.destination, Destination::Default);
-    assert_eq!(h.origin.as_deref(), Some("EC2"));
+    assert_eq!(h.origin, Some(Place::Ec2));
+    assert_eq!(h.destination, Some(Place::AutoScalingGroup));
+    assert_eq!(h.action, None);
     assert_eq!(h.metadata.as_deref(), Some("{\"slot\":0}"));
+}
+
+#[test]
+fn a_root_volume_replacement_carries_its_action_and_unknown_places_read_as_absent() {
+    let mut raw = raw_hook();
+    raw["Origin"] = json!("AutoScalingGroup");
+    raw["Action"] = json!("ReplaceRootVolume");
+    raw["Destination"] = json!("Atlantis");
+    let h = hook(&raw.to_string());
+    assert_eq!(h.origin, Some(Place::AutoScalingGroup));
+    assert_eq!(h.action.as_deref(), Some("ReplaceRootVolume"));
+    assert_eq!(h.destination, None, "an unknown place is no claim at all");
 }
 
 #[test]
@@ -96,7 +109,7 @@ fn eventbridge_envelope_takes_detail_and_falls_back_to_envelope_time() {
     let detail: Value = serde_json::from_str(&without(detail, "Time")).unwrap();
     let h = hook(&eventbridge(detail).to_string());
     assert_eq!(h.transition, Transition::Terminating);
-    assert_eq!(h.destination, Destination::WarmPool);
+    assert_eq!(h.destination, Some(Place::WarmPool));
     assert_eq!(
         h.time,
         Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_389_069))

@@ -244,6 +244,17 @@ impl Instances for AwsEc2 {
     async fn tag_instance(&self, instance_id: &str, tags: &[Tag]) -> Result<(), StepError> {
         self.create_tags("ec2:CreateTags", instance_id, tags).await
     }
+
+    async fn stop_instance(&self, instance_id: &str) -> Result<(), StepError> {
+        // StopInstances of a stopping or stopped instance succeeds: the call is idempotent as it is.
+        self.client
+            .stop_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:StopInstances", &e))?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -300,5 +311,43 @@ impl Addresses for AwsEc2 {
             .await
             .map_err(|e| sdk_error("ec2:AssociateAddress", &e))?;
         Ok(())
+    }
+
+    async fn disassociate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> Result<(), StepError> {
+        let out = self
+            .client
+            .describe_addresses()
+            .allocation_ids(allocation_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeAddresses", &e))?;
+        let Some(association) = out
+            .addresses()
+            .iter()
+            .find(|a| {
+                a.allocation_id() == Some(allocation_id) && a.instance_id() == Some(instance_id)
+            })
+            .and_then(|a| a.association_id())
+        else {
+            return Ok(()); // not (or no longer) on this instance: nothing to take off
+        };
+        match self
+            .client
+            .disassociate_address()
+            .association_id(association)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_error("ec2:DisassociateAddress", &e) {
+                // Disassociated meanwhile (a race with another move): the goal holds.
+                err if is_code(&err, "InvalidAssociationID.NotFound") => Ok(()),
+                err => Err(err),
+            },
+        }
     }
 }

@@ -167,6 +167,10 @@ impl Instances for Batched {
         self.inner.tag_instance(instance_id, tags).await
     }
 
+    async fn stop_instance(&self, instance_id: &str) -> Result<(), StepError> {
+        self.inner.stop_instance(instance_id).await
+    }
+
     fn now_secs(&self) -> i64 {
         self.inner.now_secs()
     }
@@ -184,6 +188,10 @@ impl Addresses for Batched {
 
     async fn associate_address(&self, alloc: &str, instance_id: &str) -> Result<(), StepError> {
         self.inner.associate_address(alloc, instance_id).await
+    }
+
+    async fn disassociate_address(&self, alloc: &str, instance_id: &str) -> Result<(), StepError> {
+        self.inner.disassociate_address(alloc, instance_id).await
     }
 }
 

@@ -185,6 +185,11 @@ impl<T: Ec2, G: Gate> Instances for Gated<T, G> {
         self.inner.tag_instance(instance_id, tags).await
     }
 
+    async fn stop_instance(&self, instance_id: &str) -> Result<(), StepError> {
+        self.gate.enter("ec2:StopInstances").await?;
+        self.inner.stop_instance(instance_id).await
+    }
+
     fn now_secs(&self) -> i64 {
         self.inner.now_secs()
     }
@@ -216,6 +221,17 @@ impl<T: Ec2, G: Gate> Addresses for Gated<T, G> {
         self.gate.enter("ec2:AssociateAddress").await?;
         self.inner
             .associate_address(allocation_id, instance_id)
+            .await
+    }
+
+    async fn disassociate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> Result<(), StepError> {
+        self.gate.enter("ec2:DisassociateAddress").await?;
+        self.inner
+            .disassociate_address(allocation_id, instance_id)
             .await
     }
 }

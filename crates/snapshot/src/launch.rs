@@ -27,6 +27,8 @@ use crate::spec::{GroupSpec, VolumeSpec};
 
 #[path = "launch_finish.rs"]
 mod finish;
+#[path = "launch_handover.rs"]
+mod handover;
 use finish::describe_wait;
 #[path = "launch_source.rs"]
 mod source;
@@ -69,20 +71,6 @@ impl LaunchWork {
     pub fn with_events(mut self, events: Arc<dyn SourceEvents>) -> Self {
         self.events = Some(events);
         self
-    }
-
-    /// Whether another instance holding a copy is fenced (EC2 ended it or does not know it), leaving (Auto
-    /// Scaling terminates it, EC2 still runs it) or staying.
-    async fn holder_state(&self, instance_id: &str) -> Result<HolderState, StepError> {
-        match self.ec2.describe_instance(instance_id).await? {
-            None => return Ok(HolderState::Fenced),
-            Some(i) if i.is_gone() => return Ok(HolderState::Fenced),
-            Some(_) => {}
-        }
-        Ok(match self.asg.describe_instance(instance_id).await? {
-            Some(asg) if asg.is_terminating() => HolderState::Leaving,
-            _ => HolderState::Staying,
-        })
     }
 
     /// Reads the launching instance and keeps the read for the next steps; `Err` is the verdict when it is
@@ -255,9 +243,10 @@ impl LaunchWork {
                 info!(volume.id = %id, az = %me.availability_zone, size_gib = spec.size_gib, "first boot: creating an empty volume");
                 Ok(format!("creating empty {id}"))
             }
-            VolumeStep::Ready { .. } | VolumeStep::Wait(_) | VolumeStep::Abandon(_) => {
-                Ok(String::new())
-            }
+            VolumeStep::Ready { .. }
+            | VolumeStep::Wait(_)
+            | VolumeStep::Abandon(_)
+            | VolumeStep::FenceHolder { .. } => Ok(String::new()),
         }
     }
 
@@ -346,6 +335,9 @@ impl HookWork for LaunchWork {
             SlotStep::Act(i) => {
                 let spec = &self.group.volumes[i];
                 let step = steps.swap_remove(i);
+                if let VolumeStep::FenceHolder { instance_id, .. } = &step {
+                    return self.fence_holder(instance_id).await;
+                }
                 return Ok(Progress::Acted(self.act(hook, &me, spec, step).await?));
             }
             SlotStep::Wait => {

@@ -10,13 +10,17 @@ pub mod launch;
 pub mod ledger;
 pub mod ports;
 pub mod recovery_point;
+pub mod root_volume;
 pub mod spec;
 pub mod terminate;
+pub mod warm_pool;
 
 pub use launch::{LaunchWork, SourceEvents, RESTORED_LATEST};
 pub use ports::{
     Addresses, Ec2, Instances, NewVolume, SnapshotQuery, Snapshots, Tag, VolumeQuery, Volumes,
 };
 pub use recovery_point::{RecoveryPoints, Round, RoundOutcome};
+pub use root_volume::RootVolumeWork;
 pub use spec::{GroupSpec, VolumeSpec};
 pub use terminate::{PrecopySkip, TerminateWork};
+pub use warm_pool::WarmPoolWork;

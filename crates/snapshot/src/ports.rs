@@ -164,6 +164,9 @@ pub trait Instances: Send + Sync {
     }
     /// `CreateTags` on an instance.
     async fn tag_instance(&self, instance_id: &str, tags: &[Tag]) -> Result<(), StepError>;
+    /// `StopInstances` of one instance (the planned fence: the OS shuts down and flushes). Stopping an
+    /// instance that is stopping or stopped is not an error.
+    async fn stop_instance(&self, instance_id: &str) -> Result<(), StepError>;
     /// EC2's clock: now, in Unix seconds, the clock of snapshot start times (the wall clock; a fake's own).
     fn now_secs(&self) -> i64 {
         std::time::SystemTime::now()
@@ -194,6 +197,13 @@ pub trait Addresses: Send + Sync {
     }
     /// `AssociateAddress` with `AllowReassociation=true`.
     async fn associate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> Result<(), StepError>;
+    /// `DisassociateAddress` of the allocation, only while it is associated with `instance_id` (so that a
+    /// repeated or late call never takes the address off the instance it moved to).
+    async fn disassociate_address(
         &self,
         allocation_id: &str,
         instance_id: &str,

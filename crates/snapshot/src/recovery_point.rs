@@ -203,8 +203,38 @@ impl RecoveryPoints {
         ids: &[String],
         now: i64,
     ) -> Result<RoundOutcome, StepError> {
-        let group = self.group.name.as_str();
-        let mut t: Vec<Tag> = ledger::base_tags(group, &format!("{instance}/recovery"));
+        let set = RecoverySet {
+            group: &self.group.name,
+            instance,
+            hook: &format!("{instance}/recovery"),
+            why: "recovery point",
+        };
+        let made = set.start(self.ec2.as_ref(), attached, ids, now).await?;
+        Ok(RoundOutcome::Took(made))
+    }
+}
+
+/// One recovery point set to start: of which group and instance, under which `ferry:hook`, and why (for
+/// names and logs). Used by the periodic schedule and before a root-volume replacement.
+pub(crate) struct RecoverySet<'a> {
+    pub group: &'a str,
+    pub instance: &'a str,
+    pub hook: &'a str,
+    pub why: &'a str,
+}
+
+impl RecoverySet<'_> {
+    /// Starts the set of `ids` (all attached to the instance, `attached` holds their ledger data):
+    /// crash-consistent, one `CreateSnapshots` for several volumes. Returns (snapshot id, volume id).
+    pub async fn start(
+        &self,
+        ec2: &dyn Ec2,
+        attached: &[ObservedVolume],
+        ids: &[String],
+        now: i64,
+    ) -> Result<Vec<(String, String)>, StepError> {
+        let (group, instance, why) = (self.group, self.instance, self.why);
+        let mut t: Vec<Tag> = ledger::base_tags(group, self.hook);
         t.push((
             tags::REASON.into(),
             SnapshotReason::Recovery.as_tag().into(),
@@ -213,41 +243,36 @@ impl RecoveryPoints {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        t.push((
-            tags::SET.into(),
-            format!("{instance}/recovery/{now}.{nanos:09}"),
-        ));
+        t.push((tags::SET.into(), format!("{}/{now}.{nanos:09}", self.hook)));
         t.push((
             tags::NAME.into(),
-            format!("ferry {group} recovery point of {instance}"),
+            format!("ferry {group} {why} of {instance}"),
         ));
         let made = if let [id] = ids {
             let vol = attached.iter().find(|v| &v.id == id);
             let mut vt = t.clone();
             vt.extend(vol.map(ledger::volume_data_tags).unwrap_or_default());
-            let desc = format!("ferry {group}: recovery point of {id} on {instance}");
-            vec![(self.ec2.create_snapshot(id, &desc, &vt).await?, id.clone())]
+            let desc = format!("ferry {group}: {why} of {id} on {instance}");
+            vec![(ec2.create_snapshot(id, &desc, &vt).await?, id.clone())]
         } else {
-            let me = self.ec2.describe_instance(instance).await?.ok_or_else(|| {
+            let me = ec2.describe_instance(instance).await?.ok_or_else(|| {
                 StepError::retry(
                     "ec2:DescribeInstances",
                     format!("instance {instance} not found while its volumes are attached"),
                 )
             })?;
             let exclude = ledger::snapshot_set_exclusions(&me, ids);
-            let made = self.ec2.create_snapshots(instance, &exclude, &t).await?;
+            let made = ec2.create_snapshots(instance, &exclude, &t).await?;
             for (snap, vol) in &made {
                 if let Some(v) = attached.iter().find(|v| &v.id == vol) {
-                    self.ec2
-                        .tag_snapshot(snap, &ledger::volume_data_tags(v))
-                        .await?;
+                    ec2.tag_snapshot(snap, &ledger::volume_data_tags(v)).await?;
                 }
             }
             made
         };
         let ids: Vec<&str> = made.iter().map(|(s, _)| s.as_str()).collect();
-        info!(asg = %group, instance.id = %instance, snapshots = ?ids, "recovery point started");
-        debug!(asg = %group, "recovery point set {instance}/recovery/{now}");
-        Ok(RoundOutcome::Took(made))
+        info!(asg = %group, instance.id = %instance, snapshots = ?ids, "{why} started");
+        debug!(asg = %group, "{why} set {}/{now}", self.hook);
+        Ok(made)
     }
 }

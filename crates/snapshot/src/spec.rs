@@ -46,6 +46,11 @@ pub struct GroupSpec {
     pub restore_latest_after: Duration,
     /// `recovery_point_interval_secs`; zero is off.
     pub recovery_point_interval: Duration,
+    /// `root_volume_recovery_point`: take a recovery point before a root-volume replacement reboots.
+    pub root_volume_recovery_point: bool,
+    /// `launch_before_terminate = "handover"`: a launch fences an instance that Auto Scaling is replacing
+    /// and takes its data over, instead of abandoning.
+    pub handover: bool,
 }
 
 impl GroupSpec {

@@ -12,7 +12,7 @@ use ferry_state_machine::machine::{decide_terminate, TerminateStep, TerminateVie
 use ferry_state_machine::observe::{
     ObservedSnapshot, ObservedVolume, SnapshotReason, SnapshotState,
 };
-use ferry_state_machine::{tags, Destination, HookEvent, HookWork, Progress, StepError, Verdict};
+use ferry_state_machine::{tags, HookEvent, HookWork, Progress, StepError, Verdict};
 use tracing::{error, info, warn};
 
 use crate::ledger::{self, SLOT};
@@ -218,11 +218,6 @@ impl TerminateWork {
 #[async_trait]
 impl HookWork for TerminateWork {
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
-        if hook.destination == Destination::WarmPool {
-            return Ok(Progress::Finished(Verdict::terminate_done(
-                "going to the warm pool: the volumes stay attached, nothing to move",
-            )));
-        }
         let names = self.group.volume_names();
         // Both reads at once: neither depends on the other, and each joins its own batched round.
         let volume_query = VolumeQuery {

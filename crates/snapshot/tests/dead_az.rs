@@ -12,7 +12,7 @@ use common::*;
 use ferry_snapshot::fake::FailMode;
 use ferry_snapshot::{GroupSpec, Snapshots, SourceEvents, RESTORED_LATEST};
 use ferry_state_machine::observe::SnapshotState;
-use ferry_state_machine::{tags, AttachedData, Destination, LifecycleResult};
+use ferry_state_machine::{tags, AttachedData, LifecycleResult};
 
 /// What the source policy told.
 #[derive(Default)]
@@ -169,7 +169,7 @@ async fn under_restore_latest_the_terminate_gives_up_its_pre_copy_at_the_bound()
     w.ec2.set_timings(timings());
     let vols = w.in_service("i-old", AZ_A, 4, "i-old/launch");
     w.ec2.fail_snapshots_of(&vols[0], FailMode::Stuck);
-    let hook = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term");
 
     let began = tokio::time::Instant::now();
     let out = w.run(&hook, &w.terminate_work()).await;
@@ -195,7 +195,7 @@ async fn a_volume_deleted_with_its_instance_makes_the_terminate_abandon_under_wa
         w.ec2.set_timings(timings());
         let vols = w.in_service("i-old", AZ_A, 4, "i-old/launch");
         w.ec2.set_delete_on_termination(&vols[0], true);
-        let hook = w.terminate_hook("i-old", "tok-term", Destination::Default);
+        let hook = w.terminate_hook("i-old", "tok-term");
 
         let out = w.run(&hook, &w.terminate_work()).await;
 
@@ -217,7 +217,7 @@ async fn a_volume_deleted_with_its_instance_is_restored_from_the_pre_copy_after_
     w.ec2.set_timings(timings());
     let vols = w.in_service("i-old", AZ_A, 4, "i-old/launch");
     w.ec2.set_delete_on_termination(&vols[0], true);
-    let term = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let term = w.terminate_hook("i-old", "tok-term");
     let out = w.run(&term, &w.terminate_work()).await;
     assert_completed(&out, LifecycleResult::Continue);
     let pre = w.snapshots_of("data")[0].clone();

@@ -14,7 +14,7 @@ use ferry_snapshot::fake::{FailMode, FakeVolume, Timings};
 use ferry_snapshot::faulty::FaultyEc2;
 use ferry_snapshot::Addresses;
 use ferry_state_machine::observe::{SnapshotState, VolumeState};
-use ferry_state_machine::{tags, Destination, LifecycleResult};
+use ferry_state_machine::{tags, LifecycleResult};
 use tokio::time::Instant;
 
 /// The volume the launch hook of `instance` made or claimed (its `ferry:hook` is the ledger key).
@@ -31,7 +31,7 @@ fn made_by(w: &World, logical: &str, instance: &str) -> FakeVolume {
 
 /// Runs the terminate hook of `instance` to its end, then terminates the instance as EC2 would.
 async fn terminate(w: &World, instance: &str, token: &str) -> String {
-    let hook = w.terminate_hook(instance, token, Destination::Default);
+    let hook = w.terminate_hook(instance, token);
     let out = w.run(&hook, &w.terminate_work()).await;
     let reason = assert_completed(&out, LifecycleResult::Continue);
     w.ec2.set_instance_state(instance, "terminated");
@@ -258,7 +258,7 @@ async fn barrier(launch_delay: Duration) {
         .add_volume(AZ_B, 20, &ledger("data", 1, "tok-ancient"));
     let old = w.in_service("i-old", AZ_A, 2, "tok-old-launch").remove(0);
     let writer = spawn_writer(&w.ec2, "i-old");
-    let term = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let term = w.terminate_hook("i-old", "tok-term");
     let launch = w.launch_hook("i-new", AZ_B, "tok-launch");
 
     // EC2 shuts the old instance down once its terminate action is completed.
@@ -467,7 +467,7 @@ async fn a_storm_skips_the_pre_copy_and_the_final_snapshot_still_holds_the_last_
             budget,
             after: Duration::from_secs(60),
         }));
-    let hook = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term");
     let out = w.run(&hook, &work).await;
     assert!(assert_completed(&out, LifecycleResult::Continue).contains("pre-copy skipped"));
     w.ec2.set_instance_state("i-old", "terminated");

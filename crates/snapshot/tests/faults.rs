@@ -12,7 +12,7 @@ use common::*;
 use ferry_snapshot::faulty::FaultyEc2;
 use ferry_snapshot::Snapshots;
 use ferry_state_machine::observe::SnapshotState;
-use ferry_state_machine::{tags, Destination, HookOutcome, HookWork, LifecycleResult, StepError};
+use ferry_state_machine::{tags, HookOutcome, HookWork, LifecycleResult, StepError};
 
 fn throttle(op: &str) -> StepError {
     StepError::from_aws(
@@ -84,7 +84,7 @@ async fn a_terminate_resumed_after_a_crash_snapshots_once() {
     let w = World::new(one_volume());
     w.ec2.set_timings(timings());
     w.in_service("i-old", AZ_A, 3, "tok-first-boot");
-    let hook = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term");
     let work = w.terminate_work();
     for _ in 0..4 {
         work.step(&hook, Duration::ZERO).await.unwrap();
@@ -98,7 +98,7 @@ async fn a_terminate_resumed_after_a_crash_snapshots_once() {
     let w = World::new(two_volumes());
     w.ec2.set_timings(timings());
     w.in_service("i-old", AZ_A, 3, "tok-first-boot");
-    let hook = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term");
     w.terminate_work()
         .step(&hook, Duration::ZERO)
         .await
@@ -270,7 +270,7 @@ async fn the_per_volume_snapshot_rate_limit_is_waited_out() {
     let vol = w.in_service("i-old", AZ_A, 3, "tok-first-boot").remove(0);
     // Someone took a snapshot a moment ago.
     w.ec2.create_snapshot(&vol, "backup", &[]).await.unwrap();
-    let hook = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term");
 
     let out = w.run(&hook, &w.terminate_work()).await;
 

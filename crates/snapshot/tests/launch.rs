@@ -229,7 +229,6 @@ async fn an_older_generation_attached_to_the_new_instance_is_refused() {
         "i-new",
         "tok-launch-5",
         ferry_state_machine::Transition::Launching,
-        Default::default(),
     );
 
     let out = w.run(&hook, &w.launch_work()).await;

@@ -16,7 +16,7 @@ use ferry_snapshot::{
 use ferry_state_machine::observe::{
     ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume, SnapshotState,
 };
-use ferry_state_machine::{tags, Destination, LifecycleResult, StepError};
+use ferry_state_machine::{tags, LifecycleResult, StepError};
 use tokio::time::Instant;
 
 /// Snapshots that take 20 minutes: eight heartbeat intervals of 150 s.
@@ -32,7 +32,7 @@ async fn terminate_snapshots_the_attached_volume_and_heartbeats_until_it_complet
     let w = World::new(one_volume());
     w.ec2.set_timings(slow_snapshots());
     let vols = w.in_service("i-old", AZ_A, 3, "tok-old-launch");
-    let hook = w.terminate_hook("i-old", "tok-term-1", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term-1");
 
     let began = Instant::now();
     let out = w.run(&hook, &w.terminate_work()).await;
@@ -81,7 +81,7 @@ async fn two_volumes_are_snapshotted_in_one_crash_consistent_call() {
         w.ec2
             .add_attached_volume("i-old", "/dev/sdh", 50, &[("team".into(), "ops".into())]);
     let root = w.ec2.instance("i-old").unwrap().root_volume_id.unwrap();
-    let hook = w.terminate_hook("i-old", "tok-term-2", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term-2");
 
     let out = w.run(&hook, &w.terminate_work()).await;
 
@@ -114,33 +114,12 @@ async fn two_volumes_are_snapshotted_in_one_crash_consistent_call() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_warm_pool_terminate_continues_without_snapshots() {
-    let w = World::new(two_volumes());
-    w.ec2.set_timings(timings());
-    let vols = w.in_service("i-old", AZ_A, 2, "tok-old-launch");
-    let hook = w.terminate_hook("i-old", "tok-term-3", Destination::WarmPool);
-
-    let out = w.run(&hook, &w.terminate_work()).await;
-
-    let reason = assert_completed(&out, LifecycleResult::Continue);
-    assert!(reason.contains("warm pool"), "{reason}");
-    assert_eq!(
-        w.ec2.count("CreateSnapshot") + w.ec2.count("CreateSnapshots"),
-        0
-    );
-    assert!(w.ec2.snapshots().is_empty());
-    assert_attached(&w.ec2.volume(&vols[0]).unwrap(), "i-old", "/dev/sdf");
-    assert_attached(&w.ec2.volume(&vols[1]).unwrap(), "i-old", "/dev/sdg");
-    assert_eq!(w.results_of("i-old"), [LifecycleResult::Continue]);
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_failed_snapshot_completes_the_terminate_degraded() {
     let w = World::new(one_volume());
     w.ec2.set_timings(timings());
     let vols = w.in_service("i-old", AZ_A, 4, "tok-old-launch");
     w.ec2.fail_snapshots_of(&vols[0], FailMode::Error);
-    let hook = w.terminate_hook("i-old", "tok-term-4", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term-4");
 
     let out = w.run(&hook, &w.terminate_work()).await;
 
@@ -170,7 +149,7 @@ async fn a_stuck_snapshot_is_given_up_after_the_snapshot_timeout() {
     w.ec2.set_timings(timings());
     let vols = w.in_service("i-old", AZ_A, 4, "tok-old-launch");
     w.ec2.fail_snapshots_of(&vols[0], FailMode::Stuck);
-    let hook = w.terminate_hook("i-old", "tok-term-5", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term-5");
 
     let began = Instant::now();
     let out = w.run(&hook, &w.terminate_work()).await;
@@ -200,7 +179,7 @@ async fn an_instance_without_managed_volumes_has_nothing_to_snapshot() {
     let mut other = ferry_snapshot::fake::ledger_tags("asg-other", 0, "data", 9);
     other.push((tags::HOOK.into(), "tok-x".into()));
     w.ec2.add_attached_volume("i-bare", "/dev/sdf", 10, &other);
-    let hook = w.terminate_hook("i-bare", "tok-term-6", Destination::Default);
+    let hook = w.terminate_hook("i-bare", "tok-term-6");
 
     let out = w.run(&hook, &w.terminate_work()).await;
 
@@ -294,6 +273,9 @@ impl Instances for NoTagCopy {
     async fn tag_instance(&self, i: &str, t: &[Tag]) -> Result<(), StepError> {
         self.ec2.tag_instance(i, t).await
     }
+    async fn stop_instance(&self, i: &str) -> Result<(), StepError> {
+        self.ec2.stop_instance(i).await
+    }
     fn now_secs(&self) -> i64 {
         self.ec2.now_secs()
     }
@@ -307,6 +289,9 @@ impl Addresses for NoTagCopy {
     async fn associate_address(&self, a: &str, i: &str) -> Result<(), StepError> {
         self.ec2.associate_address(a, i).await
     }
+    async fn disassociate_address(&self, a: &str, i: &str) -> Result<(), StepError> {
+        self.ec2.disassociate_address(a, i).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -314,7 +299,7 @@ async fn without_tag_copy_the_terminate_fills_the_per_volume_tags_and_a_launch_c
     let w = World::new(two_volumes());
     w.ec2.set_timings(timings());
     let vols = w.in_service("i-old", AZ_A, 5, "tok-first-boot");
-    let hook = w.terminate_hook("i-old", "tok-term", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term");
     let moto = Arc::new(NoTagCopy {
         ec2: w.ec2.clone(),
         create_snapshots: AtomicUsize::new(0),
@@ -370,7 +355,7 @@ async fn in_a_storm_the_terminate_skips_its_pre_copy_and_fences_at_once() {
     let w = World::new(one_volume());
     w.ec2.set_timings(timings());
     let vols = w.in_service("i-old", AZ_A, 3, "tok-old-launch");
-    let hook = w.terminate_hook("i-old", "tok-term-storm", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term-storm");
     // One call queued: a CreateSnapshot asked now waits 100 s, over the 60 s bound.
     let (budget, _queued) = storm_budget(1).await;
     let skip = PrecopySkip {
@@ -399,7 +384,7 @@ async fn in_a_storm_the_terminate_skips_its_pre_copy_and_fences_at_once() {
     let w = World::new(one_volume());
     w.ec2.set_timings(timings());
     w.in_service("i-old", AZ_A, 3, "tok-old-launch");
-    let hook = w.terminate_hook("i-old", "tok-term-calm", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term-calm");
     let calm = PrecopySkip {
         after: Duration::from_secs(120),
         ..skip
@@ -418,7 +403,7 @@ async fn under_restore_latest_the_pre_copy_is_never_skipped() {
     let w = World::new(group);
     w.ec2.set_timings(timings());
     w.in_service("i-old", AZ_A, 3, "tok-old-launch");
-    let hook = w.terminate_hook("i-old", "tok-term-rl", Destination::Default);
+    let hook = w.terminate_hook("i-old", "tok-term-rl");
     let (budget, _queued) = storm_budget(5).await;
     let skip = PrecopySkip {
         budget,

@@ -182,6 +182,23 @@ impl LifecycleActions for AwsLifecycleActions {
         }
         Ok(out)
     }
+
+    async fn instance_refresh_active(&self, group: &str) -> Result<bool, StepError> {
+        use aws_sdk_autoscaling::types::InstanceRefreshStatus as S;
+        // The newest refreshes come first; one page of a few holds any that is running.
+        let out = self
+            .client
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(group)
+            .max_records(10)
+            .send()
+            .await
+            .map_err(|e| sdk_error("autoscaling:DescribeInstanceRefreshes", &e))?;
+        Ok(out
+            .instance_refreshes()
+            .iter()
+            .any(|r| matches!(r.status(), Some(S::Pending | S::InProgress | S::Baking))))
+    }
 }
 
 /// What ferry reads of a group.

@@ -157,6 +157,10 @@ impl LifecycleActions for BatchedActions {
     async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupInfo>, StepError> {
         self.inner.describe_groups(groups).await
     }
+
+    async fn instance_refresh_active(&self, group: &str) -> Result<bool, StepError> {
+        self.inner.instance_refresh_active(group).await
+    }
 }
 
 #[cfg(test)]

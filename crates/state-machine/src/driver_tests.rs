@@ -3,7 +3,7 @@
 use super::*;
 use crate::fake::{FakeLifecycleActions, FaultyLifecycleActions};
 use crate::lock::LocalSlotLocks;
-use crate::model::{Destination, Transition};
+use crate::model::Transition;
 use std::sync::Mutex;
 
 /// A `HookWork` that plays a script of results, then keeps returning the last one.
@@ -46,8 +46,9 @@ pub(super) fn hook() -> HookEvent {
         token: "tok-1".into(),
         transition: Transition::Launching,
         time: None,
-        destination: Destination::Default,
         origin: None,
+        destination: None,
+        action: None,
         metadata: None,
     }
 }

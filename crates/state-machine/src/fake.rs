@@ -27,6 +27,8 @@ struct State {
     heartbeats: HashMap<String, u32>,
     instances: HashMap<String, GroupInstance>,
     groups: HashMap<String, GroupInfo>,
+    /// Groups with an instance refresh in progress.
+    refreshing: std::collections::HashSet<String>,
     calls: Vec<String>,
 }
 
@@ -82,6 +84,17 @@ impl FakeLifecycleActions {
     /// Sets what `describe_instance` says about an instance.
     pub fn put_instance(&self, instance: GroupInstance) {
         self.with(|s| s.instances.insert(instance.instance_id.clone(), instance));
+    }
+
+    /// Starts or ends an instance refresh of `group` (`instance_refresh_active`).
+    pub fn set_refreshing(&self, group: &str, refreshing: bool) {
+        self.with(|s| {
+            if refreshing {
+                s.refreshing.insert(group.to_string())
+            } else {
+                s.refreshing.remove(group)
+            }
+        });
     }
 
     /// Sets what `describe_group` says about a group.
@@ -236,6 +249,13 @@ impl LifecycleActions for FakeLifecycleActions {
         Ok(self.with(|s| {
             s.calls.push("DescribeAutoScalingGroups".into());
             s.groups.get(group).cloned()
+        }))
+    }
+
+    async fn instance_refresh_active(&self, group: &str) -> Result<bool, StepError> {
+        Ok(self.with(|s| {
+            s.calls.push("DescribeInstanceRefreshes".into());
+            s.refreshing.contains(group)
         }))
     }
 }

@@ -167,6 +167,13 @@ impl<T: LifecycleActions, G: Gate> LifecycleActions for GatedActions<T, G> {
             .await?;
         self.inner.describe_group(group).await
     }
+
+    async fn instance_refresh_active(&self, group: &str) -> Result<bool, StepError> {
+        self.gate
+            .enter("autoscaling:DescribeInstanceRefreshes")
+            .await?;
+        self.inner.instance_refresh_active(group).await
+    }
 }
 
 /// Auto Scaling held to the API budget: every call waits for its action's token.

@@ -164,7 +164,7 @@ mod tests {
     use crate::driver::NoObserver;
     use crate::error::StepError;
     use crate::fake::{FakeLifecycleActions, FaultyLifecycleActions};
-    use crate::model::{Destination, Transition};
+    use crate::model::Transition;
     use std::time::SystemTime;
 
     fn secs(s: u64) -> Duration {
@@ -179,8 +179,9 @@ mod tests {
             token: token.into(),
             transition: Transition::Launching,
             time,
-            destination: Destination::Default,
             origin: None,
+            destination: None,
+            action: None,
             metadata: None,
         }
     }

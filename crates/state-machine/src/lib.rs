@@ -15,6 +15,7 @@ pub mod lock;
 pub mod machine;
 pub mod model;
 pub mod observe;
+pub mod path;
 pub mod point_sets;
 pub mod port;
 pub mod recovery;
@@ -27,8 +28,7 @@ pub mod wake;
 
 pub use driver::{Driver, DriverConfig, HookObserver, HookOutcome, HookWork, NoObserver, Progress};
 pub use error::{Disposition, StepError};
-pub use model::{
-    ActionRef, Destination, Generation, HookEvent, LifecycleResult, SlotKey, Transition,
-};
+pub use model::{ActionRef, Generation, HookEvent, LifecycleResult, SlotKey, Transition};
+pub use path::{LifecyclePath, Place};
 pub use port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
 pub use verdict::{AttachedData, Verdict};

@@ -107,6 +107,14 @@ pub enum VolumeStep {
         /// The generation of the new volume.
         generation: Generation,
     },
+    /// Handover: the holder is being replaced (`HolderState::Replaced`). Stop it (the fence), then detach its
+    /// copies; the launch then takes the data as from any fenced instance.
+    FenceHolder {
+        /// The instance holding the copy.
+        instance_id: String,
+        /// The volume it holds.
+        volume_id: String,
+    },
     /// Snapshot a detached volume of the newest generation that lives in another AZ.
     SnapshotVolume {
         /// The volume.
@@ -175,6 +183,10 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
                 instance_id: holder,
                 volume_id: vol.id.clone(),
             }),
+            HolderState::Replaced => VolumeStep::FenceHolder {
+                instance_id: holder,
+                volume_id: vol.id.clone(),
+            },
         };
     }
 
@@ -259,8 +271,12 @@ fn held_by_other(
         return (h != me).then(|| h.to_string());
     }
     let claimant = vol.hook.as_deref()?.strip_suffix(LAUNCH_KEY_SUFFIX)?;
-    (claimant != me && holders.get(claimant) == Some(&HolderState::Staying))
-        .then(|| claimant.to_string())
+    (claimant != me
+        && matches!(
+            holders.get(claimant),
+            Some(HolderState::Staying | HolderState::Replaced)
+        ))
+    .then(|| claimant.to_string())
 }
 
 /// The suffix of a launch hook's ledger key (`HookEvent::ledger_key`).

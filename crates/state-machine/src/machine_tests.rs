@@ -234,6 +234,22 @@ fn launch_table() {
             }),
         },
         Case {
+            name: "handover: the holder is being replaced: fence it, past the bound too",
+            az: "b",
+            volumes: vec![attached(
+                vol("vol-1", "a", Available, 3),
+                OLD,
+                AttachState::Attached,
+            )],
+            snapshots: vec![],
+            holder: Some(HolderState::Replaced),
+            elapsed_s: 7200,
+            want: VolumeStep::FenceHolder {
+                instance_id: OLD.into(),
+                volume_id: "vol-1".into(),
+            },
+        },
+        Case {
             name: "volume detaching from the old instance: wait (fencing)",
             az: "a",
             volumes: vec![attached(

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::SystemTime;
 
+pub use crate::path::Place;
+
 /// The transition a lifecycle hook holds an instance in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transition {
@@ -99,16 +101,6 @@ impl fmt::Display for Generation {
     }
 }
 
-/// Where a terminating instance goes; `WarmPool` means it is stopped, not terminated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Destination {
-    /// The ordinary case: the instance leaves the group for good.
-    #[default]
-    Default,
-    /// The instance returns to the group's warm pool.
-    WarmPool,
-}
-
 /// One lifecycle action, as announced by a hook notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookEvent {
@@ -124,10 +116,12 @@ pub struct HookEvent {
     pub transition: Transition,
     /// When Auto Scaling put the instance into the wait state, if the message said.
     pub time: Option<SystemTime>,
-    /// Where the instance goes (warm pool or not).
-    pub destination: Destination,
-    /// Where the instance comes from, e.g. `WarmPool`, if the message said.
-    pub origin: Option<String>,
+    /// Where the instance comes from (`Origin`), if the message named a known place.
+    pub origin: Option<Place>,
+    /// Where the instance goes (`Destination`), if the message named a known place.
+    pub destination: Option<Place>,
+    /// The message's `Action`, e.g. `ReplaceRootVolume` for a root-volume refresh, if any.
+    pub action: Option<String>,
     /// The hook's notification metadata, if set.
     pub metadata: Option<String>,
 }
@@ -165,8 +159,9 @@ impl HookEvent {
             token: String::new(),
             transition,
             time: None,
-            destination: Destination::Default,
             origin: None,
+            destination: None,
+            action: None,
             metadata: None,
         }
     }

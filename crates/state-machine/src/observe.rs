@@ -210,6 +210,10 @@ pub enum HolderState {
     Fenced,
     /// The holder is in service or otherwise staying: launch-before-terminate, or a foreign instance.
     Staying,
+    /// The holder is staying, but Auto Scaling shows it is being replaced and the group hands over
+    /// (`launch_before_terminate = "handover"`), or it is a stopped warm-pool instance: the launch fences it
+    /// (a planned stop) and detaches its data.
+    Replaced,
 }
 
 /// An Elastic IP as observed.

@@ -128,6 +128,10 @@ pub trait LifecycleActions: Send + Sync {
     /// `DescribeAutoScalingGroups` for one group; `None` when it does not exist.
     async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError>;
 
+    /// `DescribeInstanceRefreshes`: whether an instance refresh of the group is in progress (`Pending`,
+    /// `InProgress` or `Baking`), i.e. Auto Scaling is replacing its instances.
+    async fn instance_refresh_active(&self, group: &str) -> Result<bool, StepError>;
+
     /// `DescribeAutoScalingGroups` for several groups at once (100 a call); missing groups are left out.
     /// The default asks one by one.
     async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupInfo>, StepError> {

@@ -23,7 +23,8 @@ pub enum SlotStep {
 /// 2. **The slot barrier.** While another instance still holds *any* volume of the slot, no volume moves:
 ///    no claim, no final snapshot, no restore. Every volume is therefore copied after the one instant at
 ///    which the old instance let go of all of them (its termination), and no volume runs ahead of the
-///    others.
+///    others. The one step the barrier lets through is the handover's fence of that holder
+///    ([`VolumeStep::FenceHolder`]), which is what makes it let go.
 /// 3. Otherwise the first volume with a mutating step gets it.
 /// 4. Otherwise wait if any volume waits, else the slot is ready.
 pub fn decide_launch_slot(steps: &[VolumeStep]) -> SlotStep {

@@ -37,5 +37,9 @@ pub const RETIRED_AT: &str = "ferry:retired-at";
 pub const MANAGED: &str = "ferry:managed";
 /// On an instance: the prefix of `ferry:attached:<logical volume>` = volume id.
 pub const ATTACHED_PREFIX: &str = "ferry:attached:";
+/// On an instance: the lifecycle path of its hook in progress, when its Auto Scaling state alone does not
+/// show it (`warm-pool-entry`, `warm-pool-fill`, `warm-pool-return`, `root-volume-replacement`, `handover`,
+/// ...; see `LifecyclePath::label`). Written when the hook starts; `ferryd status` reads it.
+pub const LIFECYCLE_PATH: &str = "ferry:lifecycle-path";
 /// A name tag, for people reading the console.
 pub const NAME: &str = "Name";

@@ -113,7 +113,7 @@ pub fn waits_on_source(step: &VolumeStep, holders: &HashMap<String, HolderState>
 /// A step that means a live instance still has the data: then the policy never acts.
 fn held_by_live(step: &VolumeStep, holders: &HashMap<String, HolderState>) -> bool {
     match step {
-        VolumeStep::Wait(WaitFor::StayingHolder { .. }) => true,
+        VolumeStep::Wait(WaitFor::StayingHolder { .. }) | VolumeStep::FenceHolder { .. } => true,
         VolumeStep::Wait(WaitFor::Holder { instance_id, .. }) => {
             holders.get(instance_id) != Some(&HolderState::Fenced)
         }

@@ -47,6 +47,16 @@ impl Verdict {
         }
     }
 
+    /// A hook whose instance must hold none of the slot's data may continue: a launch into the warm pool,
+    /// or an instance that went back to the pool once its data and Elastic IP were taken off.
+    pub fn holds_no_data(reason: impl Into<String>) -> Verdict {
+        Verdict {
+            result: LifecycleResult::Continue,
+            reason: reason.into(),
+            attached: Vec::new(),
+        }
+    }
+
     /// Give up on the hook.
     pub fn abandon(reason: impl Into<String>) -> Verdict {
         Verdict {

@@ -290,6 +290,30 @@ impl Instances for FakeEc2 {
         merge_tags(&mut inst.tags, tags);
         Ok(())
     }
+
+    async fn stop_instance(&self, instance_id: &str) -> Result<(), StepError> {
+        const OP: &str = "StopInstances";
+        let mut g = self.lock();
+        g.call(OP);
+        let inst = g
+            .instances
+            .get_mut(instance_id)
+            .ok_or_else(|| instance_not_found(OP, instance_id))?;
+        match inst.state.as_str() {
+            "shutting-down" | "terminated" => Err(aws_error(
+                OP,
+                "IncorrectInstanceState",
+                format!(
+                    "The instance '{instance_id}' is not in a state from which it can be stopped."
+                ),
+            )),
+            // The fake stops at once: a stopped instance writes nothing, and its volumes may be detached.
+            _ => {
+                inst.state = "stopped".into();
+                Ok(())
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -341,6 +365,26 @@ impl Addresses for FakeEc2 {
         })?;
         // AllowReassociation=true: the address moves even when it is associated elsewhere.
         addr.instance_id = Some(instance_id.to_string());
+        Ok(())
+    }
+
+    async fn disassociate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> Result<(), StepError> {
+        let mut g = self.lock();
+        g.call("DescribeAddresses");
+        let on_it = g
+            .addresses
+            .get(allocation_id)
+            .is_some_and(|a| a.instance_id.as_deref() == Some(instance_id));
+        if on_it {
+            g.call("DisassociateAddress");
+            if let Some(addr) = g.addresses.get_mut(allocation_id) {
+                addr.instance_id = None;
+            }
+        }
         Ok(())
     }
 }

@@ -9,8 +9,8 @@ use ferry_snapshot::{Ec2, GroupSpec, LaunchWork, Tag, TerminateWork, VolumeSpec}
 use ferry_state_machine::fake::FakeLifecycleActions;
 use ferry_state_machine::lock::{LocalSlotLocks, SlotLocks};
 use ferry_state_machine::{
-    tags, Destination, Driver, DriverConfig, GroupInstance, HookEvent, HookOutcome, HookSpec,
-    HookWork, LifecycleResult, NoObserver, Transition,
+    tags, Driver, DriverConfig, GroupInstance, HookEvent, HookOutcome, HookSpec, HookWork,
+    LifecycleResult, NoObserver, Transition,
 };
 use tokio::sync::watch;
 
@@ -66,6 +66,8 @@ fn group(volumes: Vec<VolumeSpec>) -> GroupSpec {
         restore_latest: false,
         restore_latest_after: Duration::from_secs(600),
         recovery_point_interval: Duration::ZERO,
+        root_volume_recovery_point: true,
+        handover: false,
     }
 }
 
@@ -164,16 +166,11 @@ impl World {
         self.ec2.add_instance(instance, az);
         self.asg_instance(instance, az, "Pending:Wait");
         self.asg.open_action(GROUP, "launch", instance, token);
-        hook(instance, token, Transition::Launching, Destination::Default)
+        hook(instance, token, Transition::Launching)
     }
 
     /// An existing instance moved to `Terminating:Wait` with its terminate action open.
-    pub fn terminate_hook(
-        &self,
-        instance: &str,
-        token: &str,
-        destination: Destination,
-    ) -> HookEvent {
+    pub fn terminate_hook(&self, instance: &str, token: &str) -> HookEvent {
         let az = self
             .ec2
             .instance(instance)
@@ -181,7 +178,7 @@ impl World {
             .availability_zone;
         self.asg_instance(instance, &az, "Terminating:Wait");
         self.asg.open_action(GROUP, "terminate", instance, token);
-        hook(instance, token, Transition::Terminating, destination)
+        hook(instance, token, Transition::Terminating)
     }
 
     /// An instance in service in `az` with the given generation of every logical volume attached
@@ -280,16 +277,11 @@ impl World {
 
 /// The ledger key (`ferry:hook`) of the launch hook of `instance`.
 pub fn launch_key(instance: &str) -> String {
-    hook(instance, "", Transition::Launching, Destination::Default).ledger_key()
+    hook(instance, "", Transition::Launching).ledger_key()
 }
 
 /// A hook event.
-pub fn hook(
-    instance: &str,
-    token: &str,
-    transition: Transition,
-    destination: Destination,
-) -> HookEvent {
+pub fn hook(instance: &str, token: &str, transition: Transition) -> HookEvent {
     HookEvent {
         hook_name: match transition {
             Transition::Launching => "launch".into(),
@@ -300,8 +292,9 @@ pub fn hook(
         token: token.into(),
         transition,
         time: None,
-        destination,
         origin: None,
+        destination: None,
+        action: None,
         metadata: None,
     }
 }

@@ -1,0 +1,133 @@
+//! The warm pool's hooks: an instance launched into the pool, or going back to it, must hold none of the
+//! slot's data and not the Elastic IP. A warm instance is stopped, not terminated, so its volumes would stay
+//! attached to it: ferry stops it first (the planned fence: the OS flushes and shuts down), then detaches the
+//! data into the ledger and takes the Elastic IP off, and only then CONTINUEs. The next launch into service
+//! finds the detached volume as after any terminate (same-AZ claim, or the final delta elsewhere).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferry_state_machine::observe::{AttachState, ObservedVolume};
+use ferry_state_machine::{HookEvent, HookWork, Progress, StepError, Verdict};
+use tracing::{info, warn};
+
+use crate::ledger::SLOT;
+use crate::ports::{Ec2, VolumeQuery};
+use crate::spec::GroupSpec;
+
+/// Runs the warm-pool fill (EC2→WarmPool) and return (AutoScalingGroup→WarmPool) hooks of one group.
+pub struct WarmPoolWork {
+    ec2: Arc<dyn Ec2>,
+    group: GroupSpec,
+}
+
+impl WarmPoolWork {
+    /// The warm-pool executor for `group`.
+    pub fn new(ec2: Arc<dyn Ec2>, group: GroupSpec) -> Self {
+        Self { ec2, group }
+    }
+
+    /// The slot's managed volumes attached (or attaching, or detaching) to the instance.
+    async fn held(&self, instance_id: &str) -> Result<Vec<ObservedVolume>, StepError> {
+        let names = self.group.volume_names();
+        let query = VolumeQuery {
+            group: self.group.name.clone(),
+            slot: Some(SLOT),
+            logical: None,
+            attached_instance: Some(instance_id.to_string()),
+        };
+        Ok(self
+            .ec2
+            .find_volumes(&query)
+            .await?
+            .into_iter()
+            .filter(|v| {
+                v.holds_data()
+                    && v.attached_to() == Some(instance_id)
+                    && v.logical.as_ref().is_some_and(|l| names.contains(l))
+            })
+            .collect())
+    }
+
+    /// One step of taking the data off: stop the instance, then detach its volumes.
+    async fn take_data_off(
+        &self,
+        me: &str,
+        held: &[ObservedVolume],
+    ) -> Result<Progress, StepError> {
+        let ids: Vec<&str> = held.iter().map(|v| v.id.as_str()).collect();
+        let state = self
+            .ec2
+            .describe_instance(me)
+            .await?
+            .map(|i| i.state)
+            .unwrap_or_else(|| "terminated".into());
+        match state.as_str() {
+            "pending" | "running" => {
+                self.ec2.stop_instance(me).await?;
+                info!(instance.id = %me, volumes = ?ids, "stopping the instance going to the warm pool: the fence before its data is taken off");
+                Ok(Progress::Acted(format!(
+                    "stopping {me} (the fence) to take {} off",
+                    ids.join(",")
+                )))
+            }
+            "stopped" => {
+                let attached: Vec<&ObservedVolume> = held
+                    .iter()
+                    .filter(|v| {
+                        v.attachment
+                            .as_ref()
+                            .is_some_and(|a| a.state == AttachState::Attached)
+                    })
+                    .collect();
+                if attached.is_empty() {
+                    return Ok(Progress::Waiting(format!(
+                        "{} detaching from {me}",
+                        ids.join(",")
+                    )));
+                }
+                for v in &attached {
+                    self.ec2.detach_volume(&v.id, me).await?;
+                }
+                let detached: Vec<&str> = attached.iter().map(|v| v.id.as_str()).collect();
+                info!(instance.id = %me, volumes = ?detached, "detaching the data from the stopped warm-pool instance; it waits in the ledger for the next launch");
+                Ok(Progress::Acted(format!(
+                    "detaching {} from stopped {me}",
+                    detached.join(",")
+                )))
+            }
+            // Stopping, or ending (its volumes then detach by themselves): wait.
+            other => Ok(Progress::Waiting(format!(
+                "{me} is {other}; waiting before taking {} off",
+                ids.join(",")
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl HookWork for WarmPoolWork {
+    async fn step(&self, hook: &HookEvent, _elapsed: Duration) -> Result<Progress, StepError> {
+        let me = hook.instance_id.as_str();
+        let held = self.held(me).await?;
+        if !held.is_empty() {
+            return self.take_data_off(me, &held).await;
+        }
+        if let Some(eip) = &self.group.elastic_ip {
+            let on_me = self
+                .ec2
+                .describe_address(eip)
+                .await?
+                .is_some_and(|a| a.instance_id.as_deref() == Some(me));
+            if on_me {
+                self.ec2.disassociate_address(eip, me).await?;
+                warn!(instance.id = %me, allocation.id = %eip, "took the Elastic IP off the instance going to the warm pool; the next launch into service moves it");
+                return Ok(Progress::Acted(format!("took {eip} off {me}")));
+            }
+        }
+        Ok(Progress::Finished(Verdict::holds_no_data(
+            "warm pool: the instance holds none of the slot's data and not the Elastic IP",
+        )))
+    }
+}
