@@ -8,7 +8,9 @@
   Unhealthy) wait in ``Terminating:Wait`` when the group has a terminate hook;
   the EC2 instance stays running until the action completes.
 * Replacements launch after the terminate completes, or at once when the
-  ``replacement_order`` setting is ``before_terminate``.
+  ``replacement_order`` setting is ``before_terminate``. They come from the
+  group's warm pool when it has an instance ready (warm_pool.py).
+* Scale-in under a warm pool's ``ReuseOnScaleIn`` returns instances to the pool.
 
 Capacity counts instances in Pending*, InService (not Terminating*, not Standby).
 """
@@ -28,7 +30,7 @@ from moto.autoscaling.models import (
     TerminateInstanceActivity,
 )
 
-from . import lifecycle, state
+from . import lifecycle, refresh, state, warm_pool
 
 COUNTING_STATES = ("Pending", "Pending:Wait", "Pending:Proceed", "InService")
 
@@ -94,7 +96,8 @@ def choose_zone(group: FakeAutoScalingGroup) -> tuple[str, str | None]:
 
 
 # -- launch ---------------------------------------------------------------------
-def _launch(group: FakeAutoScalingGroup, count: int, propagated_tags: dict[str, str]) -> None:
+def run_instance(group: FakeAutoScalingGroup, propagated_tags: dict[str, str]) -> Any:
+    """Run one EC2 instance of the group in the AZ placement or balancing chooses (not yet a member)."""
     tags = dict(propagated_tags)
     tags[ASG_NAME_TAG] = group.name
     tags.update(group.instance_tags)
@@ -105,43 +108,53 @@ def _launch(group: FakeAutoScalingGroup, count: int, propagated_tags: dict[str, 
         elif group.ec2_launch_template.name:
             launch_template = {"LaunchTemplateName": group.ec2_launch_template.name}
     associate_public_ip = group.launch_config.associate_public_ip_address if group.launch_config else None
+    az, subnet_id = choose_zone(group)
+    reservation = group.autoscaling_backend.ec2_backend.run_instances(
+        group.image_id,
+        1,
+        group.user_data,
+        group.security_groups,
+        instance_type=group.instance_type,
+        tags={"instance": dict(tags)},
+        placement=az,
+        launch_config=group.launch_config,
+        launch_template=launch_template,
+        is_instance_type_default=False,
+        associate_public_ip=associate_public_ip,
+        subnet_id=subnet_id,
+    )
+    instance = reservation.instances[0]
+    instance.autoscaling_group = group
+    return instance
+
+
+def _launch(group: FakeAutoScalingGroup, count: int, propagated_tags: dict[str, str], cold: bool = False) -> None:
+    """Add ``count`` instances to the group: from the warm pool when it has one ready (unless ``cold``),
+    else a new launch; with a launch hook each waits in ``Pending:Wait``."""
     for _ in range(count):
-        az, subnet_id = choose_zone(group)
-        reservation = group.autoscaling_backend.ec2_backend.run_instances(
-            group.image_id,
-            1,
-            group.user_data,
-            group.security_groups,
-            instance_type=group.instance_type,
-            tags={"instance": dict(tags)},
-            placement=az,
-            launch_config=group.launch_config,
-            launch_template=launch_template,
-            is_instance_type_default=False,
-            associate_public_ip=associate_public_ip,
-            subnet_id=subnet_id,
-        )
+        if not cold and warm_pool.enter_service(group):
+            continue
+        instance = run_instance(group, propagated_tags)
         hooks = hooks_for(group, lifecycle.LAUNCHING)
-        for instance in reservation.instances:
-            instance.autoscaling_group = group
-            group.instance_states.append(
-                InstanceState(
-                    instance,
-                    lifecycle_state="Pending:Wait" if hooks else "InService",
-                    protected_from_scale_in=group.new_instances_protected_from_scale_in,
-                )
+        group.instance_states.append(
+            InstanceState(
+                instance,
+                lifecycle_state="Pending:Wait" if hooks else "InService",
+                protected_from_scale_in=group.new_instances_protected_from_scale_in,
             )
-            if hooks:
-                lifecycle.start(group, instance.id, hooks)
+        )
+        if hooks:
+            lifecycle.start(group, instance.id, hooks)
 
 
 def launch_missing(group: FakeAutoScalingGroup) -> None:
-    """Launch instances until the counting instances reach the desired capacity."""
+    """Launch instances until the counting instances reach the desired capacity; refill the warm pool."""
     if getattr(group, "_ferry_deleting", False):
         return
     missing = (group.desired_capacity or 0) - len(_counting(group))
     if missing > 0:
         _launch(group, missing, group.get_propagated_tags())
+    warm_pool.refill(group)
 
 
 # -- terminate ------------------------------------------------------------------
@@ -180,6 +193,8 @@ def _find(backend: AutoScalingBackend, instance_id: str) -> tuple[FakeAutoScalin
 
 def resolve(action: lifecycle.Action, result: str) -> None:
     """Called by lifecycle.finish once a transition of an instance is decided."""
+    if warm_pool.resolve(action, result):
+        return
     backend = asg_models.autoscaling_backends[action.account_id][action.region]
     try:
         group, st = _find(backend, action.instance_id)
@@ -192,6 +207,8 @@ def resolve(action: lifecycle.Action, result: str) -> None:
             finish_terminate(group, st)
     elif action.transition == lifecycle.TERMINATING and st.lifecycle_state == "Terminating:Wait":
         finish_terminate(group, st)
+    elif action.transition == lifecycle.TERMINATING and st.lifecycle_state == "ReplacingRootVolume:Wait":
+        refresh.root_volume_replaced(group, st, result)
 
 
 # -- patched moto methods -------------------------------------------------------
@@ -209,7 +226,11 @@ def _set_desired_capacity(self: FakeAutoScalingGroup, new_capacity: int | None) 
     excess = len(counting) - (self.desired_capacity or 0)
     if excess > 0:
         for st in _scale_in_victims(self, counting, excess):
-            begin_terminate(self, st)
+            if warm_pool.reuse_on_scale_in(self):
+                warm_pool.return_to_pool(self, st)
+            else:
+                begin_terminate(self, st)
+        warm_pool.refill(self)
     else:
         launch_missing(self)
     if self.name in self.autoscaling_backend.autoscaling_groups:
@@ -262,6 +283,7 @@ def _notify_terminate_instances(self: AutoScalingBackend, instance_ids: list[str
         group.instance_states = [s for s in group.instance_states if s not in gone]
         launch_missing(group)
         self.update_attached_elbs(group.name)
+    warm_pool.forget_instances(instance_ids)
 
 
 _original_delete = AutoScalingBackend.delete_auto_scaling_group
@@ -273,12 +295,24 @@ def _delete_group(self: AutoScalingBackend, group_name: str) -> None:
         group._ferry_deleting = True  # type: ignore[attr-defined]
         for st in list(group.instance_states):
             lifecycle.cancel_instance(st.instance.id)
+        warm_pool.drop(group)
     _original_delete(self, group_name)
     for key in [k for k, h in self.lifecycle_hooks.items() if h.auto_scaling_group_name == group_name]:
         del self.lifecycle_hooks[key]
 
 
+_original_describe_instances = AutoScalingBackend.describe_auto_scaling_instances
+
+
+def _describe_auto_scaling_instances(self: AutoScalingBackend, instance_ids: list[str]) -> list[InstanceState]:
+    """Members and, as on AWS, warm-pool instances."""
+    found = _original_describe_instances(self, instance_ids)
+    found.extend(s for s in warm_pool.all_warm() if not instance_ids or s.instance.id in instance_ids)
+    return found
+
+
 def install() -> None:
+    AutoScalingBackend.describe_auto_scaling_instances = _describe_auto_scaling_instances  # type: ignore[method-assign]
     FakeAutoScalingGroup.active_instances = _active_instances  # type: ignore[method-assign]
     FakeAutoScalingGroup.replace_autoscaling_group_instances = _replace_instances  # type: ignore[method-assign]
     FakeAutoScalingGroup.set_desired_capacity = _set_desired_capacity  # type: ignore[method-assign]

@@ -7,6 +7,10 @@
   hooks exist before the first launch, as on AWS).
 * ``CompleteLifecycleAction`` and ``RecordLifecycleActionHeartbeat`` (moto lacks
   both) act on active lifecycle actions found by token or instance id.
+* ``PutWarmPool``/``DescribeWarmPool``/``DeleteWarmPool`` act on real warm
+  instances (warm_pool.py); ``StartInstanceRefresh``,
+  ``DescribeInstanceRefreshes`` and ``CancelInstanceRefresh`` (moto lacks them)
+  run refreshes (refresh.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from moto.autoscaling.models import AutoScalingBackend, LifecycleHook
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult, EmptyResult
 
-from . import lifecycle
+from . import lifecycle, warm_pool
+from . import refresh as refresh_mod
 
 TRANSITIONS = (lifecycle.LAUNCHING, lifecycle.TERMINATING)
 RESULTS = ("CONTINUE", "ABANDON")
@@ -126,7 +131,65 @@ def _record_lifecycle_action_heartbeat(self: AutoScalingResponse) -> ActionResul
     return EmptyResult()
 
 
+# -- warm pools and instance refreshes ------------------------------------------------
+_original_put_warm_pool = AutoScalingResponse.put_warm_pool
+
+
+def _group(self: AutoScalingResponse) -> Any:
+    name = self._get_param("AutoScalingGroupName")
+    group = self.autoscaling_backend.autoscaling_groups.get(name)
+    if group is None:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
+    return group
+
+
+def _put_warm_pool(self: AutoScalingResponse) -> ActionResult:
+    group = _group(self)
+    if warm_pool.pool(group) is not None and getattr(group.warm_pool, "status", None) == "PendingDelete":
+        raise ValidationError(f"The warm pool of {group.name} is being deleted; try again once it is gone.")
+    result = _original_put_warm_pool(self)
+    warm_pool.refill(group)
+    return result
+
+
+def _describe_warm_pool(self: AutoScalingResponse) -> ActionResult:
+    group = _group(self)
+    return ActionResult({"WarmPoolConfiguration": warm_pool.pool(group), "Instances": list(warm_pool.warm(group))})
+
+
+def _delete_warm_pool(self: AutoScalingResponse) -> ActionResult:
+    group = _group(self)
+    if warm_pool.pool(group) is None:
+        raise ValidationError(f"No warm pool found for Auto Scaling group {group.name}")
+    warm_pool.delete(group, force=str(self._get_param("ForceDelete")).lower() == "true")
+    return EmptyResult()
+
+
+def _start_instance_refresh(self: AutoScalingResponse) -> ActionResult:
+    group = _group(self)
+    strategy = self._get_param("Strategy") or "Rolling"
+    refresh = refresh_mod.start(group, strategy, self._get_param("Preferences") or {})
+    return ActionResult({"InstanceRefreshId": refresh.id})
+
+
+def _describe_instance_refreshes(self: AutoScalingResponse) -> ActionResult:
+    name = self._get_param("AutoScalingGroupName")
+    ids = self._get_param("InstanceRefreshIds") or []
+    return ActionResult({"InstanceRefreshes": refresh_mod.describe(name, ids)})
+
+
+def _cancel_instance_refresh(self: AutoScalingResponse) -> ActionResult:
+    refresh = refresh_mod.cancel(self._get_param("AutoScalingGroupName"))
+    return ActionResult({"InstanceRefreshId": refresh.id})
+
+
 def install() -> None:
+    AutoScalingResponse.put_warm_pool = _put_warm_pool  # type: ignore[method-assign]
+    AutoScalingResponse.describe_warm_pool = _describe_warm_pool  # type: ignore[method-assign]
+    AutoScalingResponse.delete_warm_pool = _delete_warm_pool  # type: ignore[method-assign]
+    AutoScalingResponse.start_instance_refresh = _start_instance_refresh  # type: ignore[attr-defined]
+    AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes  # type: ignore[attr-defined]
+    AutoScalingResponse.cancel_instance_refresh = _cancel_instance_refresh  # type: ignore[attr-defined]
     AutoScalingResponse.put_lifecycle_hook = _put_lifecycle_hook  # type: ignore[method-assign]
     AutoScalingResponse.create_auto_scaling_group = _create_auto_scaling_group  # type: ignore[method-assign]
     AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action  # type: ignore[attr-defined]

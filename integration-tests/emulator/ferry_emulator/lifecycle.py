@@ -1,7 +1,9 @@
 """Lifecycle actions: start, notify, heartbeat, complete, expire.
 
 One :class:`Action` exists per (instance, hook) while an instance waits in
-``Pending:Wait`` or ``Terminating:Wait``. Its notification goes to the hook's
+``Pending:Wait``, ``Terminating:Wait``, ``ReplacingRootVolume:Wait`` or a warm
+pool's ``Warmed:Pending:Wait`` / ``Warmed:Terminating:Wait``; it carries the
+notification's ``Origin``, ``Destination`` and ``Action``. Its notification goes to the hook's
 SQS target in AWS's raw JSON shape. ``CompleteLifecycleAction`` and
 ``RecordLifecycleActionHeartbeat`` find an active action by token or instance
 id. A ticker thread applies the hook's ``DefaultResult`` when the heartbeat
@@ -49,6 +51,10 @@ class Action:
     state: str = "active"
     result: str | None = None
     finished: float | None = None
+    # The notification's Origin and Destination (None: the transition's default) and Action, if any.
+    origin: str | None = None
+    destination: str | None = None
+    kind: str | None = None
 
     def deadline(self) -> float:
         scale = state.SETTINGS.hook_timeout_scale
@@ -69,7 +75,16 @@ class Action:
             "last_heartbeat": state.iso(self.last_heartbeat),
             "finished": state.iso(self.finished),
             "heartbeats": self.heartbeats,
+            "origin": self.origin_name(),
+            "destination": self.destination_name(),
+            "action": self.kind,
         }
+
+    def origin_name(self) -> str:
+        return self.origin or ("EC2" if self.transition == LAUNCHING else "AutoScalingGroup")
+
+    def destination_name(self) -> str:
+        return self.destination or ("AutoScalingGroup" if self.transition == LAUNCHING else "EC2")
 
 
 # (the action that decided the transition, result) -> None; set by asg.py
@@ -119,10 +134,9 @@ def test_notification(group: Any, hook: Any) -> dict[str, Any]:
 
 
 def _hook_message(action: Action, hook: Any) -> dict[str, Any]:
-    launching = action.transition == LAUNCHING
     body: dict[str, Any] = {
-        "Origin": "EC2" if launching else "AutoScalingGroup",
-        "Destination": "AutoScalingGroup" if launching else "EC2",
+        "Origin": action.origin_name(),
+        "Destination": action.destination_name(),
         "LifecycleHookName": action.hook,
         "AccountId": action.account_id,
         "RequestId": str(uuid.uuid4()),
@@ -133,6 +147,8 @@ def _hook_message(action: Action, hook: Any) -> dict[str, Any]:
         "EC2InstanceId": action.instance_id,
         "LifecycleActionToken": action.token,
     }
+    if action.kind:
+        body["Action"] = action.kind
     metadata = getattr(hook, "notification_metadata", None)
     if metadata:
         body["NotificationMetadata"] = metadata
@@ -140,8 +156,16 @@ def _hook_message(action: Action, hook: Any) -> dict[str, Any]:
 
 
 # -- actions -----------------------------------------------------------------
-def start(group: Any, instance_id: str, hooks: list[Any]) -> list[Action]:
-    """Begin one action per hook for ``instance_id`` and send its notification."""
+def start(
+    group: Any,
+    instance_id: str,
+    hooks: list[Any],
+    origin: str | None = None,
+    destination: str | None = None,
+    kind: str | None = None,
+) -> list[Action]:
+    """Begin one action per hook for ``instance_id`` and send its notification (Origin, Destination and
+    Action as given; None is the transition's default and no Action)."""
     started = []
     now = state.now()
     for hook in hooks:
@@ -157,6 +181,9 @@ def start(group: Any, instance_id: str, hooks: list[Any]) -> list[Action]:
             default_result=hook.default_result,
             started=now,
             last_heartbeat=now,
+            origin=origin,
+            destination=destination,
+            kind=kind,
         )
         ACTIONS[action.token] = action
         started.append(action)
