@@ -271,12 +271,10 @@ fn held_by_other(
         return (h != me).then(|| h.to_string());
     }
     let claimant = vol.hook.as_deref()?.strip_suffix(LAUNCH_KEY_SUFFIX)?;
-    (claimant != me
-        && matches!(
-            holders.get(claimant),
-            Some(HolderState::Staying | HolderState::Replaced)
-        ))
-    .then(|| claimant.to_string())
+    // A claimant being replaced holds no claim: the handover fenced it, and a volume it does not have
+    // attached is the data it let go of.
+    (claimant != me && holders.get(claimant) == Some(&HolderState::Staying))
+        .then(|| claimant.to_string())
 }
 
 /// The suffix of a launch hook's ledger key (`HookEvent::ledger_key`).

@@ -459,6 +459,18 @@ fn launch_table() {
             },
         },
         Case {
+            name: "handover: the volume the replaced instance let go of (its own launch's) is free to claim",
+            az: "a",
+            volumes: vec![claimed_by_old(vol("vol-1", "a", Available, 4))],
+            snapshots: vec![],
+            holder: Some(HolderState::Replaced),
+            elapsed_s: 0,
+            want: VolumeStep::Claim {
+                volume_id: "vol-1".into(),
+                generation: Generation(5),
+            },
+        },
+        Case {
             name: "a deleting volume holds no data, but the slot had data: never an empty volume over it",
             az: "a",
             volumes: vec![vol("vol-9", "a", Deleting, 9)],

@@ -12,6 +12,7 @@ pub mod reset_slot;
 pub mod snapshot_cmd;
 pub mod status;
 mod status_dr;
+mod status_path;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -11,7 +11,7 @@ use ferry_state_machine::LifecycleActions;
 use serde::Serialize;
 
 use super::{human_age, now_secs, print_out, render_table, runtime_error, Aws};
-use crate::config::{Config, GroupConfig};
+use crate::config::{Config, GroupConfig, LaunchBeforeTerminate};
 
 /// `ferryd status` options.
 #[derive(Debug, Args)]
@@ -50,13 +50,18 @@ pub struct GroupStatus {
     pub exists: bool,
     /// Whether it carries `ferry:managed=true`.
     pub managed: bool,
+    /// The slot's lifecycle path in progress: `in-service`, `first-boot`, `failover`, `warm-pool-entry`,
+    /// `warm-pool-return`, `root-volume-replacement`, `handover`, `launch-before-terminate`,
+    /// `paused-at-zero`, `standby`, `detached`, `data-waiting` or `no-data` (docs/operations.md).
+    pub path: String,
     /// Its instances.
     pub instances: Vec<InstanceStatus>,
     /// The newest completed snapshot of each configured logical volume (absent: none yet).
     pub newest_snapshots: Vec<SnapshotStatus>,
     /// The configured Elastic IP, if any.
     pub elastic_ip: Option<EipStatus>,
-    /// Instances held in `Pending:Wait` or `Terminating:Wait`.
+    /// Instances held in a lifecycle hook's wait state (`Pending:Wait`, `Terminating:Wait`,
+    /// `ReplacingRootVolume:Wait`, ...).
     pub pending_hooks: Vec<PendingHook>,
     /// How the group handles an unreachable source, and its recovery points.
     pub source_policy: super::status_dr::SourcePolicyStatus,
@@ -181,6 +186,7 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
         slot: SLOT,
         exists: false,
         managed: false,
+        path: String::new(),
         instances: Vec::new(),
         newest_snapshots: Vec::new(),
         elastic_ip: None,
@@ -193,15 +199,16 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
         Ok(s) => st.superseded = s,
         Err(e) => st.errors.push(e),
     }
+    let mut members = Vec::new();
+    let mut desired = 0;
     match aws.asg.describe_group(&g.name).await {
         Ok(Some(info)) => {
             st.exists = true;
             st.managed = info.is_managed();
+            members.clone_from(&info.instances);
+            desired = info.capacity.2;
             for i in info.instances {
-                if matches!(
-                    i.lifecycle_state.as_str(),
-                    "Pending:Wait" | "Terminating:Wait"
-                ) {
+                if i.lifecycle_state.ends_with(":Wait") {
                     st.pending_hooks.push(PendingHook {
                         instance_id: i.instance_id.clone(),
                         lifecycle_state: i.lifecycle_state.clone(),
@@ -252,8 +259,10 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
         slot: Some(SLOT),
         ..SnapshotQuery::default()
     };
+    let mut has_snapshots = false;
     match aws.ec2.find_snapshots(&query).await {
         Ok(snaps) => {
+            has_snapshots = snaps.iter().any(|s| s.state == SnapshotState::Completed);
             for v in &g.volumes {
                 if let Some(s) = newest_completed(&snaps, &v.name) {
                     st.newest_snapshots.push(SnapshotStatus {
@@ -268,6 +277,13 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
             }
         }
         Err(e) => st.errors.push(e.to_string()),
+    }
+    let handover = g.launch_before_terminate == LaunchBeforeTerminate::Handover;
+    match super::status_path::read_path(aws, &g.name, &members, desired, has_snapshots, handover)
+        .await
+    {
+        Ok(p) => st.path = p.to_string(),
+        Err(e) => st.errors.push(e),
     }
     if let Some(alloc) = &g.elastic_ip {
         match aws.ec2.describe_address(alloc).await {
@@ -325,6 +341,7 @@ const HEADER: &[&str] = &[
     "SNAP AGE",
     "EIP",
     "PENDING HOOKS",
+    "PATH",
 ];
 
 /// One row per instance and attached volume (or per bare instance or group); EIP and pending hooks on the first.
@@ -406,9 +423,9 @@ fn table(report: &StatusReport) -> String {
         }
         for (n, mut row) in group_rows.into_iter().enumerate() {
             if n == 0 {
-                row.extend([eip.clone(), pending.clone()]);
+                row.extend([eip.clone(), pending.clone(), g.path.clone()]);
             } else {
-                row.extend([String::new(), String::new()]);
+                row.extend([String::new(), String::new(), String::new()]);
             }
             rows.push(row);
         }
