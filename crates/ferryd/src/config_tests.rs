@@ -209,3 +209,37 @@ fn a_read_pace_may_refill_slower_than_once_a_second() {
         assert!(err.contains("daemon.read_pace"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn lifecycle_path_keys_default_parse_and_name_a_bad_value() {
+    let spec = &parse(MINIMAL).unwrap().group_specs()[0];
+    assert!(
+        !spec.handover,
+        "launch_before_terminate defaults to abandon"
+    );
+    assert!(spec.root_volume_recovery_point);
+    let with = |keys: &str| {
+        MINIMAL.replace(
+            "[[groups.volumes]]",
+            &format!("{keys}\n\n[[groups.volumes]]"),
+        )
+    };
+    let c = parse(&with(
+        "launch_before_terminate = \"handover\"\nroot_volume_recovery_point = false",
+    ))
+    .unwrap();
+    let spec = &c.group_specs()[0];
+    assert!(spec.handover && !spec.root_volume_recovery_point);
+    assert_eq!(
+        parse(&with("launch_before_terminate = \"abandon\""))
+            .unwrap()
+            .groups[0]
+            .launch_before_terminate,
+        LaunchBeforeTerminate::Abandon
+    );
+    let err = parse(&with("launch_before_terminate = \"sometimes\"")).unwrap_err();
+    assert!(
+        err.contains("launch_before_terminate") && err.contains("handover"),
+        "{err}"
+    );
+}

@@ -13,7 +13,7 @@ use ferry_snapshot::Ec2;
 use ferry_state_machine::observe::{
     ObservedAddress, ObservedInstance, ObservedSnapshot, ObservedVolume,
 };
-use ferry_state_machine::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec};
+use ferry_state_machine::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, WarmPool};
 use ferry_state_machine::{ActionRef, LifecycleActions, LifecycleResult, StepError};
 
 /// The environment variable that arms a crash point.
@@ -223,6 +223,9 @@ impl<T: LifecycleActions> LifecycleActions for Crashing<T> {
     }
     async fn describe_group(&self, g: &str) -> Result<Option<GroupInfo>, StepError> {
         self.inner.describe_group(g).await
+    }
+    async fn describe_warm_pool(&self, g: &str) -> Result<Option<WarmPool>, StepError> {
+        self.inner.describe_warm_pool(g).await
     }
     async fn instance_refresh_active(&self, g: &str) -> Result<bool, StepError> {
         self.inner.instance_refresh_active(g).await

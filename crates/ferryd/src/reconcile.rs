@@ -53,8 +53,18 @@ impl Reconciler {
                     continue;
                 }
             };
-            let waiting: Vec<_> = info
-                .instances
+            // Warm instances are not members (DescribeAutoScalingGroups leaves them out): read the pool.
+            let mut instances = info.instances;
+            if info.has_warm_pool {
+                match self.asg.describe_warm_pool(group).await {
+                    Ok(Some(pool)) => instances.extend(pool.instances),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(asg = %group, error = %e, "reconcile: cannot describe the warm pool")
+                    }
+                }
+            }
+            let waiting: Vec<_> = instances
                 .iter()
                 .flat_map(|i| {
                     transitions_waiting_in(&i.lifecycle_state)

@@ -100,3 +100,49 @@ async fn without_the_queue_arn_only_an_unambiguous_hook_is_taken() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].instance_id, "i-old");
 }
+
+#[tokio::test]
+async fn finds_root_volume_and_warm_pool_waits_too() {
+    let fake = FakeLifecycleActions::default();
+    fake.put_group(GroupInfo {
+        name: "db".into(),
+        instances: vec![member("i-root", "ReplacingRootVolume:Wait")],
+        has_warm_pool: true,
+        ..GroupInfo::default()
+    });
+    fake.put_warm_pool(
+        "db",
+        ferry_state_machine::WarmPool {
+            pool_state: "Stopped".into(),
+            instances: vec![
+                member("i-warm", "Warmed:Pending:Wait"),
+                member("i-drain", "Warmed:Terminating:Wait"),
+                member("i-idle", "Warmed:Stopped"),
+            ],
+            ..Default::default()
+        },
+    );
+    fake.put_hook("db", hook("ferry-launch", Transition::Launching, "arn:q"));
+    fake.put_hook(
+        "db",
+        hook("ferry-terminate", Transition::Terminating, "arn:q"),
+    );
+    let r = Reconciler::new(Arc::new(fake), vec!["db".into()], Some("arn:q".into()));
+    let mut found: Vec<(String, Transition)> = r
+        .waiting()
+        .await
+        .into_iter()
+        .map(|h| (h.instance_id, h.transition))
+        .collect();
+    found.sort_by(|a, b| (a.0.as_str(), a.1.label()).cmp(&(b.0.as_str(), b.1.label())));
+    assert_eq!(
+        found,
+        [
+            ("i-drain".to_string(), Transition::Terminating),
+            ("i-root".to_string(), Transition::Terminating),
+            // A fill or a return: both hooks are worked; only the waiting one completes.
+            ("i-warm".to_string(), Transition::Launching),
+            ("i-warm".to_string(), Transition::Terminating),
+        ]
+    );
+}

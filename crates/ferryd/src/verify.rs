@@ -149,6 +149,29 @@ mod tests {
     }
 
     #[test]
+    fn warm_pool_and_root_volume_waits_are_confirmed_for_their_transitions() {
+        let (l, t) = (Transition::Launching, Transition::Terminating);
+        for (tr, state) in [
+            (l, "Warmed:Pending:Wait"),
+            (t, "Warmed:Pending:Wait"),
+            (t, "Warmed:Terminating:Wait"),
+            (t, "ReplacingRootVolume:Wait"),
+        ] {
+            assert_eq!(
+                check(&hook(tr), Some(&inst("db", state)), Some(&spec(tr))),
+                Ok(()),
+                "{tr} {state}"
+            );
+        }
+        let got = check(
+            &hook(l),
+            Some(&inst("db", "ReplacingRootVolume:Wait")),
+            Some(&spec(l)),
+        );
+        assert_eq!(got.unwrap_err().check, "wrong_state");
+    }
+
+    #[test]
     fn every_failed_check_is_named() {
         let t = Transition::Terminating;
         let cases = [

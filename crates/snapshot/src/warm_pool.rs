@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::observe::{AttachState, ObservedVolume};
-use ferry_state_machine::{HookEvent, HookWork, Progress, StepError, Verdict};
-use tracing::{info, warn};
+use ferry_state_machine::{Disposition, HookEvent, HookWork, Progress, StepError, Verdict};
+use tracing::{error, info};
 
 use crate::ledger::SLOT;
 use crate::ports::{Ec2, VolumeQuery};
@@ -121,9 +121,24 @@ impl HookWork for WarmPoolWork {
                 .await?
                 .is_some_and(|a| a.instance_id.as_deref() == Some(me));
             if on_me {
-                self.ec2.disassociate_address(eip, me).await?;
-                warn!(instance.id = %me, allocation.id = %eip, "took the Elastic IP off the instance going to the warm pool; the next launch into service moves it");
-                return Ok(Progress::Acted(format!("took {eip} off {me}")));
+                match self.ec2.disassociate_address(eip, me).await {
+                    Ok(()) => {
+                        info!(instance.id = %me, allocation.id = %eip, "took the Elastic IP off the instance going to the warm pool; the next launch into service moves it");
+                        return Ok(Progress::Acted(format!("took {eip} off {me}")));
+                    }
+                    // The data is off; an address left on a stopped warm instance serves nothing and the next
+                    // launch moves it. Not worth the hook: continue, loudly.
+                    Err(e) if e.disposition == Disposition::Permanent => {
+                        error!(instance.id = %me, allocation.id = %eip, error = %e, "cannot take the Elastic IP off the warm instance; continuing (the next launch into service moves it)");
+                        return Ok(Progress::Finished(
+                            Verdict::holds_no_data(
+                                "warm pool: the instance holds none of the slot's data",
+                            )
+                            .degraded(format!("Elastic IP {eip} left on {me}: {e}")),
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(Progress::Finished(Verdict::holds_no_data(

@@ -10,6 +10,7 @@ use crate::error::{sdk_error, StepError};
 use crate::model::{ActionRef, LifecycleResult, Transition};
 use crate::port::{
     is_no_active_action, CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions,
+    WarmPool,
 };
 
 /// Auto Scaling through the AWS SDK.
@@ -183,6 +184,46 @@ impl LifecycleActions for AwsLifecycleActions {
         Ok(out)
     }
 
+    async fn describe_warm_pool(&self, group: &str) -> Result<Option<WarmPool>, StepError> {
+        let mut pages = self
+            .client
+            .describe_warm_pool()
+            .auto_scaling_group_name(group)
+            .into_paginator()
+            .send();
+        let mut pool: Option<WarmPool> = None;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("autoscaling:DescribeWarmPool", &e))?;
+            let Some(c) = page.warm_pool_configuration() else {
+                return Ok(None);
+            };
+            let p = pool.get_or_insert_with(|| WarmPool {
+                pool_state: c.pool_state().map_or("Stopped", |s| s.as_str()).to_string(),
+                status: c.status().map(|s| s.as_str().to_string()),
+                min_size: c.min_size().unwrap_or_default(),
+                max_prepared: c.max_group_prepared_capacity().filter(|m| *m >= 0),
+                reuse_on_scale_in: c
+                    .instance_reuse_policy()
+                    .and_then(|r| r.reuse_on_scale_in())
+                    .unwrap_or(false),
+                instances: Vec::new(),
+            });
+            p.instances.extend(page.instances().iter().map(|i| {
+                GroupInstance {
+                    instance_id: i.instance_id().unwrap_or_default().to_string(),
+                    group: group.to_string(),
+                    availability_zone: i.availability_zone().unwrap_or_default().to_string(),
+                    lifecycle_state: i
+                        .lifecycle_state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    health_status: i.health_status().unwrap_or_default().to_string(),
+                }
+            }));
+        }
+        Ok(pool)
+    }
+
     async fn instance_refresh_active(&self, group: &str) -> Result<bool, StepError> {
         use aws_sdk_autoscaling::types::InstanceRefreshStatus as S;
         // The newest refreshes come first; one page of a few holds any that is running.
@@ -238,6 +279,7 @@ fn group_info(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> GroupInfo {
             .and_then(|p| p.retention_triggers())
             .and_then(|r| r.terminate_hook_abandon())
             .map(|a| a.as_str().to_string()),
+        has_warm_pool: g.warm_pool_configuration().is_some(),
         name,
     }
 }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use crate::hook_cache::HookCache;
 use crate::loader::{in_key_order, Loader, LoaderConfig};
 use crate::model::{ActionRef, LifecycleResult};
-use crate::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
+use crate::port::{
+    CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions, WarmPool,
+};
 use crate::StepError;
 
 /// `DescribeAutoScalingInstances` takes at most 50 ids.
@@ -156,6 +158,10 @@ impl LifecycleActions for BatchedActions {
 
     async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupInfo>, StepError> {
         self.inner.describe_groups(groups).await
+    }
+
+    async fn describe_warm_pool(&self, group: &str) -> Result<Option<WarmPool>, StepError> {
+        self.inner.describe_warm_pool(group).await
     }
 
     async fn instance_refresh_active(&self, group: &str) -> Result<bool, StepError> {

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 
 use crate::error::StepError;
 use crate::model::{ActionRef, LifecycleResult};
-use crate::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
+use crate::port::{
+    CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions, WarmPool,
+};
 
 /// One completion the fake accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,7 @@ struct State {
     groups: HashMap<String, GroupInfo>,
     /// Groups with an instance refresh in progress.
     refreshing: std::collections::HashSet<String>,
+    warm_pools: HashMap<String, WarmPool>,
     calls: Vec<String>,
 }
 
@@ -84,6 +87,11 @@ impl FakeLifecycleActions {
     /// Sets what `describe_instance` says about an instance.
     pub fn put_instance(&self, instance: GroupInstance) {
         self.with(|s| s.instances.insert(instance.instance_id.clone(), instance));
+    }
+
+    /// Sets what `describe_warm_pool` says about a group's pool.
+    pub fn put_warm_pool(&self, group: &str, pool: WarmPool) {
+        self.with(|s| s.warm_pools.insert(group.to_string(), pool));
     }
 
     /// Starts or ends an instance refresh of `group` (`instance_refresh_active`).
@@ -249,6 +257,13 @@ impl LifecycleActions for FakeLifecycleActions {
         Ok(self.with(|s| {
             s.calls.push("DescribeAutoScalingGroups".into());
             s.groups.get(group).cloned()
+        }))
+    }
+
+    async fn describe_warm_pool(&self, group: &str) -> Result<Option<WarmPool>, StepError> {
+        Ok(self.with(|s| {
+            s.calls.push("DescribeWarmPool".into());
+            s.warm_pools.get(group).cloned()
         }))
     }
 

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 
 use crate::budget::ApiBudget;
 use crate::model::{ActionRef, LifecycleResult};
-use crate::port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
+use crate::port::{
+    CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions, WarmPool,
+};
 use crate::StepError;
 
 /// Runs before every call of a gated port, with the call's action (`service:Action`, e.g.
@@ -166,6 +168,11 @@ impl<T: LifecycleActions, G: Gate> LifecycleActions for GatedActions<T, G> {
             .enter("autoscaling:DescribeAutoScalingGroups")
             .await?;
         self.inner.describe_group(group).await
+    }
+
+    async fn describe_warm_pool(&self, group: &str) -> Result<Option<WarmPool>, StepError> {
+        self.gate.enter("autoscaling:DescribeWarmPool").await?;
+        self.inner.describe_warm_pool(group).await
     }
 
     async fn instance_refresh_active(&self, group: &str) -> Result<bool, StepError> {

@@ -30,5 +30,5 @@ pub use driver::{Driver, DriverConfig, HookObserver, HookOutcome, HookWork, NoOb
 pub use error::{Disposition, StepError};
 pub use model::{ActionRef, Generation, HookEvent, LifecycleResult, SlotKey, Transition};
 pub use path::{LifecyclePath, Place};
-pub use port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions};
+pub use port::{CompleteOutcome, GroupInfo, GroupInstance, HookSpec, LifecycleActions, WarmPool};
 pub use verdict::{AttachedData, Verdict};

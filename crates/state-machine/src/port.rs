@@ -69,6 +69,25 @@ pub struct GroupInfo {
     pub maintenance_policy: Option<(i32, i32)>,
     /// The instance lifecycle policy's `RetentionTriggers.TerminateHookAbandon` (`retain`, `terminate`), if set.
     pub terminate_hook_abandon: Option<String>,
+    /// The group has a warm pool (`WarmPoolConfiguration`); its instances are read with `describe_warm_pool`.
+    pub has_warm_pool: bool,
+}
+
+/// A group's warm pool, as `DescribeWarmPool` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WarmPool {
+    /// `Stopped`, `Hibernated` or `Running`.
+    pub pool_state: String,
+    /// `Active` or `PendingDelete`, if reported.
+    pub status: Option<String>,
+    /// The pool's `MinSize`.
+    pub min_size: i32,
+    /// `MaxGroupPreparedCapacity`, if set.
+    pub max_prepared: Option<i32>,
+    /// `InstanceReusePolicy.ReuseOnScaleIn`.
+    pub reuse_on_scale_in: bool,
+    /// The warm instances, in their `Warmed:*` lifecycle states.
+    pub instances: Vec<GroupInstance>,
 }
 
 impl GroupInfo {
@@ -127,6 +146,9 @@ pub trait LifecycleActions: Send + Sync {
 
     /// `DescribeAutoScalingGroups` for one group; `None` when it does not exist.
     async fn describe_group(&self, group: &str) -> Result<Option<GroupInfo>, StepError>;
+
+    /// `DescribeWarmPool`: the group's warm pool and its instances; `None` when it has none.
+    async fn describe_warm_pool(&self, group: &str) -> Result<Option<WarmPool>, StepError>;
 
     /// `DescribeInstanceRefreshes`: whether an instance refresh of the group is in progress (`Pending`,
     /// `InProgress` or `Baking`), i.e. Auto Scaling is replacing its instances.

@@ -238,17 +238,15 @@ async fn group(aws: &Aws, g: &GroupConfig, queue_arn: Option<&str>, emit: &mut i
                 .map_or("missing".to_string(), |v| format!("{v:?}"));
             emit(Check::fail(n("ferry:managed tag"), format!("{have}: ferry ignores this group's hooks"), format!("aws autoscaling create-or-update-tags --tags ResourceId={},ResourceType=auto-scaling-group,Key=ferry:managed,Value=true,PropagateAtLaunch=true", g.name)));
         }
-        let (min, max, desired) = info.capacity;
-        if (min, max, desired) == (1, 1, 1) {
-            emit(Check::pass(n("capacity"), "min = max = desired = 1"));
-        } else {
-            emit(Check::fail(n("capacity"), format!("min {min}, max {max}, desired {desired}: ferry manages groups of exactly one instance"), format!("aws autoscaling update-auto-scaling-group --auto-scaling-group-name {} --min-size 1 --max-size 1 --desired-capacity 1", g.name)));
-        }
-        emit(maintenance(
+        emit(super::doctor_paths::capacity(&n("capacity"), info, g));
+        emit(super::doctor_paths::maintenance(
             &n("maintenance policy"),
             info.maintenance_policy,
-            &g.name,
+            g,
         ));
+        if let Some(c) = super::doctor_paths::warm_pool(aws, &n("warm pool"), info).await {
+            emit(c);
+        }
         emit(retention(
             &n("instance retention"),
             info.terminate_hook_abandon.as_deref(),
@@ -306,16 +304,6 @@ async fn group(aws: &Aws, g: &GroupConfig, queue_arn: Option<&str>, emit: &mut i
     }
     for c in super::doctor_iam::checks(aws, g, info.as_ref()).await {
         emit(c);
-    }
-}
-
-fn maintenance(name: &str, policy: Option<(i32, i32)>, group: &str) -> Check {
-    let fix = format!("aws autoscaling update-auto-scaling-group --auto-scaling-group-name {group} --instance-maintenance-policy MinHealthyPercentage=0,MaxHealthyPercentage=100");
-    match policy {
-        Some((0, 100)) => Check::pass(name, "terminate before launch (MinHealthyPercentage 0, MaxHealthyPercentage 100)"),
-        Some((min, max)) if max > 100 => Check::fail(name, format!("MinHealthyPercentage {min}, MaxHealthyPercentage {max}: replacements launch before the old instance terminates, and ferry abandons them (launch-before-terminate)"), fix),
-        Some((min, max)) => Check::warn(name, format!("MinHealthyPercentage {min}, MaxHealthyPercentage {max}: with one instance, a replacement may be held up"), fix),
-        None => Check::warn(name, "none set: Auto Scaling's defaults apply, and instance refresh or AZ rebalancing may launch a replacement before terminating the old instance, which ferry abandons", fix),
     }
 }
 

@@ -247,6 +247,23 @@ pub(super) async fn checks(aws: &Aws, g: &GroupConfig, info: Option<&GroupInfo>)
         out.push(verdict("ec2:AssociateAddress", false, &instance_note, res));
     }
 
+    // The warm pool's and the handover's fence: stop the instance, then detach its data.
+    let res = ec2
+        .stop_instances()
+        .dry_run(true)
+        .instance_ids(&instance_id)
+        .send()
+        .await;
+    out.push(verdict("ec2:StopInstances", false, &instance_note, res));
+    let res = ec2
+        .detach_volume()
+        .dry_run(true)
+        .volume_id(&volume_id)
+        .instance_id(&instance_id)
+        .send()
+        .await;
+    out.push(verdict("ec2:DetachVolume", false, &note, res));
+
     let res = ec2
         .delete_snapshot()
         .dry_run(true)

@@ -102,6 +102,7 @@ pub async fn build(groups: usize, ec2: &FakeEc2, asg: &FakeLifecycleActions, hea
             capacity: (1, 2, 1),
             maintenance_policy: None,
             terminate_hook_abandon: None,
+            has_warm_pool: false,
         });
         ec2.add_instance(&n.old, FROM_AZ);
         ec2.add_instance(&n.new, TO_AZ);
