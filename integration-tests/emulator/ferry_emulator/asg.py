@@ -30,9 +30,10 @@ from moto.autoscaling.models import (
     TerminateInstanceActivity,
 )
 
-from . import lifecycle, refresh, state, warm_pool
+from . import boot, lifecycle, refresh, state, warm_pool
 
 COUNTING_STATES = ("Pending", "Pending:Wait", "Pending:Proceed", "InService")
+# (A new member is ``Pending`` for ``cold_boot_seconds`` before its hooks begin: boot.py.)
 
 # group name -> forced AZ for its next launches (sticky until cleared)
 PLACEMENT: dict[str, str] = {}
@@ -135,16 +136,13 @@ def _launch(group: FakeAutoScalingGroup, count: int, propagated_tags: dict[str, 
         if not cold and warm_pool.enter_service(group):
             continue
         instance = run_instance(group, propagated_tags)
-        hooks = hooks_for(group, lifecycle.LAUNCHING)
-        group.instance_states.append(
-            InstanceState(
-                instance,
-                lifecycle_state="Pending:Wait" if hooks else "InService",
-                protected_from_scale_in=group.new_instances_protected_from_scale_in,
-            )
+        st = InstanceState(
+            instance,
+            lifecycle_state="Pending",
+            protected_from_scale_in=group.new_instances_protected_from_scale_in,
         )
-        if hooks:
-            lifecycle.start(group, instance.id, hooks)
+        group.instance_states.append(st)
+        boot.join(group, st, state.SETTINGS.cold_boot_seconds)
 
 
 def launch_missing(group: FakeAutoScalingGroup) -> None:

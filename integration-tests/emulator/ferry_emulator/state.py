@@ -56,6 +56,10 @@ class Settings:
     incremental_snapshot_seconds: float | None = None
     # How long a terminated instance stays ``shutting-down`` (0 = terminated at once).
     instance_shutdown_seconds: float = 0.0
+    # How long a new member is ``Pending`` before its launch hooks begin: a cold launch's boot, and a warm
+    # instance's start out of its pool (boot.py).
+    cold_boot_seconds: float = 0.0
+    warm_start_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

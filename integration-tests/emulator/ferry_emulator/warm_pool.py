@@ -28,7 +28,7 @@ from typing import Any
 
 from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
 
-from . import asg, lifecycle, state
+from . import asg, boot, lifecycle, state
 
 FINAL = {"Stopped": "Warmed:Stopped", "Hibernated": "Warmed:Hibernated", "Running": "Warmed:Running"}
 
@@ -115,11 +115,8 @@ def enter_service(group: FakeAutoScalingGroup) -> bool:
     WARM[group.name] = [s for s in warm(group) if s is not st]
     if st.instance.state != "running":
         st.instance.start()
-    hooks = asg.hooks_for(group, lifecycle.LAUNCHING)
-    st.lifecycle_state = "Pending:Wait" if hooks else "InService"
     group.instance_states.append(st)
-    if hooks:
-        lifecycle.start(group, st.instance.id, hooks, origin="WarmPool", destination="AutoScalingGroup")
+    boot.join(group, st, state.SETTINGS.warm_start_seconds, origin="WarmPool", destination="AutoScalingGroup")
     return True
 
 

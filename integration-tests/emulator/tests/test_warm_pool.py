@@ -124,3 +124,25 @@ def test_without_hooks_the_pool_is_ready_at_once(asg, ec2):
     asg.put_warm_pool(AutoScalingGroupName="db", MinSize=2, MaxGroupPreparedCapacity=2, PoolState="Running")
     assert sorted(warm(asg).values()) == ["Warmed:Running", "Warmed:Running"]
     assert all(ec2_state(ec2, i) == "running" for i in warm(asg))
+
+
+def test_boot_times_hold_a_cold_launch_and_a_warm_start_in_pending(emulator, asg, sqs):
+    url, arn = make_queue(sqs)
+    emulator.ok("POST", "config", {"cold_boot_seconds": 0.6, "warm_start_seconds": 0.3})
+    make_group(asg, desired=0, max_size=1)
+    put_hook(asg, LAUNCHING, arn)
+    asg.set_desired_capacity(AutoScalingGroupName="db", DesiredCapacity=1)
+    (cold, lifecycle_state), = states(asg).items()
+    assert lifecycle_state == "Pending", "booting: no hook yet"
+    [msg] = receive(sqs, url, 1, timeout=5)
+    assert msg["EC2InstanceId"] == cold and states(asg) == {cold: "Pending:Wait"}
+    complete(asg, msg)
+
+    asg.put_warm_pool(AutoScalingGroupName="db", MinSize=1)
+    [fill] = receive(sqs, url, 1)
+    complete(asg, fill)
+    asg.terminate_instance_in_auto_scaling_group(InstanceId=cold, ShouldDecrementDesiredCapacity=False)
+    (warm_id, lifecycle_state), = states(asg).items()
+    assert warm_id == fill["EC2InstanceId"] and lifecycle_state == "Pending", "starting out of the pool"
+    entry = next(m for m in receive(sqs, url, 2, timeout=5) if m["Origin"] == "WarmPool")
+    assert entry["EC2InstanceId"] == warm_id
