@@ -176,6 +176,15 @@ async fn scale_to_zero_and_back_brings_every_write_back_in_either_az() -> Result
                 Ok((writer.acked() > from + 20).then_some(()))
             })
             .await?;
+            let vol = the_volume(rig, &member.id).await?;
+            let held = rig.world.attached_volumes(&member.id).await?;
+            let generation = held[0]
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("ferry:generation"))
+                .and_then(|t| t.value())
+                .unwrap_or_default()
+                .to_string();
             // "Pause the database overnight": the data waits in the ledger.
             set_desired(rig, 0).await?;
             let (last, _) = writer.finished(STEP).await?;
@@ -184,6 +193,12 @@ async fn scale_to_zero_and_back_brings_every_write_back_in_either_az() -> Result
             })
             .await?;
             rig.queue_drained().await?;
+            // Paused, ferry takes the parked volume's final snapshot: the data survives its AZ.
+            let parked = wait_for("the parked volume's final snapshot", STEP, || async {
+                parked_snapshot(rig, &vol, &generation).await
+            })
+            .await?;
+            ensure!(rig.world.ec2_state(&member.id).await? == "terminated");
             let since = rig.seq().await?;
 
             rig.emu.place(&rig.world.group, Some(az)).await?;
@@ -191,17 +206,58 @@ async fn scale_to_zero_and_back_brings_every_write_back_in_either_az() -> Result
             let back = in_service(&rig.world, &[&member.id]).await?;
             ensure!(back.az == az);
             check_holds(&rig.emu, &rig.world, &back.id, last).await?;
-            // Nothing re-initialized: no empty volume was created.
-            for c in ok_calls(&rig.emu, "CreateVolume", since).await? {
+            // Nothing re-initialized: no empty volume was created. The other AZ restores the parked snapshot.
+            let creates = ok_calls(&rig.emu, "CreateVolume", since).await?;
+            for c in &creates {
                 ensure!(
                     c["params"]["SnapshotId"].as_str().is_some(),
                     "an empty volume: {c}"
+                );
+            }
+            if az == AZ_A {
+                ensure!(
+                    the_volume(rig, &back.id).await? == vol,
+                    "same AZ: the parked volume itself"
+                );
+            } else {
+                ensure!(
+                    creates.len() == 1 && creates[0]["params"]["SnapshotId"] == parked.as_str()
+                );
+                ensure!(
+                    count(rig, "CreateSnapshot", since).await? == 0,
+                    "no second final snapshot"
                 );
             }
             (member, from) = (back, last);
         }
         Ok(())
     })
+}
+
+/// The completed final snapshot ferry took of a parked volume at `generation` (`ferry:hook =
+/// parked/<volume>`), if any.
+async fn parked_snapshot(rig: &Rig, volume: &str, generation: &str) -> Result<Option<String>> {
+    let f = |n: &str, v: &str| {
+        aws_sdk_ec2::types::Filter::builder()
+            .name(n)
+            .values(v)
+            .build()
+    };
+    let out = rig
+        .world
+        .ec2
+        .describe_snapshots()
+        .filters(f("volume-id", volume))
+        .filters(f("tag:ferry:hook", &format!("parked/{volume}")))
+        .filters(f("tag:ferry:reason", "final"))
+        .filters(f("tag:ferry:generation", generation))
+        .send()
+        .await?;
+    Ok(out
+        .snapshots()
+        .iter()
+        .find(|s| s.state().map(|s| s.as_str()) == Some("completed"))
+        .and_then(|s| s.snapshot_id().map(str::to_string)))
 }
 
 /// The world's config with `launch_before_terminate` set, and a short bound for the default.

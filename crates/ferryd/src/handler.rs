@@ -283,6 +283,7 @@ impl FerryHandler {
         let Some(work) = self.work_for(hook, path) else {
             return HookOutcome::Interrupted(format!("group {:?} is not configured", hook.group));
         };
+        self.metrics.hook_path(hook, path.label());
         self.mark_path(hook, path).await;
         let started_ago = hook
             .time

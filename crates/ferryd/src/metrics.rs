@@ -95,6 +95,10 @@ const UNVERIFIED: Desc = (
     "ferry_unverified_hooks",
     "Hook messages refused because Auto Scaling does not confirm them, by failed check",
 );
+const PATHS: Desc = (
+    "ferry_lifecycle_paths",
+    "Hook runs by lifecycle path (failover, warm-pool entry, fill, return, drain, root-volume replacement, ...)",
+);
 const DATA_UNAVAILABLE: Desc = (
     "ferry_data_unavailable_abandons",
     "Launches abandoned because the slot's newest data cannot be had, by kind",
@@ -140,6 +144,7 @@ struct Inner {
     receive_lag: Histogram,
     ignored: Counters<1>,
     unverified: Counters<2>,
+    paths: Counters<2>,
     data_unavailable: Counters<2>,
     last_poll_ts: FloatGauge,
     webhook: Counters<2>,
@@ -208,6 +213,7 @@ impl Metrics {
             receive_lag: add(&mut r, RECEIVE_LAG, s.clone(), Histogram::new(lag_buckets)),
             ignored: reg(&mut r, IGNORED, None),
             unverified: reg(&mut r, UNVERIFIED, None),
+            paths: reg(&mut r, PATHS, None),
             data_unavailable: reg(&mut r, DATA_UNAVAILABLE, None),
             last_poll_ts: reg(&mut r, LAST_POLL, s),
             webhook: reg(&mut r, WEBHOOK, None),
@@ -249,6 +255,12 @@ impl Metrics {
     pub fn hook_unverified(&self, hook: &HookEvent, check: &'static str) {
         let l = [("transition", hook.transition.label()), ("check", check)];
         self.inner.unverified.get_or_create(&labels(l)).inc();
+    }
+
+    /// A hook run took `path`.
+    pub fn hook_path(&self, hook: &HookEvent, path: &'static str) {
+        let l = [("transition", hook.transition.label()), ("path", path)];
+        self.inner.paths.get_or_create(&labels(l)).inc();
     }
 
     /// Every metric in the OpenMetrics text format (see [`CONTENT_TYPE`]).

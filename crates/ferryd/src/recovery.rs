@@ -107,6 +107,10 @@ async fn round(ec2: &dyn Ec2, slot: &mut Slot, metrics: &Metrics, cfg: &LoopConf
                     debug!(asg = %group, snapshots = made.len(), "recovery point set started");
                     poll
                 }
+                RoundOutcome::Parked(made) => {
+                    debug!(asg = %group, snapshots = made.len(), "final snapshots of the parked data started");
+                    poll
+                }
                 RoundOutcome::Tagged(_) | RoundOutcome::Pending(_) => poll,
                 RoundOutcome::NotDue(at) => {
                     let secs = u64::try_from(at - ec2.now_secs()).unwrap_or(0);

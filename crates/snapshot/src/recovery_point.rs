@@ -18,11 +18,17 @@ use crate::ledger::{self, SLOT};
 use crate::ports::{Ec2, SnapshotQuery, Tag, VolumeQuery};
 use crate::spec::GroupSpec;
 
+#[path = "recovery_park.rs"]
+mod park;
+pub use park::parked_hook_key;
+
 /// What one round did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoundOutcome {
     /// Started a set: (snapshot id, volume id).
     Took(Vec<(String, String)>),
+    /// Paused at zero: started the final snapshots of the parked volumes, (snapshot id, volume id).
+    Parked(Vec<(String, String)>),
     /// Put per-volume ledger tags on this many recovery points.
     Tagged(usize),
     /// A snapshot of the attached volumes is pending.
@@ -112,6 +118,9 @@ impl RecoveryPoints {
         snapshots: &[ObservedSnapshot],
         now: i64,
     ) -> Result<RoundOutcome, StepError> {
+        if let Some(parked) = self.park(volumes, snapshots).await? {
+            return Ok(parked);
+        }
         if self.group.recovery_point_interval.is_zero() {
             return Ok(RoundOutcome::Idle(
                 "recovery_point_interval_secs = 0".into(),

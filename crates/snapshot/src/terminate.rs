@@ -82,11 +82,7 @@ impl TerminateWork {
         let mut t = ledger::base_tags(&self.group.name, &hook.ledger_key());
         t.push((tags::REASON.into(), SnapshotReason::Precopy.as_tag().into()));
         let now = self.ec2.now_secs();
-        let started = hook
-            .time
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-            .unwrap_or_else(|| now - i64::try_from(elapsed.as_secs()).unwrap_or(0));
+        let started = self.action_began(hook, elapsed);
         t.push((tags::ACTION_STARTED.into(), started.to_string()));
         let set = if whole {
             hook.ledger_key()
@@ -152,6 +148,19 @@ impl TerminateWork {
         let ids: Vec<&str> = made.iter().map(|(s, _)| s.as_str()).collect();
         info!(snapshots = ?ids, "crash-consistent pre-copy snapshot set started");
         Ok(format!("snapshotting {}", ids.join(",")))
+    }
+}
+
+/// How far EC2's snapshot clock and the hook's start may disagree, in seconds.
+const CLOCK_SLACK_SECS: i64 = 60;
+
+impl TerminateWork {
+    /// When the action began, in Unix seconds: the notification's `Time`, else now less the elapsed time.
+    fn action_began(&self, hook: &HookEvent, elapsed: Duration) -> i64 {
+        hook.time
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .unwrap_or_else(|| self.ec2.now_secs() - i64::try_from(elapsed.as_secs()).unwrap_or(0))
     }
 }
 
@@ -235,6 +244,13 @@ impl HookWork for TerminateWork {
             self.ec2.find_volumes(&volume_query),
             self.ec2.find_snapshots(&snapshot_query)
         )?;
+        // Only this action's: an instance back from a warm pool terminates again under the same ledger key,
+        // and the pre-copy of its earlier terminate is no recovery point of this one.
+        let began = self.action_began(hook, elapsed);
+        let snapshots: Vec<ObservedSnapshot> = snapshots
+            .into_iter()
+            .filter(|s| s.start_time.map_or(true, |t| t + CLOCK_SLACK_SECS >= began))
+            .collect();
         let managed: Vec<ObservedVolume> = attached
             .into_iter()
             .filter(|v| v.holds_data() && v.logical.as_ref().is_some_and(|l| names.contains(l)))

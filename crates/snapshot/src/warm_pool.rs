@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::observe::{AttachState, ObservedVolume};
-use ferry_state_machine::{Disposition, HookEvent, HookWork, Progress, StepError, Verdict};
+use ferry_state_machine::{tags, Disposition, HookEvent, HookWork, Progress, StepError, Verdict};
 use tracing::{error, info};
 
 use crate::ledger::SLOT;
 use crate::ports::{Ec2, VolumeQuery};
 use crate::spec::GroupSpec;
+
+/// The value of a `ferry:attached:<name>` instance tag once the volume was taken off the instance.
+pub const DETACHED: &str = "none";
 
 /// Runs the warm-pool fill (EC2→WarmPool) and return (AutoScalingGroup→WarmPool) hooks of one group.
 pub struct WarmPoolWork {
@@ -48,6 +51,26 @@ impl WarmPoolWork {
                     && v.logical.as_ref().is_some_and(|l| names.contains(l))
             })
             .collect())
+    }
+
+    /// Marks the instance's `ferry:attached:<name>` tags from its time in service as detached (`none`), so
+    /// that the volume-wait helper, when the instance re-enters service, waits for the volume its launch
+    /// attaches, not for the one it had. `Some` when a call was made.
+    async fn clear_attached_tags(&self, me: &str) -> Result<Option<String>, StepError> {
+        let Some(instance) = self.ec2.describe_instance(me).await? else {
+            return Ok(None);
+        };
+        let stale: Vec<(String, String)> = instance
+            .tags
+            .iter()
+            .filter(|(k, v)| k.starts_with(tags::ATTACHED_PREFIX) && v != DETACHED)
+            .map(|(k, _)| (k.clone(), DETACHED.to_string()))
+            .collect();
+        if stale.is_empty() {
+            return Ok(None);
+        }
+        self.ec2.tag_instance(me, &stale).await?;
+        Ok(Some(format!("marked {} detached on {me}", stale.len())))
     }
 
     /// One step of taking the data off: stop the instance, then detach its volumes.
@@ -113,6 +136,9 @@ impl HookWork for WarmPoolWork {
         let held = self.held(me).await?;
         if !held.is_empty() {
             return self.take_data_off(me, &held).await;
+        }
+        if let Some(done) = self.clear_attached_tags(me).await? {
+            return Ok(Progress::Acted(done));
         }
         if let Some(eip) = &self.group.elastic_ip {
             let on_me = self

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use ferry_snapshot::{Addresses, RootVolumeWork, WarmPoolWork};
+use ferry_snapshot::{Addresses, Instances, RootVolumeWork, WarmPoolWork};
 use ferry_state_machine::observe::VolumeState;
 use ferry_state_machine::{tags, GroupInfo, LifecycleResult, Place, Transition};
 
@@ -49,6 +49,8 @@ async fn a_warm_pool_fill_gets_no_data_and_no_address() {
 async fn return_to_pool(w: &World) -> (String, u64) {
     let vol = w.in_service("i-old", AZ_A, 3, "tok-first").remove(0);
     w.ec2.associate_address(EIP, "i-old").await.unwrap();
+    let attached = vec![("ferry:attached:data".to_string(), vol.clone())];
+    w.ec2.tag_instance("i-old", &attached).await.unwrap();
     let writer = spawn_writer(&w.ec2, "i-old");
     tokio::time::sleep(Duration::from_secs(1)).await;
     w.asg_instance("i-old", AZ_A, "Warmed:Pending:Wait");
@@ -87,6 +89,17 @@ async fn a_return_to_the_warm_pool_stops_the_instance_and_takes_data_and_address
         "the ledger is untouched"
     );
     assert_eq!(w.eip_target(), None, "the address is off the warm instance");
+    let tag = w
+        .ec2
+        .instance("i-old")
+        .unwrap()
+        .tag("ferry:attached:data")
+        .map(str::to_string);
+    assert_eq!(
+        tag.as_deref(),
+        Some("none"),
+        "the volume-wait helper will not wait for the old volume"
+    );
     assert_eq!(
         w.ec2.count("CreateSnapshot") + w.ec2.count("CreateSnapshots"),
         0
@@ -264,4 +277,86 @@ async fn handover_never_fences_an_instance_auto_scaling_is_not_replacing() {
         assert_attached(&w.ec2.volume(&old).unwrap(), "i-old", "/dev/sdf");
         assert_eq!(w.ec2.count("StopInstances"), 0);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_at_zero_the_parked_data_gets_its_final_snapshot_once() {
+    use ferry_snapshot::{RecoveryPoints, RoundOutcome};
+    let w = World::new(two_volumes());
+    w.ec2.set_timings(timings());
+    let vols = w.in_service("i-old", AZ_A, 4, "tok-first");
+    w.ec2.write_instance("i-old", 77).unwrap();
+    w.ec2.set_instance_state("i-old", "terminated"); // the scale-in's fence: the volumes detach
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let points = RecoveryPoints::new(
+        Arc::new(w.ec2.clone()),
+        Arc::new(w.asg.clone()),
+        w.group.clone(),
+    );
+    let group = |desired, instances: Vec<_>| GroupInfo {
+        name: GROUP.into(),
+        instances,
+        capacity: (0, 1, desired),
+        ..GroupInfo::default()
+    };
+
+    // A failover's gap (desired 1): the launch takes its own final delta; nothing here.
+    w.asg.put_group(group(1, Vec::new()));
+    let r = points.round().await.unwrap();
+    assert!(
+        matches!(r.outcome, RoundOutcome::Idle(_)),
+        "{:?}",
+        r.outcome
+    );
+    assert!(w.ec2.snapshots().is_empty());
+
+    w.asg.put_group(group(0, Vec::new()));
+    let r = points.round().await.unwrap();
+    let RoundOutcome::Parked(made) = r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert_eq!(made.len(), 2);
+    for (snap, vol) in &made {
+        let s = w.ec2.snapshot(snap).unwrap();
+        assert!(vols.contains(vol));
+        assert_eq!(s.tag(tags::REASON), Some("final"));
+        assert_eq!(s.tag(tags::GENERATION), Some("4"));
+        assert_eq!(s.tag(tags::HOOK), Some(format!("parked/{vol}").as_str()));
+        assert_eq!(s.content, 77, "the last acknowledged write");
+    }
+    // The next round finds them: no second set.
+    let r = points.round().await.unwrap();
+    assert!(
+        !matches!(r.outcome, RoundOutcome::Parked(_)),
+        "{:?}",
+        r.outcome
+    );
+    assert_eq!(w.ec2.snapshots().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_back_from_the_warm_pool_terminates_with_a_pre_copy_of_its_own() {
+    let w = World::new(one_volume());
+    w.ec2.set_timings(timings());
+    w.in_service("i-old", AZ_A, 2, "tok-first");
+    // Its earlier terminate's pre-copy, under the same ledger key, two hours ago.
+    let earlier = w.terminate_hook("i-old", "tok-term-1");
+    assert_completed(
+        &w.run(&earlier, &w.terminate_work()).await,
+        LifecycleResult::Continue,
+    );
+    w.asg_instance("i-old", AZ_A, "InService");
+    tokio::time::sleep(Duration::from_secs(7200)).await;
+    w.ec2.write_instance("i-old", 9).unwrap();
+
+    let again = w.terminate_hook("i-old", "tok-term-2");
+    let reason = assert_completed(
+        &w.run(&again, &w.terminate_work()).await,
+        LifecycleResult::Continue,
+    );
+
+    assert!(reason.contains("pre-copy completed"), "{reason}");
+    let snaps = w.snapshots_of("data");
+    assert_eq!(snaps.len(), 2, "a fresh pre-copy, not the old one");
+    assert_eq!(snaps[1].content, 9);
 }

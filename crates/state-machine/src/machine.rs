@@ -190,8 +190,13 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
         };
     }
 
-    // 3. A volume this hook already created or claimed (a repeated step after a crash or redelivery).
-    if let Some(vol) = live.iter().find(|x| x.hook.as_deref() == Some(v.token)) {
+    // 3. A volume this hook already created or claimed (a repeated step after a crash or redelivery). Only at
+    //    the newest generation: an instance that re-enters service from a warm pool launches again under the
+    //    same ledger key, and the volume its earlier launch made may have been superseded since.
+    if let Some(vol) = live
+        .iter()
+        .find(|x| x.hook.as_deref() == Some(v.token) && x.generation == newest)
+    {
         if vol.availability_zone != v.instance.availability_zone {
             return VolumeStep::Abandon(format!(
                 "{} was claimed by this hook but is in {}, not {}",
@@ -206,11 +211,11 @@ pub fn decide_launch_volume(v: &LaunchView<'_>) -> VolumeStep {
             _ => VolumeStep::Wait(WaitFor::Attachment(vol.id.clone())),
         };
     }
-    if let Some(vol) = v
-        .volumes
-        .iter()
-        .find(|x| x.hook.as_deref() == Some(v.token) && x.state == VolumeState::Error)
-    {
+    if let Some(vol) = v.volumes.iter().find(|x| {
+        x.hook.as_deref() == Some(v.token)
+            && x.state == VolumeState::Error
+            && x.generation >= newest
+    }) {
         return VolumeStep::Abandon(format!(
             "volume {} created by this hook is in error state",
             vol.id

@@ -471,6 +471,30 @@ fn launch_table() {
             },
         },
         Case {
+            name: "a volume of this instance's earlier launch (warm pool), superseded since: never attached",
+            az: "a",
+            volumes: vec![mine(vol("vol-old", "a", Available, 2)), vol("vol-new", "a", Available, 3)],
+            snapshots: vec![],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Claim {
+                volume_id: "vol-new".into(),
+                generation: Generation(4),
+            },
+        },
+        Case {
+            name: "a volume of this instance's earlier launch that failed long ago does not abandon this one",
+            az: "a",
+            volumes: vec![mine(vol("vol-bad", "a", VolumeState::Error, 2)), vol("vol-new", "a", Available, 3)],
+            snapshots: vec![],
+            holder: None,
+            elapsed_s: 0,
+            want: VolumeStep::Claim {
+                volume_id: "vol-new".into(),
+                generation: Generation(4),
+            },
+        },
+        Case {
             name: "a deleting volume holds no data, but the slot had data: never an empty volume over it",
             az: "a",
             volumes: vec![vol("vol-9", "a", Deleting, 9)],

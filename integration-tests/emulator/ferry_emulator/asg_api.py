@@ -101,6 +101,7 @@ def _create_auto_scaling_group(self: AutoScalingResponse) -> ActionResult:
             self.autoscaling_backend.lifecycle_hooks.pop(f"{group_name}_{spec.get('LifecycleHookName')}", None)
         raise
     group = self.autoscaling_backend.autoscaling_groups[group_name]
+    _keep_maintenance_policy(self, group)
     for spec in specs:
         target = spec.get("NotificationTargetARN")
         if target:
@@ -129,6 +130,33 @@ def _complete_lifecycle_action(self: AutoScalingResponse) -> ActionResult:
 def _record_lifecycle_action_heartbeat(self: AutoScalingResponse) -> ActionResult:
     lifecycle.heartbeat(_find_action(self))
     return EmptyResult()
+
+
+def _keep_maintenance_policy(self: AutoScalingResponse, group: Any) -> None:
+    """Keeps ``InstanceMaintenancePolicy`` (moto drops it): reported by Describe, the default preferences
+    of an instance refresh."""
+    policy = self._get_param("InstanceMaintenancePolicy")
+    if policy is None:
+        return
+    lo, hi = policy.get("MinHealthyPercentage"), policy.get("MaxHealthyPercentage")
+    if lo is None and hi is None:
+        group.instance_maintenance_policy = None
+        return
+    lo, hi = int(lo if lo is not None else -1), int(hi if hi is not None else -1)
+    if not (0 <= lo <= 100 and 100 <= hi <= 200 and hi - lo <= 100):
+        raise ValidationError(f"Invalid InstanceMaintenancePolicy: MinHealthyPercentage {lo}, MaxHealthyPercentage {hi}")
+    group.instance_maintenance_policy = {"MinHealthyPercentage": lo, "MaxHealthyPercentage": hi}
+
+
+_original_update_group = AutoScalingResponse.update_auto_scaling_group
+
+
+def _update_auto_scaling_group(self: AutoScalingResponse) -> ActionResult:
+    result = _original_update_group(self)
+    group = self.autoscaling_backend.autoscaling_groups.get(self._get_param("AutoScalingGroupName"))
+    if group is not None:
+        _keep_maintenance_policy(self, group)
+    return result
 
 
 # -- warm pools and instance refreshes ------------------------------------------------
@@ -184,6 +212,7 @@ def _cancel_instance_refresh(self: AutoScalingResponse) -> ActionResult:
 
 
 def install() -> None:
+    AutoScalingResponse.update_auto_scaling_group = _update_auto_scaling_group  # type: ignore[method-assign]
     AutoScalingResponse.put_warm_pool = _put_warm_pool  # type: ignore[method-assign]
     AutoScalingResponse.describe_warm_pool = _describe_warm_pool  # type: ignore[method-assign]
     AutoScalingResponse.delete_warm_pool = _delete_warm_pool  # type: ignore[method-assign]

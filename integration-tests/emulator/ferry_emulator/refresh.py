@@ -9,7 +9,8 @@ the lifecycle ticker (``state.on_due``):
   EC2 starts it, and with a launch hook it waits in ``Pending:Wait``. Both
   notifications carry ``"Action": "ReplaceRootVolume"`` with Origin and
   Destination ``AutoScalingGroup``.
-* ``Strategy=Rolling`` with ``Preferences.MaxHealthyPercentage`` above 100
+* ``Strategy=Rolling`` with ``Preferences.MaxHealthyPercentage`` (by default the
+  group's ``InstanceMaintenancePolicy``) above 100
   launches the new instance first (the group runs one over its desired
   capacity) and ends the old one once the new one is ``InService``; otherwise it
   ends the old one first and the group launches its replacement.
@@ -84,8 +85,10 @@ def start(group: FakeAutoScalingGroup, strategy: str, preferences: dict[str, Any
         raise ValidationError(f"Invalid Strategy {strategy!r}: must be Rolling or ReplaceRootVolume")
     if active(group.name) is not None:
         raise ValidationError(f"An Instance Refresh is already in progress and blocks the execution of this Instance Refresh for group {group.name}.")
-    min_healthy = int(preferences.get("MinHealthyPercentage", 90))
-    max_healthy = int(preferences.get("MaxHealthyPercentage", 100))
+    # Without preferences, the group's instance maintenance policy applies (AWS: then 90 / 100).
+    policy = getattr(group, "instance_maintenance_policy", None) or {}
+    min_healthy = int(preferences.get("MinHealthyPercentage", policy.get("MinHealthyPercentage", 90)))
+    max_healthy = int(preferences.get("MaxHealthyPercentage", policy.get("MaxHealthyPercentage", 100)))
     if not 0 <= min_healthy <= 100 or not 100 <= max_healthy <= 200 or max_healthy - min_healthy > 100:
         raise ValidationError(f"Invalid MinHealthyPercentage {min_healthy} / MaxHealthyPercentage {max_healthy}")
     todo = [s.instance.id for s in group.instance_states if s.lifecycle_state == "InService"]

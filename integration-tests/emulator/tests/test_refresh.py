@@ -110,3 +110,25 @@ def test_standby_and_detach_fire_no_hooks(asg, sqs, emulator):
     assert states(asg) == {}
     assert actions(emulator) == [], "no lifecycle action"
     assert [m for m in drain(sqs, url) if m.get("Event") != "autoscaling:TEST_NOTIFICATION"] == []
+
+
+def test_the_maintenance_policy_is_kept_and_a_refresh_follows_it(asg, sqs):
+    url, old = in_service_group(asg, sqs)
+    asg.update_auto_scaling_group(
+        AutoScalingGroupName="db",
+        InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
+    )
+    [group] = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["db"])["AutoScalingGroups"]
+    assert group["InstanceMaintenancePolicy"] == {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200}
+
+    asg.start_instance_refresh(AutoScalingGroupName="db", Strategy="Rolling")
+
+    [launch] = receive(sqs, url, 1, timeout=10)
+    assert launch["LifecycleTransition"] == LAUNCHING, "launch first, as the policy says"
+    assert states(asg)[old] == "InService"
+    with pytest.raises(ClientError) as exc:
+        asg.update_auto_scaling_group(
+            AutoScalingGroupName="db",
+            InstanceMaintenancePolicy={"MinHealthyPercentage": 50, "MaxHealthyPercentage": 300},
+        )
+    assert error_code(exc) == "ValidationError"

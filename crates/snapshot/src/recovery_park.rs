@@ -1,0 +1,101 @@
+//! Paused at zero: when the group's desired capacity is 0 and no instance is left, the slot's data waits in
+//! the ledger as its detached volumes. ferry takes their final snapshot then (`ferry:reason = final`,
+//! `ferry:hook = parked/<volume-id>`), so that the data survives the loss of its AZ while paused and a
+//! scale-up in another AZ restores at once. A detached volume cannot change, so its snapshot is its final
+//! state; the launch that scales the group up restores it (or claims the volume itself in the same AZ).
+
+use ferry_state_machine::machine::newest_generation;
+use ferry_state_machine::observe::{
+    ObservedSnapshot, ObservedVolume, SnapshotReason, SnapshotState,
+};
+use ferry_state_machine::{tags, StepError};
+use tracing::info;
+
+use super::{RecoveryPoints, RoundOutcome};
+use crate::ledger;
+
+/// The `ferry:hook` of the final snapshot of a parked volume.
+pub fn parked_hook_key(volume_id: &str) -> String {
+    format!("parked/{volume_id}")
+}
+
+/// The newest-generation volumes of the slot that still lack a final snapshot, if every configured logical
+/// volume's newest data sits detached (`available`) in a volume; else `None`.
+fn unparked<'a>(
+    names: &[String],
+    volumes: &'a [ObservedVolume],
+    snapshots: &[ObservedSnapshot],
+) -> Option<Vec<&'a ObservedVolume>> {
+    let mut todo = Vec::new();
+    for name in names {
+        let live: Vec<&ObservedVolume> = volumes
+            .iter()
+            .filter(|v| v.holds_data() && v.logical.as_deref() == Some(name.as_str()))
+            .collect();
+        let of: Vec<ObservedSnapshot> = snapshots
+            .iter()
+            .filter(|s| s.logical.as_deref() == Some(name.as_str()))
+            .cloned()
+            .collect();
+        let g = newest_generation(&live, &of)?;
+        let vol = live.iter().find(|v| v.generation == Some(g))?;
+        if vol.attachment.is_some()
+            || vol.state != ferry_state_machine::observe::VolumeState::Available
+        {
+            return None;
+        }
+        let has_final = of.iter().any(|s| {
+            s.volume_id == vol.id
+                && s.generation == Some(g)
+                && s.state != SnapshotState::Error
+                && s.reason.is_some_and(SnapshotReason::is_final)
+        });
+        if !has_final {
+            todo.push(*vol);
+        }
+    }
+    Some(todo)
+}
+
+impl RecoveryPoints {
+    /// With no data attached: if the group is paused at zero, take the final snapshot of each parked volume
+    /// that lacks one. `None` when there is nothing to do (the caller reports its own idle reason).
+    pub(super) async fn park(
+        &self,
+        volumes: &[ObservedVolume],
+        snapshots: &[ObservedSnapshot],
+    ) -> Result<Option<RoundOutcome>, StepError> {
+        let names = self.group.volume_names();
+        let Some(todo) = unparked(&names, volumes, snapshots) else {
+            return Ok(None);
+        };
+        if todo.is_empty() {
+            return Ok(None);
+        }
+        // Only when Auto Scaling shows the pause: a failover in progress takes its own final delta.
+        let paused = self
+            .asg
+            .describe_group(&self.group.name)
+            .await?
+            .is_some_and(|g| g.capacity.2 == 0 && g.instances.is_empty());
+        if !paused {
+            return Ok(None);
+        }
+        let group = self.group.name.as_str();
+        let mut made = Vec::new();
+        for vol in todo {
+            let mut t = ledger::base_tags(group, &parked_hook_key(&vol.id));
+            t.extend(ledger::volume_data_tags(vol));
+            t.push((tags::REASON.into(), SnapshotReason::Final.as_tag().into()));
+            let desc = format!(
+                "ferry {group}: final state of parked {} gen {} (paused at zero)",
+                vol.logical.as_deref().unwrap_or("?"),
+                vol.generation.map_or(0, |g| g.0)
+            );
+            let id = self.ec2.create_snapshot(&vol.id, &desc, &t).await?;
+            info!(asg = %group, snapshot.id = %id, volume.id = %vol.id, "paused at zero: final snapshot of the parked data");
+            made.push((id, vol.id.clone()));
+        }
+        Ok(Some(RoundOutcome::Parked(made)))
+    }
+}
