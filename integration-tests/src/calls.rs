@@ -43,3 +43,13 @@ pub fn tag_param<'a>(c: &'a Value, key: &str) -> Option<&'a str> {
         params.get(&format!("{stem}.Value"))?.as_str()
     })
 }
+
+/// The median of the benchmarks' runs (0 for none).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}

@@ -246,6 +246,27 @@ recovery_interval_secs = 1
         Ok(g.instances().iter().map(member_of).collect())
     }
 
+    /// The group's warm-pool instances: (instance id, lifecycle state).
+    pub async fn warm_instances(&self) -> Result<Vec<(String, String)>> {
+        let out = self
+            .asg
+            .describe_warm_pool()
+            .auto_scaling_group_name(&self.group)
+            .send()
+            .await?;
+        Ok(out
+            .instances()
+            .iter()
+            .map(|i| {
+                let state = i.lifecycle_state().map(|s| s.as_str().to_string());
+                (
+                    i.instance_id().unwrap_or_default().to_string(),
+                    state.unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
     /// Terminates an instance through Auto Scaling without lowering the desired capacity: it is replaced.
     pub async fn terminate(&self, instance_id: &str) -> Result<()> {
         self.asg

@@ -9,33 +9,12 @@ use ferry_integration_tests::scenario::{actions, completions, in_service, Rig, S
 use ferry_integration_tests::workload::{check_holds, Writer};
 use ferry_integration_tests::world::{wait_for, WorldOptions};
 
-/// The warm instances of the group: (instance id, lifecycle state).
-async fn warm(rig: &Rig) -> Result<Vec<(String, String)>> {
-    let out = rig
-        .world
-        .asg
-        .describe_warm_pool()
-        .auto_scaling_group_name(&rig.world.group)
-        .send()
-        .await?;
-    Ok(out
-        .instances()
-        .iter()
-        .map(|i| {
-            (
-                i.instance_id().unwrap_or_default().to_string(),
-                i.lifecycle_state()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-            )
-        })
-        .collect())
-}
-
 /// Waits for one warm instance stopped in the pool, and checks it holds no ferry volume and not the EIP.
 async fn stopped_warm_instance(rig: &Rig) -> Result<String> {
     let id = wait_for("a stopped warm instance", STEP, || async {
-        Ok(warm(rig)
+        Ok(rig
+            .world
+            .warm_instances()
             .await?
             .into_iter()
             .find(|(_, s)| s == "Warmed:Stopped")

@@ -3,13 +3,12 @@
 //! planned stop: the OS flushes and shuts down), detaches its data, and then takes the data as from any
 //! fenced instance. It never fences an instance unless Auto Scaling shows the replacement.
 
-use ferry_state_machine::observe::{AttachState, HolderState};
+use ferry_state_machine::observe::HolderState;
 use ferry_state_machine::{GroupInstance, Progress, StepError};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::LaunchWork;
-use crate::ledger::SLOT;
-use crate::ports::VolumeQuery;
+use crate::fence;
 
 impl LaunchWork {
     /// Whether another instance holding a copy is fenced (EC2 ended it or does not know it), leaving (Auto
@@ -74,59 +73,12 @@ impl LaunchWork {
     /// One step of the handover's fence of `holder`: stop it, then detach the slot's volumes from it once
     /// it is stopped.
     pub(super) async fn fence_holder(&self, holder: &str) -> Result<Progress, StepError> {
-        let state = self
-            .ec2
-            .describe_instance(holder)
-            .await?
-            .map(|i| i.state)
-            .unwrap_or_else(|| "terminated".into());
-        match state.as_str() {
-            "pending" | "running" => {
-                self.ec2.stop_instance(holder).await?;
-                warn!(holder = %holder, "handover: stopping the instance being replaced (the fence); its data moves to this launch");
-                Ok(Progress::Acted(format!(
-                    "handover: stopping {holder} (the fence)"
-                )))
-            }
-            "stopped" => {
-                let names = self.group.volume_names();
-                let query = VolumeQuery {
-                    group: self.group.name.clone(),
-                    slot: Some(SLOT),
-                    logical: None,
-                    attached_instance: Some(holder.to_string()),
-                };
-                let on_it: Vec<String> = self
-                    .ec2
-                    .find_volumes(&query)
-                    .await?
-                    .into_iter()
-                    .filter(|v| {
-                        v.holds_data()
-                            && v.logical.as_ref().is_some_and(|l| names.contains(l))
-                            && v.attachment.as_ref().is_some_and(|a| {
-                                a.instance_id == holder && a.state == AttachState::Attached
-                            })
-                    })
-                    .map(|v| v.id)
-                    .collect();
-                if on_it.is_empty() {
-                    return Ok(Progress::Waiting(format!(
-                        "handover: the data is detaching from {holder}"
-                    )));
-                }
-                for id in &on_it {
-                    self.ec2.detach_volume(id, holder).await?;
-                }
-                info!(holder = %holder, volumes = ?on_it, "handover: detaching the data from the stopped instance");
-                Ok(Progress::Acted(format!(
-                    "handover: detaching {} from {holder}",
-                    on_it.join(",")
-                )))
-            }
-            other => Ok(Progress::Waiting(format!(
-                "handover: waiting for {holder} to stop (it is {other})"
-            ))),
+        let held = fence::managed_on(self.ec2.as_ref(), &self.group, holder).await?;
+        if held.is_empty() {
+            return Ok(Progress::Waiting(format!(
+                "handover: the data is detaching from {holder}"
+            )));
         }
+        fence::stop_then_detach(self.ec2.as_ref(), holder, &held, "handover").await
     }
 }

@@ -5,6 +5,7 @@ pub mod aws_ec2;
 pub mod batched;
 pub mod fake;
 pub mod faulty;
+pub mod fence;
 pub mod gated;
 pub mod launch;
 pub mod ledger;

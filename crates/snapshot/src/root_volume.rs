@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_state_machine::observe::{AttachState, ObservedVolume};
+use ferry_state_machine::observe::ObservedVolume;
 use ferry_state_machine::{HookEvent, HookWork, Progress, StepError, Verdict};
 use tracing::{info, warn};
 
-use crate::ledger::SLOT;
-use crate::ports::{Ec2, SnapshotQuery, VolumeQuery};
+use crate::fence;
+use crate::ports::{Ec2, SnapshotQuery};
 use crate::recovery_point::RecoverySet;
 use crate::spec::GroupSpec;
 
@@ -37,34 +37,16 @@ impl RootVolumeWork {
     /// The slot's newest data attached to the instance, per configured logical volume; and the names of
     /// the logical volumes that are not attached to it.
     async fn attached(&self, me: &str) -> Result<(Vec<ObservedVolume>, Vec<String>), StepError> {
-        let query = VolumeQuery {
-            group: self.group.name.clone(),
-            slot: Some(SLOT),
-            logical: None,
-            attached_instance: Some(me.to_string()),
-        };
-        let on_me: Vec<ObservedVolume> = self
-            .ec2
-            .find_volumes(&query)
+        let managed: Vec<ObservedVolume> = fence::managed_on(self.ec2.as_ref(), &self.group, me)
             .await?
             .into_iter()
-            .filter(|v| {
-                v.holds_data()
-                    && v.attachment
-                        .as_ref()
-                        .is_some_and(|a| a.instance_id == me && a.state == AttachState::Attached)
-            })
+            .filter(fence::is_attached)
             .collect();
         let missing = self
             .group
             .volume_names()
             .into_iter()
-            .filter(|n| !on_me.iter().any(|v| v.logical.as_ref() == Some(n)))
-            .collect();
-        let names = self.group.volume_names();
-        let managed = on_me
-            .into_iter()
-            .filter(|v| v.logical.as_ref().is_some_and(|l| names.contains(l)))
+            .filter(|n| !managed.iter().any(|v| v.logical.as_ref() == Some(n)))
             .collect();
         Ok((managed, missing))
     }

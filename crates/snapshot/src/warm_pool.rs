@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_state_machine::observe::{AttachState, ObservedVolume};
 use ferry_state_machine::{tags, Disposition, HookEvent, HookWork, Progress, StepError, Verdict};
 use tracing::{error, info};
 
-use crate::ledger::SLOT;
-use crate::ports::{Ec2, VolumeQuery};
+use crate::fence;
+use crate::ports::Ec2;
 use crate::spec::GroupSpec;
 
 /// The value of a `ferry:attached:<name>` instance tag once the volume was taken off the instance.
@@ -29,28 +28,6 @@ impl WarmPoolWork {
     /// The warm-pool executor for `group`.
     pub fn new(ec2: Arc<dyn Ec2>, group: GroupSpec) -> Self {
         Self { ec2, group }
-    }
-
-    /// The slot's managed volumes attached (or attaching, or detaching) to the instance.
-    async fn held(&self, instance_id: &str) -> Result<Vec<ObservedVolume>, StepError> {
-        let names = self.group.volume_names();
-        let query = VolumeQuery {
-            group: self.group.name.clone(),
-            slot: Some(SLOT),
-            logical: None,
-            attached_instance: Some(instance_id.to_string()),
-        };
-        Ok(self
-            .ec2
-            .find_volumes(&query)
-            .await?
-            .into_iter()
-            .filter(|v| {
-                v.holds_data()
-                    && v.attached_to() == Some(instance_id)
-                    && v.logical.as_ref().is_some_and(|l| names.contains(l))
-            })
-            .collect())
     }
 
     /// Marks the instance's `ferry:attached:<name>` tags from its time in service as detached (`none`), so
@@ -72,70 +49,15 @@ impl WarmPoolWork {
         self.ec2.tag_instance(me, &stale).await?;
         Ok(Some(format!("marked {} detached on {me}", stale.len())))
     }
-
-    /// One step of taking the data off: stop the instance, then detach its volumes.
-    async fn take_data_off(
-        &self,
-        me: &str,
-        held: &[ObservedVolume],
-    ) -> Result<Progress, StepError> {
-        let ids: Vec<&str> = held.iter().map(|v| v.id.as_str()).collect();
-        let state = self
-            .ec2
-            .describe_instance(me)
-            .await?
-            .map(|i| i.state)
-            .unwrap_or_else(|| "terminated".into());
-        match state.as_str() {
-            "pending" | "running" => {
-                self.ec2.stop_instance(me).await?;
-                info!(instance.id = %me, volumes = ?ids, "stopping the instance going to the warm pool: the fence before its data is taken off");
-                Ok(Progress::Acted(format!(
-                    "stopping {me} (the fence) to take {} off",
-                    ids.join(",")
-                )))
-            }
-            "stopped" => {
-                let attached: Vec<&ObservedVolume> = held
-                    .iter()
-                    .filter(|v| {
-                        v.attachment
-                            .as_ref()
-                            .is_some_and(|a| a.state == AttachState::Attached)
-                    })
-                    .collect();
-                if attached.is_empty() {
-                    return Ok(Progress::Waiting(format!(
-                        "{} detaching from {me}",
-                        ids.join(",")
-                    )));
-                }
-                for v in &attached {
-                    self.ec2.detach_volume(&v.id, me).await?;
-                }
-                let detached: Vec<&str> = attached.iter().map(|v| v.id.as_str()).collect();
-                info!(instance.id = %me, volumes = ?detached, "detaching the data from the stopped warm-pool instance; it waits in the ledger for the next launch");
-                Ok(Progress::Acted(format!(
-                    "detaching {} from stopped {me}",
-                    detached.join(",")
-                )))
-            }
-            // Stopping, or ending (its volumes then detach by themselves): wait.
-            other => Ok(Progress::Waiting(format!(
-                "{me} is {other}; waiting before taking {} off",
-                ids.join(",")
-            ))),
-        }
-    }
 }
 
 #[async_trait]
 impl HookWork for WarmPoolWork {
     async fn step(&self, hook: &HookEvent, _elapsed: Duration) -> Result<Progress, StepError> {
         let me = hook.instance_id.as_str();
-        let held = self.held(me).await?;
+        let held = fence::managed_on(self.ec2.as_ref(), &self.group, me).await?;
         if !held.is_empty() {
-            return self.take_data_off(me, &held).await;
+            return fence::stop_then_detach(self.ec2.as_ref(), me, &held, "warm pool").await;
         }
         if let Some(done) = self.clear_attached_tags(me).await? {
             return Ok(Progress::Acted(done));

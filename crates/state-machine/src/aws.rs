@@ -208,18 +208,8 @@ impl LifecycleActions for AwsLifecycleActions {
                     .unwrap_or(false),
                 instances: Vec::new(),
             });
-            p.instances.extend(page.instances().iter().map(|i| {
-                GroupInstance {
-                    instance_id: i.instance_id().unwrap_or_default().to_string(),
-                    group: group.to_string(),
-                    availability_zone: i.availability_zone().unwrap_or_default().to_string(),
-                    lifecycle_state: i
-                        .lifecycle_state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    health_status: i.health_status().unwrap_or_default().to_string(),
-                }
-            }));
+            p.instances
+                .extend(page.instances().iter().map(|i| member(i, group)));
         }
         Ok(pool)
     }
@@ -242,6 +232,20 @@ impl LifecycleActions for AwsLifecycleActions {
     }
 }
 
+/// An instance of `group` (a member, or a warm instance) as ferry reads it.
+fn member(i: &aws_sdk_autoscaling::types::Instance, group: &str) -> GroupInstance {
+    GroupInstance {
+        instance_id: i.instance_id().unwrap_or_default().to_string(),
+        group: group.to_string(),
+        availability_zone: i.availability_zone().unwrap_or_default().to_string(),
+        lifecycle_state: i
+            .lifecycle_state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        health_status: i.health_status().unwrap_or_default().to_string(),
+    }
+}
+
 /// What ferry reads of a group.
 fn group_info(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> GroupInfo {
     let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
@@ -252,20 +256,7 @@ fn group_info(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> GroupInfo {
             .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
             .collect(),
         availability_zones: g.availability_zones().to_vec(),
-        instances: g
-            .instances()
-            .iter()
-            .map(|i| GroupInstance {
-                instance_id: i.instance_id().unwrap_or_default().to_string(),
-                group: name.clone(),
-                availability_zone: i.availability_zone().unwrap_or_default().to_string(),
-                lifecycle_state: i
-                    .lifecycle_state()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                health_status: i.health_status().unwrap_or_default().to_string(),
-            })
-            .collect(),
+        instances: g.instances().iter().map(|i| member(i, &name)).collect(),
         capacity: (
             g.min_size().unwrap_or_default(),
             g.max_size().unwrap_or_default(),

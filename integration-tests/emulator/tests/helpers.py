@@ -97,3 +97,13 @@ def ec2_state(ec2: Any, instance_id: str) -> str:
 
 def actions(emulator: Any) -> list[dict[str, Any]]:
     return emulator.ok("GET", "lifecycle")["actions"]
+
+
+def complete(asg: Any, body: dict[str, Any], result: str = "CONTINUE") -> None:
+    """Complete the lifecycle action a hook message announced, by its token."""
+    asg.complete_lifecycle_action(
+        AutoScalingGroupName=body["AutoScalingGroupName"],
+        LifecycleHookName=body["LifecycleHookName"],
+        LifecycleActionToken=body["LifecycleActionToken"],
+        LifecycleActionResult=result,
+    )

@@ -5,16 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 from conftest import error_code, wait_for
-from helpers import LAUNCHING, TERMINATING, actions, drain, ec2_state, make_group, make_queue, put_hook, receive, states
-
-
-def complete(asg, body, result="CONTINUE"):
-    asg.complete_lifecycle_action(
-        AutoScalingGroupName=body["AutoScalingGroupName"],
-        LifecycleHookName=body["LifecycleHookName"],
-        LifecycleActionToken=body["LifecycleActionToken"],
-        LifecycleActionResult=result,
-    )
+from helpers import LAUNCHING, TERMINATING, actions, complete, drain, ec2_state, make_group, make_queue, put_hook, receive, states
 
 
 def refresh_status(asg):

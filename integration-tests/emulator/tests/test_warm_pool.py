@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from helpers import LAUNCHING, TERMINATING, ec2_state, make_group, make_queue, put_hook, receive, states
+from helpers import LAUNCHING, TERMINATING, complete, ec2_state, make_group, make_queue, put_hook, receive, states
 
 
 def warm(asg, group="db"):
     return {i["InstanceId"]: i["LifecycleState"] for i in asg.describe_warm_pool(AutoScalingGroupName=group)["Instances"]}
-
-
-def complete(asg, body, result="CONTINUE"):
-    asg.complete_lifecycle_action(
-        AutoScalingGroupName=body["AutoScalingGroupName"],
-        LifecycleHookName=body["LifecycleHookName"],
-        LifecycleActionToken=body["LifecycleActionToken"],
-        LifecycleActionResult=result,
-    )
 
 
 def test_pool_fills_through_the_launch_hook_and_stops_its_instances(asg, ec2, sqs):

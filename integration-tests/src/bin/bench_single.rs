@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ferry_integration_tests::calls::{param, parse_ms};
+use ferry_integration_tests::calls::{median, param, parse_ms};
 use ferry_integration_tests::daemon::{build_ferryd, Ferryd, Logs};
 use ferry_integration_tests::emulator::Emulator;
 use ferry_integration_tests::scenario::{in_service, STEP};
@@ -181,15 +181,6 @@ async fn one_run(emu: &Emulator, bin: &Path, dir: &Path) -> Result<Measured> {
         .filter(|c| c["seq"].as_u64().unwrap_or(0) > since)
         .collect();
     measure(&calls)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// One cross-AZ failover with every emulated duration zero, against its critical-path floor.

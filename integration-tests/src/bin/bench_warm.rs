@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use aws_sdk_autoscaling::types::WarmPoolState;
-use ferry_integration_tests::calls::{param, parse_ms};
+use ferry_integration_tests::calls::{median, param, parse_ms};
 use ferry_integration_tests::daemon::{build_ferryd, Ferryd, Logs};
 use ferry_integration_tests::emulator::{fast_timings, Emulator};
 use ferry_integration_tests::scenario::{actions, in_service, STEP};
@@ -53,17 +53,12 @@ enum Kind {
 /// A stopped warm instance, once the pool holds one.
 async fn ready_warm_instance(world: &World) -> Result<String> {
     wait_for("a stopped warm instance", STEP, || async {
-        let out = world
-            .asg
-            .describe_warm_pool()
-            .auto_scaling_group_name(&world.group)
-            .send()
-            .await?;
-        Ok(out
-            .instances()
-            .iter()
-            .find(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("Warmed:Stopped"))
-            .and_then(|i| i.instance_id().map(str::to_string)))
+        Ok(world
+            .warm_instances()
+            .await?
+            .into_iter()
+            .find(|(_, s)| s == "Warmed:Stopped")
+            .map(|(id, _)| id))
     })
     .await
 }
@@ -177,15 +172,6 @@ fn elapsed(calls: &[Value], since: u64, token: &str) -> Result<f64> {
         }
     }
     Ok(at(end)? + end["duration_ms"].as_f64().unwrap_or(0.0) - at(start)?)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 #[tokio::main]
