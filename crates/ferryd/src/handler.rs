@@ -24,6 +24,9 @@ use crate::verify;
 /// How long a group's `ferry:managed` tag is trusted before it is read again.
 const MANAGED_TTL: Duration = Duration::from_secs(60);
 
+/// How long the lifecycle state confirmed at admission decides the path; after that it is asked again.
+const CONFIRMED_TTL: Duration = Duration::from_secs(30);
+
 /// One configured group.
 #[derive(Debug, Clone)]
 pub struct ManagedGroup {
@@ -48,8 +51,9 @@ pub struct FerryHandler {
     source_events: Option<Arc<dyn SourceEvents>>,
     /// When terminates skip their pre-copy (`[daemon] skip_precopy_after_queue_secs`).
     precopy_skip: Option<PrecopySkip>,
-    /// The lifecycle state Auto Scaling confirmed at admission, by action, until the run takes it.
-    confirmed: Mutex<HashMap<RunKey, String>>,
+    /// The lifecycle state Auto Scaling confirmed at admission, by action: (token, state, when). Taken by
+    /// the `handle` that follows; trusted only for that token and for [`CONFIRMED_TTL`].
+    confirmed: Mutex<HashMap<RunKey, (String, String, Instant)>>,
 }
 
 /// One lifecycle action: (instance id, transition).
@@ -145,15 +149,26 @@ impl FerryHandler {
         })
     }
 
-    /// The hook's lifecycle path, from its message and the state confirmed at admission (asked again if
-    /// the run did not come through admission). `Err` says why it has none.
-    async fn path_of(&self, hook: &HookEvent) -> Result<LifecyclePath, String> {
+    /// The state confirmed at this hook's admission, if it is this delivery's and recent. Every `handle`
+    /// takes its entry, so that none is left for a later action of the same instance and transition (an
+    /// instance that launches again out of a warm pool).
+    fn take_confirmed(&self, hook: &HookEvent) -> Option<String> {
         let key = (hook.instance_id.clone(), hook.transition);
-        let known = self
+        let (token, state, at) = self
             .confirmed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+            .remove(&key)?;
+        (token == hook.token && at.elapsed() < CONFIRMED_TTL).then_some(state)
+    }
+
+    /// The hook's lifecycle path, from its message and the lifecycle state confirmed at admission (`known`;
+    /// asked again when absent). `Err` says why it has none.
+    async fn path_of(
+        &self,
+        hook: &HookEvent,
+        known: Option<String>,
+    ) -> Result<LifecyclePath, String> {
         let state = match known {
             Some(s) => s,
             None => match verify::confirm(self.asg.as_ref(), hook).await {
@@ -210,10 +225,11 @@ impl HookHandler for FerryHandler {
         // all (a lagging read), reconciliation finds it from group state.
         match verify::confirm(self.asg.as_ref(), hook).await {
             Ok(Ok(state)) => {
+                let key = (hook.instance_id.clone(), hook.transition);
                 self.confirmed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert((hook.instance_id.clone(), hook.transition), state);
+                    .insert(key, (hook.token.clone(), state, Instant::now()));
                 Admission::Work
             }
             Ok(Err(u)) => {
@@ -234,6 +250,7 @@ impl HookHandler for FerryHandler {
     }
 
     async fn handle(&self, hook: HookEvent, shutdown: watch::Receiver<bool>) -> HookOutcome {
+        let confirmed = self.take_confirmed(&hook);
         let key = (hook.instance_id.clone(), hook.transition);
         let claim = {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -260,7 +277,7 @@ impl HookHandler for FerryHandler {
                 });
             }
         };
-        let outcome = self.run(&hook, shutdown).await;
+        let outcome = self.run(&hook, confirmed, shutdown).await;
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -272,8 +289,13 @@ impl HookHandler for FerryHandler {
 
 impl FerryHandler {
     /// Picks the hook's path and executor and runs it through the driver.
-    async fn run(&self, hook: &HookEvent, shutdown: watch::Receiver<bool>) -> HookOutcome {
-        let path = match self.path_of(hook).await {
+    async fn run(
+        &self,
+        hook: &HookEvent,
+        confirmed: Option<String>,
+        shutdown: watch::Receiver<bool>,
+    ) -> HookOutcome {
+        let path = match self.path_of(hook, confirmed).await {
             Ok(p) => p,
             Err(why) => {
                 warn!(reason = %why, "no lifecycle path for this hook; touching nothing");
