@@ -2,7 +2,7 @@
 //! the named group, in the wait state its transition implies, and that the hook is one of the group's hooks.
 
 use ferry_state_machine::path::wait_states;
-use ferry_state_machine::{GroupInstance, HookEvent, HookSpec, LifecycleActions, StepError};
+use ferry_state_machine::{GroupInstance, HookEvent, HookSpec, LifecycleActions, Place, StepError};
 
 /// Why Auto Scaling does not confirm a hook message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,26 @@ fn check_hook(hook: &HookEvent, spec: Option<&HookSpec>) -> Result<(), Unconfirm
     Ok(())
 }
 
+/// Whether the message says the instance comes from or goes to the warm pool.
+fn claims_warm_pool(hook: &HookEvent) -> bool {
+    hook.origin == Some(Place::WarmPool) || hook.destination == Some(Place::WarmPool)
+}
+
+/// The instance among the named group's warm instances (`DescribeWarmPool`), for a warm-pool message whose
+/// instance `DescribeAutoScalingInstances` did not list: the warm pool's own view decides then.
+async fn warm_instance(
+    asg: &dyn LifecycleActions,
+    hook: &HookEvent,
+) -> Result<Option<GroupInstance>, StepError> {
+    let Some(pool) = asg.describe_warm_pool(&hook.group).await? else {
+        return Ok(None);
+    };
+    Ok(pool
+        .instances
+        .into_iter()
+        .find(|i| i.instance_id == hook.instance_id))
+}
+
 /// Asks Auto Scaling (`DescribeAutoScalingInstances`, then `DescribeLifecycleHooks` only if the instance
 /// checks out) and checks the claim. `Ok(Ok(state))` carries the confirmed lifecycle state, which decides
 /// the hook's path. `Err` when Auto Scaling cannot be asked now: the message is left on the queue.
@@ -82,7 +102,10 @@ pub async fn confirm(
     asg: &dyn LifecycleActions,
     hook: &HookEvent,
 ) -> Result<Result<String, Unconfirmed>, StepError> {
-    let instance = asg.describe_instance(&hook.instance_id).await?;
+    let mut instance = asg.describe_instance(&hook.instance_id).await?;
+    if instance.is_none() && claims_warm_pool(hook) {
+        instance = warm_instance(asg, hook).await?;
+    }
     if let Err(u) = check_instance(hook, instance.as_ref()) {
         return Ok(Err(u));
     }
@@ -200,5 +223,30 @@ mod tests {
             assert_eq!(got.check, want, "{}", got.reason);
             assert!(got.reason.contains("i-1") || got.reason.contains("ferry-launch"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_warm_instance_missing_from_the_instance_list_is_confirmed_from_its_pool() {
+        use ferry_state_machine::fake::FakeLifecycleActions;
+        let asg = FakeLifecycleActions::default();
+        asg.put_hook("db", spec(Transition::Terminating));
+        asg.put_warm_pool(
+            "db",
+            ferry_state_machine::WarmPool {
+                instances: vec![inst("db", "Warmed:Pending:Wait")],
+                ..Default::default()
+            },
+        );
+        let mut h = hook(Transition::Terminating);
+        assert_eq!(
+            confirm(&asg, &h).await.unwrap().unwrap_err().check,
+            "unknown_instance",
+            "no claim of the pool: not looked up there"
+        );
+        h.destination = Some(Place::WarmPool);
+        assert_eq!(
+            confirm(&asg, &h).await.unwrap(),
+            Ok("Warmed:Pending:Wait".to_string())
+        );
     }
 }
