@@ -86,8 +86,17 @@ pub(super) async fn warm_pool(aws: &Aws, name: &str, info: &GroupInfo) -> Option
             fix("--min-size 2"),
         ));
     }
-    if info.availability_zones.len() > 1 && zones.len() == 1 && serving.contains(&zones[0]) {
-        return Some(Check::warn(name, format!("every warm instance is in {}, with the in-service instance: an outage of that AZ takes the standby too", zones[0]), fix("--min-size 2")));
+    if info.availability_zones.len() > 1 && zones.len() == 1 {
+        let why = if serving.contains(&zones[0]) {
+            "with the in-service instance: an outage of that AZ takes the standby too"
+        } else {
+            "only: an outage of that AZ leaves no standby, and a failover out of it cold-launches"
+        };
+        return Some(Check::warn(
+            name,
+            format!("every warm instance is in {} {why}", zones[0]),
+            fix("--min-size 2 (one warm instance per AZ)"),
+        ));
     }
     let reuse = if pool.reuse_on_scale_in {
         ", reused on scale-in"
