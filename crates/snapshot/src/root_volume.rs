@@ -94,7 +94,7 @@ impl HookWork for RootVolumeWork {
         let me = hook.instance_id.as_str();
         let (attached, missing) = self.attached(me).await?;
         let now = self.ec2.now_secs();
-        let began = now - i64::try_from(elapsed.as_secs()).unwrap_or(0);
+        let began = hook.began_secs(now, elapsed);
         let mut notes = Vec::new();
         if self.group.root_volume_recovery_point && !attached.is_empty() {
             match self.recovery_point_taken(me, began).await? {

@@ -15,8 +15,9 @@ use ferry_state_machine::observe::{
 use ferry_state_machine::{tags, HookEvent, HookWork, Progress, StepError, Verdict};
 use tracing::{error, info, warn};
 
-use crate::ledger::{self, SLOT};
-use crate::ports::{Ec2, SnapshotQuery, Tag, VolumeQuery};
+use crate::fence;
+use crate::ledger;
+use crate::ports::{Ec2, SnapshotQuery, Tag};
 use crate::spec::GroupSpec;
 
 /// Runs terminate hooks of one group.
@@ -82,7 +83,7 @@ impl TerminateWork {
         let mut t = ledger::base_tags(&self.group.name, &hook.ledger_key());
         t.push((tags::REASON.into(), SnapshotReason::Precopy.as_tag().into()));
         let now = self.ec2.now_secs();
-        let started = self.action_began(hook, elapsed);
+        let started = hook.began_secs(now, elapsed);
         t.push((tags::ACTION_STARTED.into(), started.to_string()));
         let set = if whole {
             hook.ledger_key()
@@ -154,16 +155,6 @@ impl TerminateWork {
 /// How far EC2's snapshot clock and the hook's start may disagree, in seconds.
 const CLOCK_SLACK_SECS: i64 = 60;
 
-impl TerminateWork {
-    /// When the action began, in Unix seconds: the notification's `Time`, else now less the elapsed time.
-    fn action_began(&self, hook: &HookEvent, elapsed: Duration) -> i64 {
-        hook.time
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-            .unwrap_or_else(|| self.ec2.now_secs() - i64::try_from(elapsed.as_secs()).unwrap_or(0))
-    }
-}
-
 /// Whether EC2 deletes this attached volume with its instance.
 fn deleted_with_instance(v: &ObservedVolume) -> bool {
     v.attachment
@@ -227,33 +218,22 @@ impl TerminateWork {
 #[async_trait]
 impl HookWork for TerminateWork {
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
-        let names = self.group.volume_names();
         // Both reads at once: neither depends on the other, and each joins its own batched round.
-        let volume_query = VolumeQuery {
-            group: self.group.name.clone(),
-            slot: Some(SLOT),
-            logical: None,
-            attached_instance: Some(hook.instance_id.clone()),
-        };
         let snapshot_query = SnapshotQuery {
             group: self.group.name.clone(),
             hook: Some(hook.ledger_key()),
             ..SnapshotQuery::default()
         };
-        let (attached, snapshots) = tokio::try_join!(
-            self.ec2.find_volumes(&volume_query),
+        let (managed, snapshots) = tokio::try_join!(
+            fence::managed_on(self.ec2.as_ref(), &self.group, &hook.instance_id),
             self.ec2.find_snapshots(&snapshot_query)
         )?;
         // Only this action's: an instance back from a warm pool terminates again under the same ledger key,
         // and the pre-copy of its earlier terminate is no recovery point of this one.
-        let began = self.action_began(hook, elapsed);
+        let began = hook.began_secs(self.ec2.now_secs(), elapsed);
         let snapshots: Vec<ObservedSnapshot> = snapshots
             .into_iter()
             .filter(|s| s.start_time.map_or(true, |t| t + CLOCK_SLACK_SECS >= began))
-            .collect();
-        let managed: Vec<ObservedVolume> = attached
-            .into_iter()
-            .filter(|v| v.holds_data() && v.logical.as_ref().is_some_and(|l| names.contains(l)))
             .collect();
         let step = decide_terminate(&TerminateView {
             volumes: &managed,

@@ -138,6 +138,15 @@ impl HookEvent {
         }
     }
 
+    /// When the action began, in Unix seconds: the notification's `Time`, else `now` less `elapsed` (how long
+    /// the run has been going; an action found by reconciliation has no `Time`).
+    pub fn began_secs(&self, now: i64, elapsed: std::time::Duration) -> i64 {
+        self.time
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .unwrap_or_else(|| now - i64::try_from(elapsed.as_secs()).unwrap_or(0))
+    }
+
     /// The ledger's dedupe key for this action (`ferry:hook`): `<instance-id>/<launch|terminate>`. Unlike the
     /// token, it is known both from a message and from `DescribeAutoScalingInstances`, so a run started by
     /// reconciliation finds what a message-driven run made, and the other way round.
