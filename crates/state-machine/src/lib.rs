@@ -11,6 +11,7 @@ pub mod gate;
 mod heartbeat;
 pub mod hook_cache;
 pub mod lease;
+pub mod lease_keeper;
 pub mod loader;
 pub mod lock;
 pub mod machine;
