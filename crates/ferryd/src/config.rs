@@ -85,8 +85,11 @@ fn default_visibility() -> u64 {
 pub struct GroupConfig {
     /// The Auto Scaling group name.
     pub name: String,
-    /// The Elastic IP allocation id moved to each new instance.
+    /// The Elastic IP allocation id moved to each new instance (of slot 0, in a group of many).
     pub elastic_ip: Option<String>,
+    /// One Elastic IP allocation id per slot of a group of many: slot `n` gets the `n`th.
+    #[serde(default)]
+    pub elastic_ips: Vec<String>,
     /// Require the group's `ferry:managed=true` tag before touching its hooks (default true).
     #[serde(default = "yes")]
     pub require_managed_tag: bool,
@@ -370,34 +373,41 @@ impl Config {
 
     /// The group specs the executors work from.
     pub fn group_specs(&self) -> Vec<GroupSpec> {
-        self.groups
-            .iter()
-            .map(|g| GroupSpec {
-                name: g.name.clone(),
-                elastic_ip: g.elastic_ip.clone(),
-                staying_holder_timeout: Duration::from_secs(g.launch_before_terminate_timeout_secs),
-                snapshot_timeout: Duration::from_secs(g.snapshot_timeout_secs),
-                restore_latest: g.source_unreachable == SourceUnreachable::RestoreLatest,
-                restore_latest_after: Duration::from_secs(g.restore_latest_after_secs),
-                recovery_point_interval: Duration::from_secs(g.recovery_point_interval_secs),
-                root_volume_recovery_point: g.root_volume_recovery_point,
-                handover: g.launch_before_terminate == LaunchBeforeTerminate::Handover,
-                volumes: g
-                    .volumes
-                    .iter()
-                    .map(|v| VolumeSpec {
-                        name: v.name.clone(),
-                        device: v.device.clone(),
-                        size_gib: v.size_gib,
-                        volume_type: v.volume_type.clone(),
-                        iops: v.iops,
-                        throughput: v.throughput,
-                        encrypted: v.encrypted,
-                        kms_key_id: v.kms_key_id.clone(),
-                    })
-                    .collect(),
-            })
-            .collect()
+        self.groups.iter().map(GroupConfig::spec).collect()
+    }
+}
+
+impl GroupConfig {
+    /// The spec the executors work from (`multi_slot` is set per hook, from the group's maximum size).
+    pub fn spec(&self) -> GroupSpec {
+        let g = self;
+        GroupSpec {
+            name: g.name.clone(),
+            elastic_ip: g.elastic_ip.clone(),
+            elastic_ips: g.elastic_ips.clone(),
+            multi_slot: false,
+            staying_holder_timeout: Duration::from_secs(g.launch_before_terminate_timeout_secs),
+            snapshot_timeout: Duration::from_secs(g.snapshot_timeout_secs),
+            restore_latest: g.source_unreachable == SourceUnreachable::RestoreLatest,
+            restore_latest_after: Duration::from_secs(g.restore_latest_after_secs),
+            recovery_point_interval: Duration::from_secs(g.recovery_point_interval_secs),
+            root_volume_recovery_point: g.root_volume_recovery_point,
+            handover: g.launch_before_terminate == LaunchBeforeTerminate::Handover,
+            volumes: g
+                .volumes
+                .iter()
+                .map(|v| VolumeSpec {
+                    name: v.name.clone(),
+                    device: v.device.clone(),
+                    size_gib: v.size_gib,
+                    volume_type: v.volume_type.clone(),
+                    iops: v.iops,
+                    throughput: v.throughput,
+                    encrypted: v.encrypted,
+                    kms_key_id: v.kms_key_id.clone(),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -59,6 +59,27 @@ fn errors_name_the_key() {
         ),
         (
             MINIMAL.replace(
+                "elastic_ip = \"eipalloc-0123\"",
+                "elastic_ips = [\"eipalloc-1\", \"10.0.0.1\"]",
+            ),
+            "groups[0].elastic_ips[1]",
+        ),
+        (
+            MINIMAL.replace(
+                "elastic_ip = \"eipalloc-0123\"",
+                "elastic_ips = [\"eipalloc-1\", \"eipalloc-1\"]",
+            ),
+            "groups[0].elastic_ips[1]",
+        ),
+        (
+            MINIMAL.replace(
+                "elastic_ip = \"eipalloc-0123\"",
+                "elastic_ip = \"eipalloc-0123\"\nelastic_ips = [\"eipalloc-1\"]",
+            ),
+            "groups[0].elastic_ips",
+        ),
+        (
+            MINIMAL.replace(
                 "https://sqs.us-east-1.amazonaws.com/123456789012/ferry-hooks",
                 "nope",
             ),

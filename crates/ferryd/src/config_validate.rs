@@ -159,6 +159,26 @@ fn validate_group(i: usize, g: &GroupConfig) -> Result<(), ConfigError> {
                 format!("{e:?} is not an allocation id (eipalloc-...)"),
             ));
         }
+        if !g.elastic_ips.is_empty() {
+            return Err(invalid(
+                key("elastic_ips"),
+                "set either elastic_ip (slot 0) or elastic_ips (one per slot), not both",
+            ));
+        }
+    }
+    for (n, e) in g.elastic_ips.iter().enumerate() {
+        if !e.starts_with("eipalloc-") {
+            return Err(invalid(
+                format!("groups[{i}].elastic_ips[{n}]"),
+                format!("{e:?} is not an allocation id (eipalloc-...)"),
+            ));
+        }
+        if g.elastic_ips[..n].contains(e) {
+            return Err(invalid(
+                format!("groups[{i}].elastic_ips[{n}]"),
+                format!("{e:?} is listed twice: each slot needs its own address"),
+            ));
+        }
     }
     if g.snapshot_timeout_secs == 0 {
         return Err(invalid(key("snapshot_timeout_secs"), "must be positive"));

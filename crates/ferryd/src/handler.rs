@@ -43,7 +43,8 @@ pub struct FerryHandler {
     ec2: Arc<dyn Ec2>,
     asg: Arc<dyn LifecycleActions>,
     driver: Driver,
-    managed: Mutex<HashMap<String, (Instant, bool)>>,
+    /// Per group, as last read from Auto Scaling: (when, tagged `ferry:managed=true`, max size over 1).
+    managed: Mutex<HashMap<String, (Instant, bool, bool)>>,
     /// Runs in progress by (instance, transition): a message and the reconciler may find the same action.
     running: Mutex<HashMap<RunKey, watch::Receiver<Option<HookOutcome>>>>,
     metrics: Metrics,
@@ -107,29 +108,42 @@ impl FerryHandler {
     }
 
     async fn is_tagged_managed(&self, group: &str) -> Result<bool, String> {
+        Ok(self.group_facts(group).await?.0)
+    }
+
+    /// Whether the group is tagged `ferry:managed=true`, and whether it can hold more than one instance
+    /// (its max size is over 1: a group of many, whose hooks each work on one slot). Read from Auto
+    /// Scaling at most every [`MANAGED_TTL`].
+    async fn group_facts(&self, group: &str) -> Result<(bool, bool), String> {
         let cached = {
             let m = self.managed.lock().unwrap_or_else(|p| p.into_inner());
             m.get(group)
-                .filter(|(at, _)| at.elapsed() < MANAGED_TTL)
-                .map(|(_, ok)| *ok)
+                .filter(|(at, _, _)| at.elapsed() < MANAGED_TTL)
+                .map(|(_, ok, many)| (*ok, *many))
         };
-        if let Some(ok) = cached {
-            return Ok(ok);
+        if let Some(facts) = cached {
+            return Ok(facts);
         }
-        let ok = match self.asg.describe_group(group).await {
-            Ok(Some(info)) => info.is_managed(),
-            Ok(None) => false,
+        let facts = match self.asg.describe_group(group).await {
+            Ok(Some(info)) => (info.is_managed(), info.capacity.1 > 1),
+            Ok(None) => (false, false),
             Err(e) => return Err(e.to_string()),
         };
         let mut m = self.managed.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(group.to_string(), (Instant::now(), ok));
-        Ok(ok)
+        m.insert(group.to_string(), (Instant::now(), facts.0, facts.1));
+        Ok(facts)
     }
 
     /// The executor for a hook's lifecycle path.
-    fn work_for(&self, hook: &HookEvent, path: LifecyclePath) -> Option<Box<dyn HookWork>> {
+    fn work_for(
+        &self,
+        hook: &HookEvent,
+        path: LifecyclePath,
+        multi_slot: bool,
+    ) -> Option<Box<dyn HookWork>> {
         let group = self.groups.get(&hook.group)?;
-        let (ec2, spec) = (self.ec2.clone(), group.spec.clone());
+        let (ec2, mut spec) = (self.ec2.clone(), group.spec.clone());
+        spec.multi_slot = multi_slot;
         Some(match path {
             LifecyclePath::EnterService { .. } | LifecyclePath::ReplaceRootStart => {
                 let work = LaunchWork::new(ec2, self.asg.clone(), spec);
@@ -302,7 +316,16 @@ impl FerryHandler {
                 return HookOutcome::Interrupted(why);
             }
         };
-        let Some(work) = self.work_for(hook, path) else {
+        let multi_slot = match self.group_facts(&hook.group).await {
+            Ok((_, many)) => many,
+            Err(e) => {
+                return HookOutcome::Interrupted(format!(
+                    "cannot read group {:?} from Auto Scaling now: {e}",
+                    hook.group
+                ))
+            }
+        };
+        let Some(work) = self.work_for(hook, path, multi_slot) else {
             return HookOutcome::Interrupted(format!("group {:?} is not configured", hook.group));
         };
         self.metrics.hook_path(hook, path.label());

@@ -19,8 +19,6 @@ use tracing::{debug, info, warn};
 use crate::metrics::Metrics;
 use crate::retention::{self, Kind, Policy, Resource, State};
 
-/// The slot of a group of one; the only slot ferry manages today.
-const SLOT: u32 = 0;
 /// The first back-off after EBS refused or a call failed; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -34,7 +32,7 @@ pub struct LoopConfig {
     pub retention: Policy,
 }
 
-/// One group's place in the loop.
+/// One slot's place in the loop.
 struct Slot {
     points: RecoveryPoints,
     next: Instant,
@@ -66,10 +64,26 @@ pub async fn run(
             return;
         }
         let now = Instant::now();
+        let mut found = Vec::new();
         for slot in slots.iter_mut().filter(|s| s.next <= now) {
-            let wait = round(ec2.as_ref(), slot, &metrics, &cfg).await;
+            let (wait, seen) = round(ec2.as_ref(), slot, &metrics, &cfg).await;
             let now = Instant::now();
             slot.next = now.checked_add(wait).unwrap_or(now + MAX_BACKOFF);
+            found.extend(seen.into_iter().map(|n| (slot.points.clone(), n)));
+        }
+        // A group of many: every slot the ledger shows gets its own round, from the next pass on.
+        for (points, n) in found {
+            let known = slots
+                .iter()
+                .any(|s| s.points.group().name == points.group().name && s.points.slot() == n);
+            if !known {
+                info!(asg = %points.group().name, slot = n, "recovery points: a new slot of the group");
+                slots.push(Slot {
+                    points: points.for_slot(n),
+                    next: Instant::now(),
+                    backoff: Duration::ZERO,
+                });
+            }
         }
         let Some(next) = slots.iter().map(|s| s.next).min() else {
             return;
@@ -81,9 +95,15 @@ pub async fn run(
     }
 }
 
-/// One round of one group; returns how long until its next.
-async fn round(ec2: &dyn Ec2, slot: &mut Slot, metrics: &Metrics, cfg: &LoopConfig) -> Duration {
+/// One round of one slot; returns how long until its next, and the slots of the group the ledger shows.
+async fn round(
+    ec2: &dyn Ec2,
+    slot: &mut Slot,
+    metrics: &Metrics,
+    cfg: &LoopConfig,
+) -> (Duration, Vec<u32>) {
     let group = slot.points.group().name.clone();
+    let n = slot.points.slot();
     let interval = slot.points.group().recovery_point_interval;
     // While a point is pending or was just started: look again soon, so the next one starts on time.
     let poll = (interval / 5).clamp(Duration::from_secs(1), Duration::from_secs(15));
@@ -97,11 +117,11 @@ async fn round(ec2: &dyn Ec2, slot: &mut Slot, metrics: &Metrics, cfg: &LoopConf
             slot.backoff = Duration::ZERO;
             for (volume, age) in &r.ages {
                 if let Some(age) = age {
-                    metrics.set_recovery_point_age(&group, SLOT, volume, Duration::from_secs(*age));
+                    metrics.set_recovery_point_age(&group, n, volume, Duration::from_secs(*age));
                 }
             }
-            retain(ec2, &group, &r, metrics, cfg).await;
-            match &r.outcome {
+            retain(ec2, &group, n, &r, metrics, cfg).await;
+            let wait = match &r.outcome {
                 RoundOutcome::Took(made) => {
                     metrics.recovery_point_taken(&group);
                     debug!(asg = %group, snapshots = made.len(), "recovery point set started");
@@ -117,10 +137,11 @@ async fn round(ec2: &dyn Ec2, slot: &mut Slot, metrics: &Metrics, cfg: &LoopConf
                     Duration::from_secs(secs.max(1))
                 }
                 RoundOutcome::Idle(why) => {
-                    debug!(asg = %group, reason = %why, "no recovery point now");
+                    debug!(asg = %group, slot = n, reason = %why, "no recovery point now");
                     idle
                 }
-            }
+            };
+            (wait, r.slots_seen)
         }
         Err(e) => {
             slot.backoff = (slot.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
@@ -131,7 +152,7 @@ async fn round(ec2: &dyn Ec2, slot: &mut Slot, metrics: &Metrics, cfg: &LoopConf
                 metrics.recovery_check_failed();
                 warn!(asg = %group, error = %e, backoff_secs = slot.backoff.as_secs(), "recovery-point round failed; backing off");
             }
-            slot.backoff
+            (slot.backoff, Vec::new())
         }
     }
 }
@@ -146,8 +167,15 @@ fn refused(e: &StepError) -> bool {
 
 /// Deletes the group's recovery points that the shared retention rule lets go. Only recovery points: the
 /// rest of the ledger is `ferryd gc`'s, run by the operator.
-async fn retain(ec2: &dyn Ec2, group: &str, r: &Round, metrics: &Metrics, cfg: &LoopConfig) {
-    let resources = resources(group, &r.volumes, &r.snapshots);
+async fn retain(
+    ec2: &dyn Ec2,
+    group: &str,
+    slot: u32,
+    r: &Round,
+    metrics: &Metrics,
+    cfg: &LoopConfig,
+) {
+    let resources = resources(group, slot, &r.volumes, &r.snapshots);
     let groups = [group.to_string()];
     for d in retention::plan(&resources, &groups, cfg.retention, ec2.now_secs()) {
         if !(d.delete && d.resource.is_recovery_point()) {
@@ -168,6 +196,7 @@ async fn retain(ec2: &dyn Ec2, group: &str, r: &Round, metrics: &Metrics, cfg: &
 /// The slot's ledger as the retention rule reads it.
 fn resources(
     group: &str,
+    slot: u32,
     volumes: &[ObservedVolume],
     snapshots: &[ObservedSnapshot],
 ) -> Vec<Resource> {
@@ -176,7 +205,7 @@ fn resources(
             kind,
             id: id.to_string(),
             group: group.to_string(),
-            slot: Some(SLOT.to_string()),
+            slot: Some(slot.to_string()),
             logical: logical.clone(),
             generation,
             state,

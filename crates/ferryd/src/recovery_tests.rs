@@ -18,6 +18,8 @@ fn spec(volumes: &[&str]) -> GroupSpec {
     GroupSpec {
         name: "db".into(),
         elastic_ip: None,
+        elastic_ips: Vec::new(),
+        multi_slot: false,
         volumes: volumes
             .iter()
             .enumerate()

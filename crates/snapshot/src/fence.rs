@@ -7,21 +7,22 @@ use ferry_state_machine::observe::{AttachState, ObservedVolume};
 use ferry_state_machine::{Progress, StepError};
 use tracing::info;
 
-use crate::ledger::SLOT;
+use crate::ledger::FIRST_SLOT;
 use crate::ports::{Ec2, VolumeQuery};
 use crate::spec::GroupSpec;
 
-/// The slot's managed volumes (configured logical names, holding data) attached, attaching or detaching to
-/// `instance`.
+/// The managed volumes of `slot` (every slot: `None`), of configured logical names and holding data,
+/// attached, attaching or detaching to `instance`.
 pub async fn managed_on(
     ec2: &dyn Ec2,
     group: &GroupSpec,
+    slot: Option<u32>,
     instance: &str,
 ) -> Result<Vec<ObservedVolume>, StepError> {
     let names = group.volume_names();
     let query = VolumeQuery {
         group: group.name.clone(),
-        slot: Some(SLOT),
+        slot,
         logical: None,
         attached_instance: Some(instance.to_string()),
     };
@@ -35,6 +36,24 @@ pub async fn managed_on(
                 && v.logical.as_ref().is_some_and(|l| names.contains(l))
         })
         .collect())
+}
+
+/// The slot an instance that may hold data holds: the slot of the managed volumes attached to it (the
+/// data is the truth), else its `ferry:slot` tag (a launch claimed it before any data came), else slot 0,
+/// where it holds nothing. A group of one has only slot 0.
+pub async fn held_slot(ec2: &dyn Ec2, group: &GroupSpec, instance: &str) -> Result<u32, StepError> {
+    if !group.multi_slot {
+        return Ok(FIRST_SLOT);
+    }
+    let held = managed_on(ec2, group, None, instance).await?;
+    if let Some(n) = held.iter().find_map(|v| v.slot) {
+        return Ok(n);
+    }
+    let tagged = ec2
+        .describe_instance(instance)
+        .await?
+        .and_then(|i| i.tag(ferry_state_machine::tags::SLOT)?.trim().parse().ok());
+    Ok(tagged.unwrap_or(FIRST_SLOT))
 }
 
 /// Whether the volume's attachment is `attached` (not attaching or detaching).

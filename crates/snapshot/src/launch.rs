@@ -15,14 +15,15 @@ use ferry_state_machine::observe::{
 use ferry_state_machine::slot::{decide_launch_slot, SlotStep};
 use ferry_state_machine::{
     tags, AttachedData, Disposition, Generation, HookEvent, HookWork, LifecycleActions, Progress,
-    StepError, Verdict,
+    SlotChoice, StepError, Verdict,
 };
 use futures_util::future::try_join_all;
 use tokio::time::Instant;
 use tracing::{error, info};
 
-use crate::ledger::{self, SLOT};
+use crate::ledger;
 use crate::ports::{Ec2, NewVolume, SnapshotQuery, VolumeQuery};
+use crate::slot_cell::SlotCell;
 use crate::spec::{GroupSpec, VolumeSpec};
 
 #[path = "launch_finish.rs"]
@@ -30,6 +31,8 @@ mod finish;
 #[path = "launch_handover.rs"]
 mod handover;
 use finish::describe_wait;
+#[path = "launch_slot.rs"]
+mod slot;
 #[path = "launch_source.rs"]
 mod source;
 pub use source::{SourceEvents, RESTORED_LATEST};
@@ -49,6 +52,8 @@ pub struct LaunchWork {
     reported: Mutex<HashMap<String, &'static str>>,
     /// The launching instance as last read, and when (see [`LaunchWork::instance`]).
     me: Mutex<Option<(ObservedInstance, Instant)>>,
+    /// The slot the launch takes, once claimed (see `launch_slot.rs`).
+    slot: SlotCell,
 }
 
 /// How long the launching instance's last read serves the steps before its data is attached.
@@ -64,6 +69,7 @@ impl LaunchWork {
             events: None,
             reported: Mutex::new(HashMap::new()),
             me: Mutex::new(None),
+            slot: SlotCell::default(),
         }
     }
 
@@ -112,13 +118,13 @@ impl LaunchWork {
     async fn volume_reads(&self, spec: &VolumeSpec) -> Result<Reads, StepError> {
         let volume_query = VolumeQuery {
             group: self.group.name.clone(),
-            slot: Some(SLOT),
+            slot: Some(self.slot.get()),
             logical: Some(spec.name.clone()),
             attached_instance: None,
         };
         let snapshot_query = SnapshotQuery {
             group: self.group.name.clone(),
-            slot: Some(SLOT),
+            slot: Some(self.slot.get()),
             logical: Some(spec.name.clone()),
             ..SnapshotQuery::default()
         };
@@ -165,14 +171,15 @@ impl LaunchWork {
         step: VolumeStep,
     ) -> Result<String, StepError> {
         let group = self.group.name.as_str();
+        let slot = self.slot.get();
         match step {
             VolumeStep::Claim {
                 volume_id,
                 generation,
             } => {
-                let mut t = ledger::base_tags(group, &hook.ledger_key());
+                let mut t = ledger::base_tags(group, slot, &hook.ledger_key());
                 t.extend(ledger::data_tags(&spec.name, generation));
-                t.push(ledger::name_tag(group, &spec.name, generation));
+                t.push(ledger::name_tag(group, slot, &spec.name, generation));
                 self.ec2.tag_volume(&volume_id, &t).await?;
                 info!(volume.id = %volume_id, generation = generation.0, "claimed detached volume in this AZ (fast path, no restore)");
                 Ok(format!("claimed {volume_id}"))
@@ -215,7 +222,7 @@ impl LaunchWork {
                 volume_id,
                 generation,
             } => {
-                let mut t = ledger::base_tags(group, &hook.ledger_key());
+                let mut t = ledger::base_tags(group, slot, &hook.ledger_key());
                 t.extend(ledger::data_tags(&spec.name, generation));
                 t.push((tags::REASON.into(), SnapshotReason::Final.as_tag().into()));
                 let desc = format!(
@@ -232,6 +239,7 @@ impl LaunchWork {
                     client_token: ledger::client_token(&hook.ledger_key(), &spec.name, None),
                     tags: ledger::new_volume_tags(
                         group,
+                        slot,
                         &hook.ledger_key(),
                         &spec.name,
                         generation,
@@ -267,6 +275,7 @@ impl LaunchWork {
             client_token: ledger::client_token(&key, &spec.name, Some(snapshot_id)),
             tags: ledger::new_volume_tags(
                 &self.group.name,
+                self.slot.get(),
                 &key,
                 &spec.name,
                 generation,
@@ -291,6 +300,14 @@ impl LaunchWork {
 
 #[async_trait]
 impl HookWork for LaunchWork {
+    async fn slot(&self, hook: &HookEvent, elapsed: Duration) -> Result<SlotChoice, StepError> {
+        self.choose_slot(hook, elapsed).await
+    }
+
+    async fn claim(&self, hook: &HookEvent, slot: u32) -> Result<bool, StepError> {
+        self.claim_slot(hook, slot).await
+    }
+
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
         // Every logical volume's copies, and the instance unless a recent read of it serves, all at once.
         let reads = try_join_all(

@@ -7,7 +7,6 @@ use ferry_state_machine::{tags, AttachedData, Disposition, HookEvent, StepError}
 use tracing::{error, info};
 
 use super::LaunchWork;
-use crate::ledger::SLOT;
 
 impl LaunchWork {
     /// After the data: move the Elastic IP, then tag the instance. `None` when both are in place.
@@ -17,7 +16,7 @@ impl LaunchWork {
         attached: &[AttachedData],
         eip_problem: &mut Option<String>,
     ) -> Result<Option<String>, StepError> {
-        if let Some(alloc) = &self.group.elastic_ip {
+        if let Some(alloc) = self.group.elastic_ip_of(self.slot.get()) {
             match self.move_address(alloc, me).await {
                 Ok(Some(done)) => return Ok(Some(done)),
                 Ok(None) => {}
@@ -40,7 +39,7 @@ impl LaunchWork {
             })
             .collect();
         want.push((tags::GROUP.into(), self.group.name.clone()));
-        want.push((tags::SLOT.into(), SLOT.to_string()));
+        want.push((tags::SLOT.into(), self.slot.get().to_string()));
         if want.iter().any(|(k, v)| me.tag(k) != Some(v.as_str())) {
             self.ec2.tag_instance(&me.id, &want).await?;
             return Ok(Some("tagging the instance".into()));
@@ -59,7 +58,7 @@ impl LaunchWork {
         steps: &[VolumeStep],
         observed: &[(VolumeStep, Vec<ObservedVolume>, Vec<ObservedSnapshot>)],
     ) -> Result<Option<String>, StepError> {
-        let Some(alloc) = &self.group.elastic_ip else {
+        let Some(alloc) = self.group.elastic_ip_of(self.slot.get()) else {
             return Ok(None);
         };
         let key = hook.ledger_key();

@@ -73,7 +73,13 @@ impl LaunchWork {
     /// One step of the handover's fence of `holder`: stop it, then detach the slot's volumes from it once
     /// it is stopped.
     pub(super) async fn fence_holder(&self, holder: &str) -> Result<Progress, StepError> {
-        let held = fence::managed_on(self.ec2.as_ref(), &self.group, holder).await?;
+        let held = fence::managed_on(
+            self.ec2.as_ref(),
+            &self.group,
+            Some(self.slot.get()),
+            holder,
+        )
+        .await?;
         if held.is_empty() {
             return Ok(Progress::Waiting(format!(
                 "handover: the data is detaching from {holder}"

@@ -7,18 +7,18 @@ use sha2::{Digest, Sha256};
 
 use crate::ports::Tag;
 
-/// The slot of a group of one. Multi-slot groups are future work; the tag is written so they can come.
-pub const SLOT: u32 = 0;
+/// The slot of a group of one (`max_size = 1`), and the first slot of every group.
+pub const FIRST_SLOT: u32 = 0;
 
 fn tag(k: &str, v: impl Into<String>) -> Tag {
     (k.to_string(), v.into())
 }
 
 /// The tags every ferry volume and snapshot of a (group, slot) carries.
-pub fn base_tags(group: &str, hook_token: &str) -> Vec<Tag> {
+pub fn base_tags(group: &str, slot: u32, hook_token: &str) -> Vec<Tag> {
     vec![
         tag(tags::GROUP, group),
-        tag(tags::SLOT, SLOT.to_string()),
+        tag(tags::SLOT, slot.to_string()),
         tag(tags::HOOK, hook_token),
     ]
 }
@@ -53,26 +53,27 @@ pub fn snapshot_set_exclusions(instance: &ObservedInstance, wanted: &[String]) -
 /// Every tag of a volume a launch creates.
 pub fn new_volume_tags(
     group: &str,
+    slot: u32,
     hook_token: &str,
     logical: &str,
     generation: Generation,
     source: Option<(&str, &str)>,
 ) -> Vec<Tag> {
-    let mut t = base_tags(group, hook_token);
+    let mut t = base_tags(group, slot, hook_token);
     t.extend(data_tags(logical, generation));
     if let Some((snapshot, volume)) = source {
         t.push(tag(tags::SOURCE_SNAPSHOT, snapshot));
         t.push(tag(tags::SOURCE_VOLUME, volume));
     }
-    t.push(name_tag(group, logical, generation));
+    t.push(name_tag(group, slot, logical, generation));
     t
 }
 
 /// The `Name` tag of a ferry volume, for people reading the console; rewritten when a volume is claimed.
-pub fn name_tag(group: &str, logical: &str, generation: Generation) -> Tag {
+pub fn name_tag(group: &str, slot: u32, logical: &str, generation: Generation) -> Tag {
     tag(
         tags::NAME,
-        format!("ferry {group}/{SLOT} {logical} gen {generation}"),
+        format!("ferry {group}/{slot} {logical} gen {generation}"),
     )
 }
 
@@ -109,6 +110,7 @@ mod tests {
     fn volume_tags_carry_lineage() {
         let t = new_volume_tags(
             "db",
+            2,
             "tok",
             "data",
             Generation(4),
@@ -118,7 +120,8 @@ mod tests {
         assert_eq!(get(tags::GENERATION), Some("4"));
         assert_eq!(get(tags::SOURCE_SNAPSHOT), Some("snap-1"));
         assert_eq!(get(tags::SOURCE_VOLUME), Some("vol-1"));
-        assert_eq!(get(tags::SLOT), Some("0"));
+        assert_eq!(get(tags::SLOT), Some("2"));
         assert_eq!(get(tags::HOOK), Some("tok"));
+        assert_eq!(get(tags::NAME), Some("ferry db/2 data gen 4"));
     }
 }

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod ports;
 pub mod recovery_point;
 pub mod root_volume;
+pub mod slot_cell;
 pub mod spec;
 pub mod terminate;
 pub mod warm_pool;

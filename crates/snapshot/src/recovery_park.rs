@@ -1,5 +1,5 @@
-//! Paused at zero: when the group's desired capacity is 0 and no instance is left, the slot's data waits in
-//! the ledger as its detached volumes. ferry takes their final snapshot then (`ferry:reason = final`,
+//! Parked slots: when the group is paused at zero (desired capacity 0, no instance left), or scaled in below a
+//! slot of a group of many, the slot's data waits in the ledger as its detached volumes. ferry takes their final snapshot then (`ferry:reason = final`,
 //! `ferry:hook = parked/<volume-id>`), so that the data survives the loss of its AZ while paused and a
 //! scale-up in another AZ restores at once. A detached volume cannot change, so its snapshot is its final
 //! state; the launch that scales the group up restores it (or claims the volume itself in the same AZ).
@@ -72,19 +72,14 @@ impl RecoveryPoints {
         if todo.is_empty() {
             return Ok(None);
         }
-        // Only when Auto Scaling shows the pause: a failover in progress takes its own final delta.
-        let paused = self
-            .asg
-            .describe_group(&self.group.name)
-            .await?
-            .is_some_and(|g| g.capacity.2 == 0 && g.instances.is_empty());
-        if !paused {
+        // Only when Auto Scaling shows the slot parked: a failover in progress takes its own final delta.
+        if !self.slot_parked().await? {
             return Ok(None);
         }
         let group = self.group.name.as_str();
         let mut made = Vec::new();
         for vol in todo {
-            let mut t = ledger::base_tags(group, &parked_hook_key(&vol.id));
+            let mut t = ledger::base_tags(group, self.slot, &parked_hook_key(&vol.id));
             t.extend(ledger::volume_data_tags(vol));
             t.push((tags::REASON.into(), SnapshotReason::Final.as_tag().into()));
             let desc = format!(
@@ -93,9 +88,32 @@ impl RecoveryPoints {
                 vol.generation.map_or(0, |g| g.0)
             );
             let id = self.ec2.create_snapshot(&vol.id, &desc, &t).await?;
-            info!(asg = %group, snapshot.id = %id, volume.id = %vol.id, "paused at zero: final snapshot of the parked data");
+            info!(asg = %group, slot = self.slot, snapshot.id = %id, volume.id = %vol.id, "parked slot: final snapshot of its data");
             made.push((id, vol.id.clone()));
         }
         Ok(Some(RoundOutcome::Parked(made)))
+    }
+
+    /// Whether Auto Scaling shows the slot parked: the group is paused at zero (no instance, desired 0), or
+    /// scaled in below the slot (every instance claims a slot, by its `ferry:slot` tag, and none this one;
+    /// an instance without the tag may still be choosing, and then nothing is parked).
+    async fn slot_parked(&self) -> Result<bool, StepError> {
+        let Some(g) = self.asg.describe_group(&self.group.name).await? else {
+            return Ok(false);
+        };
+        if g.instances.is_empty() {
+            return Ok(g.capacity.2 == 0);
+        }
+        let ids: Vec<String> = g.instances.iter().map(|i| i.instance_id.clone()).collect();
+        let members = self.ec2.describe_instances(&ids).await?;
+        if members.len() < ids.len() {
+            // A member EC2 does not show yet: it may be choosing.
+            return Ok(false);
+        }
+        let mine = self.slot.to_string();
+        Ok(members.iter().filter(|i| !i.is_gone()).all(|i| {
+            i.tag(tags::SLOT)
+                .is_some_and(|s| s.trim() != mine && s.trim().parse::<u32>().is_ok())
+        }))
     }
 }

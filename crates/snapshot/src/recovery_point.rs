@@ -14,7 +14,7 @@ use ferry_state_machine::recovery::{
 use ferry_state_machine::{tags, LifecycleActions, StepError};
 use tracing::{debug, info};
 
-use crate::ledger::{self, SLOT};
+use crate::ledger::{self, FIRST_SLOT};
 use crate::ports::{Ec2, SnapshotQuery, Tag, VolumeQuery};
 use crate::spec::GroupSpec;
 
@@ -50,19 +50,42 @@ pub struct Round {
     pub volumes: Vec<ObservedVolume>,
     /// The slot's snapshots, as observed (before anything this round started).
     pub snapshots: Vec<ObservedSnapshot>,
+    /// Every slot of the group the ledger's volumes show, this one included: the loop adds a round for
+    /// each slot it does not run yet (a group of many grows its slots as it scales out).
+    pub slots_seen: Vec<u32>,
 }
 
-/// Takes the recovery points of one group.
+/// Takes the recovery points of one slot of a group.
+#[derive(Clone)]
 pub struct RecoveryPoints {
     ec2: Arc<dyn Ec2>,
     asg: Arc<dyn LifecycleActions>,
     group: GroupSpec,
+    slot: u32,
 }
 
 impl RecoveryPoints {
-    /// The recovery points of `group`.
+    /// The recovery points of slot 0 of `group` (a group of one's only slot).
     pub fn new(ec2: Arc<dyn Ec2>, asg: Arc<dyn LifecycleActions>, group: GroupSpec) -> Self {
-        Self { ec2, asg, group }
+        Self {
+            ec2,
+            asg,
+            group,
+            slot: FIRST_SLOT,
+        }
+    }
+
+    /// The same, for slot `slot` of the group.
+    pub fn for_slot(&self, slot: u32) -> Self {
+        Self {
+            slot,
+            ..self.clone()
+        }
+    }
+
+    /// The slot.
+    pub fn slot(&self) -> u32 {
+        self.slot
     }
 
     /// The group.
@@ -73,19 +96,26 @@ impl RecoveryPoints {
     /// One round: observe the slot, and take, tag or wait. With a zero interval it only observes (ages).
     pub async fn round(&self) -> Result<Round, StepError> {
         let name = self.group.name.clone();
-        let volumes = self
+        // Every slot's volumes in one read: this slot's are kept, the others' show which slots exist.
+        let all = self
             .ec2
             .find_volumes(&VolumeQuery {
                 group: name.clone(),
-                slot: Some(SLOT),
                 ..VolumeQuery::default()
             })
             .await?;
+        let mut slots_seen: Vec<u32> = all.iter().filter_map(|v| v.slot).collect();
+        slots_seen.sort_unstable();
+        slots_seen.dedup();
+        let volumes: Vec<ObservedVolume> = all
+            .into_iter()
+            .filter(|v| v.slot == Some(self.slot))
+            .collect();
         let snapshots = self
             .ec2
             .find_snapshots(&SnapshotQuery {
                 group: name,
-                slot: Some(SLOT),
+                slot: Some(self.slot),
                 ..SnapshotQuery::default()
             })
             .await?;
@@ -109,6 +139,7 @@ impl RecoveryPoints {
             ages,
             volumes,
             snapshots,
+            slots_seen,
         })
     }
 
@@ -214,6 +245,7 @@ impl RecoveryPoints {
     ) -> Result<RoundOutcome, StepError> {
         let set = RecoverySet {
             group: &self.group.name,
+            slot: self.slot,
             instance,
             hook: &format!("{instance}/recovery"),
             why: "recovery point",
@@ -227,6 +259,7 @@ impl RecoveryPoints {
 /// names and logs). Used by the periodic schedule and before a root-volume replacement.
 pub(crate) struct RecoverySet<'a> {
     pub group: &'a str,
+    pub slot: u32,
     pub instance: &'a str,
     pub hook: &'a str,
     pub why: &'a str,
@@ -243,7 +276,7 @@ impl RecoverySet<'_> {
         now: i64,
     ) -> Result<Vec<(String, String)>, StepError> {
         let (group, instance, why) = (self.group, self.instance, self.why);
-        let mut t: Vec<Tag> = ledger::base_tags(group, self.hook);
+        let mut t: Vec<Tag> = ledger::base_tags(group, self.slot, self.hook);
         t.push((
             tags::REASON.into(),
             SnapshotReason::Recovery.as_tag().into(),

@@ -9,18 +9,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::observe::ObservedVolume;
-use ferry_state_machine::{HookEvent, HookWork, Progress, StepError, Verdict};
+use ferry_state_machine::{HookEvent, HookWork, Progress, SlotChoice, StepError, Verdict};
 use tracing::{info, warn};
 
 use crate::fence;
 use crate::ports::{Ec2, SnapshotQuery};
 use crate::recovery_point::RecoverySet;
+use crate::slot_cell::SlotCell;
 use crate::spec::GroupSpec;
 
 /// Runs the terminate half of root-volume replacements of one group.
 pub struct RootVolumeWork {
     ec2: Arc<dyn Ec2>,
     group: GroupSpec,
+    slot: SlotCell,
 }
 
 /// The `ferry:hook` of a recovery point taken before a root-volume replacement of `instance`.
@@ -31,17 +33,22 @@ pub fn root_volume_hook_key(instance: &str) -> String {
 impl RootVolumeWork {
     /// The executor for `group`.
     pub fn new(ec2: Arc<dyn Ec2>, group: GroupSpec) -> Self {
-        Self { ec2, group }
+        Self {
+            ec2,
+            group,
+            slot: SlotCell::default(),
+        }
     }
 
     /// The slot's newest data attached to the instance, per configured logical volume; and the names of
     /// the logical volumes that are not attached to it.
     async fn attached(&self, me: &str) -> Result<(Vec<ObservedVolume>, Vec<String>), StepError> {
-        let managed: Vec<ObservedVolume> = fence::managed_on(self.ec2.as_ref(), &self.group, me)
-            .await?
-            .into_iter()
-            .filter(fence::is_attached)
-            .collect();
+        let managed: Vec<ObservedVolume> =
+            fence::managed_on(self.ec2.as_ref(), &self.group, Some(self.slot.get()), me)
+                .await?
+                .into_iter()
+                .filter(fence::is_attached)
+                .collect();
         let missing = self
             .group
             .volume_names()
@@ -76,7 +83,7 @@ impl RootVolumeWork {
 
     /// The Elastic IP problem, if the group has one and it is not on the instance.
     async fn address_problem(&self, me: &str) -> Result<Option<String>, StepError> {
-        let Some(eip) = &self.group.elastic_ip else {
+        let Some(eip) = self.group.elastic_ip_of(self.slot.get()) else {
             return Ok(None);
         };
         let addr = self.ec2.describe_address(eip).await?;
@@ -90,6 +97,11 @@ impl RootVolumeWork {
 
 #[async_trait]
 impl HookWork for RootVolumeWork {
+    async fn slot(&self, hook: &HookEvent, _elapsed: Duration) -> Result<SlotChoice, StepError> {
+        let n = fence::held_slot(self.ec2.as_ref(), &self.group, &hook.instance_id).await?;
+        Ok(SlotChoice::Known(self.slot.set(n)))
+    }
+
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
         let me = hook.instance_id.as_str();
         let (attached, missing) = self.attached(me).await?;
@@ -103,6 +115,7 @@ impl HookWork for RootVolumeWork {
                     let ids: Vec<String> = attached.iter().map(|v| v.id.clone()).collect();
                     let set = RecoverySet {
                         group: &self.group.name,
+                        slot: self.slot.get(),
                         instance: me,
                         hook: &root_volume_hook_key(me),
                         why: "recovery point before a root-volume replacement",

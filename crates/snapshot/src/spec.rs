@@ -30,8 +30,14 @@ pub struct VolumeSpec {
 pub struct GroupSpec {
     /// The Auto Scaling group name.
     pub name: String,
-    /// The Elastic IP allocation moved to each new instance, if any.
+    /// The Elastic IP allocation moved to each new instance of slot 0 (a group of one's only slot), if any.
     pub elastic_ip: Option<String>,
+    /// `elastic_ips`: one Elastic IP allocation per slot, slot `n` getting the `n`th; the alternative to
+    /// `elastic_ip` for a group of many. A slot past the list's end gets none.
+    pub elastic_ips: Vec<String>,
+    /// Whether the group can hold more than one instance (its Auto Scaling max size is over 1): then each
+    /// hook works on the slot its instance holds or claims. Read from Auto Scaling when a hook runs.
+    pub multi_slot: bool,
     /// The logical volumes.
     pub volumes: Vec<VolumeSpec>,
     /// How long a launch waits for another instance that stays in service with the data attached
@@ -54,6 +60,16 @@ pub struct GroupSpec {
 }
 
 impl GroupSpec {
+    /// The Elastic IP allocation of `slot`, if it has one.
+    pub fn elastic_ip_of(&self, slot: u32) -> Option<&str> {
+        if self.elastic_ips.is_empty() {
+            return self.elastic_ip.as_deref().filter(|_| slot == 0);
+        }
+        self.elastic_ips
+            .get(usize::try_from(slot).ok()?)
+            .map(String::as_str)
+    }
+
     /// The logical volume names, in config order.
     pub fn volume_names(&self) -> Vec<String> {
         self.volumes.iter().map(|v| v.name.clone()).collect()
@@ -79,5 +95,43 @@ impl GroupSpec {
         } else {
             self.snapshot_timeout
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(elastic_ip: Option<&str>, elastic_ips: &[&str]) -> GroupSpec {
+        GroupSpec {
+            name: "db".into(),
+            elastic_ip: elastic_ip.map(str::to_string),
+            elastic_ips: elastic_ips.iter().map(|s| (*s).to_string()).collect(),
+            multi_slot: true,
+            volumes: Vec::new(),
+            staying_holder_timeout: Duration::from_secs(600),
+            snapshot_timeout: Duration::from_secs(3600),
+            restore_latest: false,
+            restore_latest_after: Duration::from_secs(600),
+            recovery_point_interval: Duration::ZERO,
+            root_volume_recovery_point: true,
+            handover: false,
+        }
+    }
+
+    #[test]
+    fn each_slot_has_its_own_elastic_ip_and_elastic_ip_follows_slot_zero_alone() {
+        let per_slot = group(None, &["eipalloc-0", "eipalloc-1"]);
+        assert_eq!(per_slot.elastic_ip_of(0), Some("eipalloc-0"));
+        assert_eq!(per_slot.elastic_ip_of(1), Some("eipalloc-1"));
+        assert_eq!(
+            per_slot.elastic_ip_of(2),
+            None,
+            "a slot past the list has none"
+        );
+        let one = group(Some("eipalloc-x"), &[]);
+        assert_eq!(one.elastic_ip_of(0), Some("eipalloc-x"));
+        assert_eq!(one.elastic_ip_of(1), None);
+        assert_eq!(group(None, &[]).elastic_ip_of(0), None);
     }
 }

@@ -12,12 +12,13 @@ use ferry_state_machine::machine::{decide_terminate, TerminateStep, TerminateVie
 use ferry_state_machine::observe::{
     ObservedSnapshot, ObservedVolume, SnapshotReason, SnapshotState,
 };
-use ferry_state_machine::{tags, HookEvent, HookWork, Progress, StepError, Verdict};
+use ferry_state_machine::{tags, HookEvent, HookWork, Progress, SlotChoice, StepError, Verdict};
 use tracing::{error, info, warn};
 
 use crate::fence;
 use crate::ledger;
 use crate::ports::{Ec2, SnapshotQuery, Tag};
+use crate::slot_cell::SlotCell;
 use crate::spec::GroupSpec;
 
 /// Runs terminate hooks of one group.
@@ -25,6 +26,7 @@ pub struct TerminateWork {
     ec2: Arc<dyn Ec2>,
     group: GroupSpec,
     skip: Option<PrecopySkip>,
+    slot: SlotCell,
 }
 
 /// When a terminate completes at once instead of taking its pre-copy: when a `CreateSnapshot` asked now
@@ -46,6 +48,7 @@ impl TerminateWork {
             ec2,
             group,
             skip: None,
+            slot: SlotCell::default(),
         }
     }
 
@@ -80,7 +83,7 @@ impl TerminateWork {
     /// The pre-copy's tags. `whole` is true for the first set of every managed volume (one instant, one
     /// `ferry:set`); a retake of some volumes gets a set of its own, since it is of a later instant.
     fn snapshot_tags(&self, hook: &HookEvent, elapsed: Duration, whole: bool) -> Vec<Tag> {
-        let mut t = ledger::base_tags(&self.group.name, &hook.ledger_key());
+        let mut t = ledger::base_tags(&self.group.name, self.slot.get(), &hook.ledger_key());
         t.push((tags::REASON.into(), SnapshotReason::Precopy.as_tag().into()));
         let now = self.ec2.now_secs();
         let started = hook.began_secs(now, elapsed);
@@ -217,6 +220,11 @@ impl TerminateWork {
 
 #[async_trait]
 impl HookWork for TerminateWork {
+    async fn slot(&self, hook: &HookEvent, _elapsed: Duration) -> Result<SlotChoice, StepError> {
+        let n = fence::held_slot(self.ec2.as_ref(), &self.group, &hook.instance_id).await?;
+        Ok(SlotChoice::Known(self.slot.set(n)))
+    }
+
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError> {
         // Both reads at once: neither depends on the other, and each joins its own batched round.
         let snapshot_query = SnapshotQuery {
@@ -225,7 +233,12 @@ impl HookWork for TerminateWork {
             ..SnapshotQuery::default()
         };
         let (managed, snapshots) = tokio::try_join!(
-            fence::managed_on(self.ec2.as_ref(), &self.group, &hook.instance_id),
+            fence::managed_on(
+                self.ec2.as_ref(),
+                &self.group,
+                Some(self.slot.get()),
+                &hook.instance_id
+            ),
             self.ec2.find_snapshots(&snapshot_query)
         )?;
         // Only this action's: an instance back from a warm pool terminates again under the same ledger key,

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_state_machine::{tags, Disposition, HookEvent, HookWork, Progress, StepError, Verdict};
+use ferry_state_machine::{
+    tags, Disposition, HookEvent, HookWork, Progress, SlotChoice, StepError, Verdict,
+};
 use tracing::{error, info};
 
 use crate::fence;
 use crate::ports::Ec2;
+use crate::slot_cell::SlotCell;
 use crate::spec::GroupSpec;
 
 /// The value of a `ferry:attached:<name>` instance tag once the volume was taken off the instance.
@@ -22,12 +25,17 @@ pub const DETACHED: &str = "none";
 pub struct WarmPoolWork {
     ec2: Arc<dyn Ec2>,
     group: GroupSpec,
+    slot: SlotCell,
 }
 
 impl WarmPoolWork {
     /// The warm-pool executor for `group`.
     pub fn new(ec2: Arc<dyn Ec2>, group: GroupSpec) -> Self {
-        Self { ec2, group }
+        Self {
+            ec2,
+            group,
+            slot: SlotCell::default(),
+        }
     }
 
     /// Marks the instance's `ferry:attached:<name>` tags from its time in service as detached (`none`), so
@@ -53,16 +61,22 @@ impl WarmPoolWork {
 
 #[async_trait]
 impl HookWork for WarmPoolWork {
+    async fn slot(&self, hook: &HookEvent, _elapsed: Duration) -> Result<SlotChoice, StepError> {
+        let n = fence::held_slot(self.ec2.as_ref(), &self.group, &hook.instance_id).await?;
+        Ok(SlotChoice::Known(self.slot.set(n)))
+    }
+
     async fn step(&self, hook: &HookEvent, _elapsed: Duration) -> Result<Progress, StepError> {
         let me = hook.instance_id.as_str();
-        let held = fence::managed_on(self.ec2.as_ref(), &self.group, me).await?;
+        let slot = self.slot.get();
+        let held = fence::managed_on(self.ec2.as_ref(), &self.group, Some(slot), me).await?;
         if !held.is_empty() {
             return fence::stop_then_detach(self.ec2.as_ref(), me, &held, "warm pool").await;
         }
         if let Some(done) = self.clear_attached_tags(me).await? {
             return Ok(Progress::Acted(done));
         }
-        if let Some(eip) = &self.group.elastic_ip {
+        if let Some(eip) = self.group.elastic_ip_of(slot) {
             let on_me = self
                 .ec2
                 .describe_address(eip)

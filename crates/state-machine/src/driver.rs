@@ -8,23 +8,38 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::error::{step_backoff, Disposition, StepError};
 use crate::heartbeat::{Heartbeat, Schedule};
 use crate::lock::SlotLocks;
-use crate::model::{HookEvent, LifecycleResult, SlotKey};
+use crate::model::{HookEvent, SlotKey};
+pub use crate::outcome::{HookObserver, HookOutcome, NoObserver};
 use crate::port::{CompleteOutcome, HookSpec, LifecycleActions};
 use crate::seat::Seat;
 use crate::verdict::Verdict;
 use crate::wake::SlotChanges;
 
-/// The slot a hook works on (one per group until groups of many slots).
-fn slot_of(hook: &HookEvent) -> SlotKey {
+/// The key of slot `slot` of the hook's group.
+fn slot_key(hook: &HookEvent, slot: u32) -> SlotKey {
     SlotKey {
         group: hook.group.clone(),
-        slot: 0,
+        slot,
     }
+}
+
+/// Which slot of its group a hook works on, as `HookWork::slot` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotChoice {
+    /// This slot: the instance holds it already (or the group has one slot).
+    Known(u32),
+    /// Claim this slot: the driver takes the slot's lock and calls `HookWork::claim`, which checks again
+    /// under it, so that two launches that picked one slot cannot both have it.
+    Claim(u32),
+    /// No slot can be had yet: poll again.
+    Waiting(String),
+    /// The hook is done without a slot.
+    Finished(Verdict),
 }
 
 /// What one call of `HookWork::step` achieved.
@@ -41,69 +56,22 @@ pub enum Progress {
 /// The effectful shell of one kind of hook: observe AWS, ask the pure machine, perform one step.
 #[async_trait]
 pub trait HookWork: Send + Sync {
-    /// Performs at most one mutating step. `elapsed` is how long the hook has been running.
+    /// Which slot the hook works on; asked before the first step, and again while it is not `Known` (or
+    /// its claim was lost). A group of one has only slot 0, the default.
+    async fn slot(&self, _hook: &HookEvent, _elapsed: Duration) -> Result<SlotChoice, StepError> {
+        Ok(SlotChoice::Known(0))
+    }
+
+    /// Claims `slot`, under its lock: `true` once the hook holds it, `false` when it was taken meanwhile
+    /// (then `slot` is asked again).
+    async fn claim(&self, _hook: &HookEvent, _slot: u32) -> Result<bool, StepError> {
+        Ok(true)
+    }
+
+    /// Performs at most one mutating step on the slot `slot` resolved. `elapsed` is how long the hook has
+    /// been running.
     async fn step(&self, hook: &HookEvent, elapsed: Duration) -> Result<Progress, StepError>;
 }
-
-/// How a hook run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookOutcome {
-    /// ferry completed the action.
-    Completed {
-        /// The result it was completed with.
-        result: LifecycleResult,
-        /// Why.
-        reason: String,
-    },
-    /// The action was already completed or had expired; nothing more to do.
-    AlreadyEnded,
-    /// Stopped at a safe point (shutdown) or could not complete: the message must come back.
-    Interrupted(String),
-    /// The hook cannot be worked (it is not a hook of the group): nothing was done or completed, and the
-    /// message may go. The reason says why.
-    Rejected(String),
-}
-
-impl HookOutcome {
-    /// Whether the hook's message may be deleted.
-    pub fn is_final(&self) -> bool {
-        !matches!(self, HookOutcome::Interrupted(_))
-    }
-
-    /// A short label for logs and metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            HookOutcome::Completed {
-                result: LifecycleResult::Continue,
-                ..
-            } => "continue",
-            HookOutcome::Completed {
-                result: LifecycleResult::Abandon,
-                ..
-            } => "abandon",
-            HookOutcome::AlreadyEnded => "already_ended",
-            HookOutcome::Interrupted(_) => "interrupted",
-            HookOutcome::Rejected(_) => "rejected",
-        }
-    }
-}
-
-/// Observes hook runs, for metrics and notifications. Every method has a no-op default.
-pub trait HookObserver: Send + Sync {
-    /// A step made progress or waited.
-    fn on_progress(&self, _hook: &HookEvent, _progress: &Progress) {}
-    /// A step failed.
-    fn on_error(&self, _hook: &HookEvent, _error: &StepError) {}
-    /// A heartbeat was recorded.
-    fn on_heartbeat(&self, _hook: &HookEvent) {}
-    /// The run ended.
-    fn on_end(&self, _hook: &HookEvent, _outcome: &HookOutcome, _took: Duration) {}
-}
-
-/// An observer that observes nothing.
-#[derive(Debug, Default)]
-pub struct NoObserver;
-impl HookObserver for NoObserver {}
 
 /// Timing of the driver.
 #[derive(Debug, Clone)]
@@ -242,9 +210,9 @@ impl Driver {
             return HookOutcome::AlreadyEnded;
         }
         match exit {
-            Exit::Complete(verdict) => {
+            Exit::Complete(verdict, slot) => {
                 let outcome = self.complete(hook, verdict).await;
-                self.changes.changed(&slot_of(hook));
+                self.changes.changed(&slot_key(hook, slot.unwrap_or(0)));
                 outcome
             }
             Exit::End(outcome) => outcome,
@@ -268,8 +236,9 @@ impl Driver {
         // The last wait reason logged: a wait is logged when it starts or changes, not at every poll.
         let mut last_wait: Option<String> = None;
         let mut backoff = step_backoff(self.cfg.retry_base, self.cfg.retry_max);
-        let slot = slot_of(hook);
-        let changed = self.changes.of(&slot);
+        // The slot, once `HookWork::slot` (and its claim) resolved it.
+        let mut slot: Option<u32> = None;
+        let mut changed = self.changes.of(&slot_key(hook, 0));
         loop {
             if *shutdown.borrow() {
                 return interrupted();
@@ -285,31 +254,51 @@ impl Driver {
                     elapsed.as_secs()
                 );
                 error!(reason = %why, "abandoning hook");
-                return Exit::Complete(Verdict::abandon(why));
+                return Exit::Complete(Verdict::abandon(why), slot);
             }
-            let step = {
-                // Waiting for the lock is a safe point too; the heartbeat goes on meanwhile.
-                let _guard = tokio::select! {
-                    biased;
-                    () = heartbeat.ended() => return Exit::End(HookOutcome::AlreadyEnded),
-                    () = shutdown_requested(shutdown) => return interrupted(),
-                    guard = self.locks.lock(&slot) => guard,
-                };
-                // Then a worker seat; the semaphore is fair, and never closed. A wait for an API token
-                // inside the step gives the seat up for the rest of the step (`seat`).
-                let seat = tokio::select! {
-                    biased;
-                    () = heartbeat.ended() => return Exit::End(HookOutcome::AlreadyEnded),
-                    () = shutdown_requested(shutdown) => return interrupted(),
-                    seat = Seat::take(self.workers.clone()) => seat,
-                };
-                match seat {
-                    Some(seat) => seat.scope(work.step(hook, elapsed)).await,
-                    None => work.step(hook, elapsed).await,
+            let step = match slot {
+                Some(n) => {
+                    self.locked(hook, n, shutdown, heartbeat, work.step(hook, elapsed))
+                        .await
                 }
+                None => match self
+                    .seated(shutdown, heartbeat, work.slot(hook, elapsed))
+                    .await
+                {
+                    Err(exit) => Err(exit),
+                    Ok(Ok(SlotChoice::Known(n))) => {
+                        debug!(slot = n, "working on slot {n}");
+                        (slot, changed) = (Some(n), self.changes.of(&slot_key(hook, n)));
+                        continue;
+                    }
+                    Ok(Ok(SlotChoice::Claim(n))) => {
+                        match self
+                            .locked(hook, n, shutdown, heartbeat, work.claim(hook, n))
+                            .await
+                        {
+                            Ok(Ok(true)) => {
+                                info!(slot = n, "claimed slot {n}");
+                                (slot, changed) = (Some(n), self.changes.of(&slot_key(hook, n)));
+                                Ok(Ok(Progress::Acted(format!("claimed slot {n}"))))
+                            }
+                            Ok(Ok(false)) => Ok(Ok(Progress::Acted(format!(
+                                "slot {n} was taken meanwhile; choosing again"
+                            )))),
+                            Ok(Err(e)) => Ok(Err(e)),
+                            Err(exit) => Err(exit),
+                        }
+                    }
+                    Ok(Ok(SlotChoice::Waiting(why))) => Ok(Ok(Progress::Waiting(why))),
+                    Ok(Ok(SlotChoice::Finished(v))) => Ok(Ok(Progress::Finished(v))),
+                    Ok(Err(e)) => Ok(Err(e)),
+                },
+            };
+            let step = match step {
+                Ok(step) => step,
+                Err(exit) => return exit,
             };
             let delay = match step {
-                Ok(Progress::Finished(verdict)) => return Exit::Complete(verdict),
+                Ok(Progress::Finished(verdict)) => return Exit::Complete(verdict, slot),
                 Ok(p @ Progress::Acted(_)) => {
                     changed.notify_waiters();
                     self.observer.on_progress(hook, &p);
@@ -333,7 +322,7 @@ impl Driver {
                     match e.disposition {
                         Disposition::Permanent => {
                             error!(error = %e, "permanent failure; abandoning hook");
-                            return Exit::Complete(Verdict::abandon(e.to_string()));
+                            return Exit::Complete(Verdict::abandon(e.to_string()), slot);
                         }
                         Disposition::AlreadyDone => continue,
                         Disposition::Retry => {
@@ -351,6 +340,46 @@ impl Driver {
                 _ = shutdown.changed() => return interrupted(),
             }
         }
+    }
+
+    /// Runs `work` under the lock of slot `n` and a worker seat. `Err` is how the loop ends when the action
+    /// ended or shutdown came while waiting for either (both are safe points; the heartbeat goes on).
+    async fn locked<T>(
+        &self,
+        hook: &HookEvent,
+        n: u32,
+        shutdown: &mut watch::Receiver<bool>,
+        heartbeat: &Heartbeat,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, Exit> {
+        let key = slot_key(hook, n);
+        let _guard = tokio::select! {
+            biased;
+            () = heartbeat.ended() => return Err(Exit::End(HookOutcome::AlreadyEnded)),
+            () = shutdown_requested(shutdown) => return Err(Exit::End(HookOutcome::Interrupted("shutdown".into()))),
+            guard = self.locks.lock(&key) => guard,
+        };
+        self.seated(shutdown, heartbeat, work).await
+    }
+
+    /// Runs `work` in a worker seat; the semaphore is fair, and never closed. A wait for an API token inside
+    /// the work gives the seat up for the rest of it (`seat`).
+    async fn seated<T>(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        heartbeat: &Heartbeat,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, Exit> {
+        let seat = tokio::select! {
+            biased;
+            () = heartbeat.ended() => return Err(Exit::End(HookOutcome::AlreadyEnded)),
+            () = shutdown_requested(shutdown) => return Err(Exit::End(HookOutcome::Interrupted("shutdown".into()))),
+            seat = Seat::take(self.workers.clone()) => seat,
+        };
+        Ok(match seat {
+            Some(seat) => seat.scope(work).await,
+            None => work.await,
+        })
     }
 
     fn poll_delays(&self) -> impl Iterator<Item = Duration> {
@@ -407,8 +436,8 @@ impl Driver {
 
 /// How the step loop ended.
 enum Exit {
-    /// Complete the action with this verdict.
-    Complete(Verdict),
+    /// Complete the action with this verdict; the hook worked on this slot, if it had one.
+    Complete(Verdict, Option<u32>),
     /// End the run without completing it.
     End(HookOutcome),
 }
@@ -431,3 +460,7 @@ mod workers_tests;
 #[cfg(test)]
 #[path = "driver_wake_tests.rs"]
 mod wake_tests;
+
+#[cfg(test)]
+#[path = "driver_slot_tests.rs"]
+mod slot_tests;

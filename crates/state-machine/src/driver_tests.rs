@@ -3,7 +3,7 @@
 use super::*;
 use crate::fake::{FakeLifecycleActions, FaultyLifecycleActions};
 use crate::lock::LocalSlotLocks;
-use crate::model::Transition;
+use crate::model::{LifecycleResult, Transition};
 use std::sync::Mutex;
 
 /// A `HookWork` that plays a script of results, then keeps returning the last one.

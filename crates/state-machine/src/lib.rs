@@ -17,6 +17,7 @@ pub mod lock;
 pub mod machine;
 pub mod model;
 pub mod observe;
+pub mod outcome;
 pub mod path;
 pub mod point_sets;
 pub mod port;
@@ -29,7 +30,9 @@ pub mod unreachable;
 pub mod verdict;
 pub mod wake;
 
-pub use driver::{Driver, DriverConfig, HookObserver, HookOutcome, HookWork, NoObserver, Progress};
+pub use driver::{
+    Driver, DriverConfig, HookObserver, HookOutcome, HookWork, NoObserver, Progress, SlotChoice,
+};
 pub use error::{Disposition, StepError};
 pub use model::{ActionRef, Generation, HookEvent, LifecycleResult, SlotKey, Transition};
 pub use path::{LifecyclePath, Place};

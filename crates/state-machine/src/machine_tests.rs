@@ -27,6 +27,7 @@ fn vol(id: &str, az: &str, state: VolumeState, gen: u64) -> ObservedVolume {
         logical: Some("data".into()),
         generation: Some(Generation(gen)),
         hook: Some("tok-old".into()),
+        slot: Some(0),
         source_snapshot: None,
         size_gib: 20,
         loss_window_secs: None,
@@ -74,6 +75,7 @@ fn snap(
         set: None,
         action_started: None,
         fenced_at: None,
+        slot: Some(0),
     }
 }
 

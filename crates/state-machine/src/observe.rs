@@ -59,6 +59,8 @@ pub struct ObservedVolume {
     pub generation: Option<Generation>,
     /// The hook that created or last claimed it (`ferry:hook`).
     pub hook: Option<String>,
+    /// The slot of the group whose data it holds (`ferry:slot`); `None` when the tag is missing or not a number.
+    pub slot: Option<u32>,
     /// The snapshot it was restored from (`ferry:source-snapshot`), if any.
     pub source_snapshot: Option<String>,
     /// The size in GiB.
@@ -165,6 +167,8 @@ pub struct ObservedSnapshot {
     /// On a pre-copy that completed: when its terminate completed (the fence), in Unix seconds
     /// (`ferry:fenced-at`; written under `restore-latest` only).
     pub fenced_at: Option<i64>,
+    /// The slot of the group whose data it holds (`ferry:slot`).
+    pub slot: Option<u32>,
 }
 
 /// An EC2 instance as observed.

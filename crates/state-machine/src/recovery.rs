@@ -119,6 +119,7 @@ mod tests {
             logical: Some("data".into()),
             generation: Some(Generation(2)),
             hook: None,
+            slot: Some(0),
             source_snapshot: None,
             size_gib: 10,
             loss_window_secs: None,
@@ -139,6 +140,7 @@ mod tests {
             set: None,
             action_started: None,
             fenced_at: None,
+            slot: Some(0),
         }
     }
 

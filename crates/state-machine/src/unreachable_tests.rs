@@ -22,6 +22,7 @@ fn vol(id: &str, logical: &str, gen: u64) -> ObservedVolume {
         logical: Some(logical.into()),
         generation: Some(Generation(gen)),
         hook: Some("i-old/launch".into()),
+        slot: Some(0),
         source_snapshot: None,
         size_gib: 10,
         loss_window_secs: None,
@@ -42,6 +43,7 @@ fn point(id: &str, vol: &str, set: &str, start: i64, state: SnapshotState) -> Ob
         set: Some(set.into()),
         action_started: None,
         fenced_at: None,
+        slot: Some(0),
     }
 }
 

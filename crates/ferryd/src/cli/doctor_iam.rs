@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
     InstanceSpecification, ResourceType, Tag as Ec2Tag, TagSpecification, VolumeType,
 };
 use aws_smithy_runtime_api::client::result::SdkError;
-use ferry_snapshot::ledger::{self, SLOT};
+use ferry_snapshot::ledger::{self, FIRST_SLOT};
 use ferry_snapshot::{Tag, VolumeQuery, Volumes};
 use ferry_state_machine::observe::{ObservedVolume, SnapshotReason};
 use ferry_state_machine::{tags, Generation, GroupInfo};
@@ -133,7 +133,6 @@ pub(super) async fn checks(aws: &Aws, g: &GroupConfig, info: Option<&GroupInfo>)
         .ec2
         .find_volumes(&VolumeQuery {
             group: g.name.clone(),
-            slot: Some(SLOT),
             ..VolumeQuery::default()
         })
         .await
@@ -152,10 +151,12 @@ pub(super) async fn checks(aws: &Aws, g: &GroupConfig, info: Option<&GroupInfo>)
         .and_then(|v| v.logical.clone())
         .unwrap_or_else(|| spec.name.clone());
     let generation = volume.and_then(|v| v.generation).unwrap_or(Generation(0));
+    let slot = volume.and_then(|v| v.slot).unwrap_or(FIRST_SLOT);
     let hook = "doctor/dry-run";
     let mut out = Vec::new();
 
-    let volume_tags = ledger::new_volume_tags(&g.name, hook, &spec.name, Generation::FIRST, None);
+    let volume_tags =
+        ledger::new_volume_tags(&g.name, slot, hook, &spec.name, Generation::FIRST, None);
     let res = ec2
         .create_volume()
         .dry_run(true)
@@ -174,7 +175,7 @@ pub(super) async fn checks(aws: &Aws, g: &GroupConfig, info: Option<&GroupInfo>)
         res,
     ));
 
-    let mut snap_tags = ledger::base_tags(&g.name, hook);
+    let mut snap_tags = ledger::base_tags(&g.name, slot, hook);
     snap_tags.push((tags::REASON.into(), SnapshotReason::Manual.as_tag().into()));
     snap_tags.push((tags::NAME.into(), format!("ferry {} doctor", g.name)));
     let mut one = snap_tags.clone();

@@ -14,6 +14,7 @@ pub mod snapshot_cmd;
 pub mod status;
 mod status_dr;
 mod status_path;
+mod status_slots;
 
 use std::future::Future;
 use std::process::ExitCode;

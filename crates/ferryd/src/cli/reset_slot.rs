@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Args;
-use ferry_snapshot::ledger::SLOT;
+use ferry_snapshot::ledger::FIRST_SLOT;
 use ferry_snapshot::{SnapshotQuery, Snapshots, VolumeQuery, Volumes};
 use ferry_state_machine::observe::{SnapshotState, VolumeState};
 use ferry_state_machine::{tags, StepError};
@@ -24,7 +24,7 @@ pub struct ResetSlotArgs {
     #[arg(long, short)]
     pub group: String,
     /// The slot (a group of one has slot 0 only).
-    #[arg(long, default_value_t = SLOT)]
+    #[arg(long, default_value_t = FIRST_SLOT)]
     pub slot: u32,
     /// Only this logical volume (`ferry:volume`); default: every logical volume of the slot.
     #[arg(long)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use ferry_snapshot::ledger::{self, SLOT};
+use ferry_snapshot::ledger::{self, FIRST_SLOT};
 use ferry_snapshot::{Instances, Snapshots, VolumeQuery, Volumes};
 use ferry_state_machine::observe::{AttachState, ObservedVolume, SnapshotReason, SnapshotState};
 use ferry_state_machine::{tags, Generation, LifecycleActions};
@@ -22,6 +22,9 @@ pub struct SnapshotArgs {
     /// Wait until every snapshot is `completed` (at most the group's `snapshot_timeout_secs`).
     #[arg(long)]
     pub wait: bool,
+    /// The slot of a group of many whose instance is snapshotted (required when several are in service).
+    #[arg(long)]
+    pub slot: Option<u32>,
 }
 
 /// Runs `ferryd snapshot`.
@@ -41,7 +44,7 @@ pub fn main(config: &Config, args: &SnapshotArgs) -> ExitCode {
     };
     super::block_on(async {
         let aws = Aws::connect(config).await;
-        let made = match take(&aws, group).await {
+        let made = match take(&aws, group, args.slot).await {
             Ok(made) => made,
             Err(e) => return runtime_error(e),
         };
@@ -69,8 +72,40 @@ pub fn main(config: &Config, args: &SnapshotArgs) -> ExitCode {
     })
 }
 
+/// The InService instance (of `in_service`) that holds slot `slot`'s volumes.
+async fn slot_instance(
+    aws: &Aws,
+    group: &GroupConfig,
+    slot: u32,
+    in_service: &[&str],
+) -> Result<String, String> {
+    let held = aws
+        .ec2
+        .find_volumes(&VolumeQuery {
+            group: group.name.clone(),
+            slot: Some(slot),
+            ..VolumeQuery::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    held.iter()
+        .filter_map(|v| v.attached_to())
+        .find(|i| in_service.contains(i))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "no InService instance of group {} holds slot {slot}'s volumes",
+                group.name
+            )
+        })
+}
+
 /// Starts the snapshots; returns (snapshot id, the volume it is of).
-async fn take(aws: &Aws, group: &GroupConfig) -> Result<Vec<(String, ObservedVolume)>, String> {
+async fn take(
+    aws: &Aws,
+    group: &GroupConfig,
+    slot: Option<u32>,
+) -> Result<Vec<(String, ObservedVolume)>, String> {
     let info = aws
         .asg
         .describe_group(&group.name)
@@ -83,23 +118,24 @@ async fn take(aws: &Aws, group: &GroupConfig) -> Result<Vec<(String, ObservedVol
         .filter(|i| i.lifecycle_state == "InService")
         .map(|i| i.instance_id.as_str())
         .collect();
-    let instance = match in_service.as_slice() {
-        [one] => one.to_string(),
-        [] => return Err(format!("group {} has no InService instance", group.name)),
-        many => {
+    let (instance, slot) = match (in_service.as_slice(), slot) {
+        ([], _) => return Err(format!("group {} has no InService instance", group.name)),
+        ([one], None) => (one.to_string(), FIRST_SLOT),
+        (many, None) => {
             return Err(format!(
-                "group {} has several InService instances ({}); ferry manages groups of one",
+                "group {} has several InService instances ({}); name the slot with --slot",
                 group.name,
                 many.join(", ")
             ))
         }
+        (_, Some(n)) => (slot_instance(aws, group, n, &in_service).await?, n),
     };
     let names: Vec<&str> = group.volumes.iter().map(|v| v.name.as_str()).collect();
     let volumes: Vec<ObservedVolume> = aws
         .ec2
         .find_volumes(&VolumeQuery {
             group: group.name.clone(),
-            slot: Some(SLOT),
+            slot: Some(slot),
             logical: None,
             attached_instance: Some(instance.clone()),
         })
@@ -122,7 +158,7 @@ async fn take(aws: &Aws, group: &GroupConfig) -> Result<Vec<(String, ObservedVol
         ));
     }
     let hook = format!("manual/{}", now_secs());
-    let mut common = ledger::base_tags(&group.name, &hook);
+    let mut common = ledger::base_tags(&group.name, slot, &hook);
     common.push((tags::REASON.into(), SnapshotReason::Manual.as_tag().into()));
     common.push((
         tags::NAME.into(),

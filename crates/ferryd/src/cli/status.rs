@@ -1,10 +1,10 @@
 //! `ferryd status`: per configured group, its instance(s), attached ferry volumes, newest completed snapshot,
-//! Elastic IP and pending lifecycle actions, as a table or one JSON document.
+//! Elastic IP, pending lifecycle actions and slots, as a table or one JSON document.
 
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use ferry_snapshot::ledger::SLOT;
+use ferry_snapshot::ledger::FIRST_SLOT;
 use ferry_snapshot::{Addresses, SnapshotQuery, Snapshots, VolumeQuery, Volumes};
 use ferry_state_machine::observe::{ObservedSnapshot, SnapshotState, VolumeState};
 use ferry_state_machine::LifecycleActions;
@@ -44,8 +44,10 @@ pub struct StatusReport {
 pub struct GroupStatus {
     /// The Auto Scaling group name.
     pub group: String,
-    /// The slot (always 0).
+    /// The slot the legacy per-group fields (`path`, `newest_snapshots`, `elastic_ip`) describe: 0.
     pub slot: u32,
+    /// Every slot: one in a group of one, one per instance in a group of many.
+    pub slots: Vec<super::status_slots::SlotStatus>,
     /// Whether Auto Scaling knows the group.
     pub exists: bool,
     /// Whether it carries `ferry:managed=true`.
@@ -158,11 +160,19 @@ pub fn main(config: &Config, args: &StatusArgs) -> ExitCode {
                 Ok(s) => print_out(&format!("{s}\n")),
                 Err(e) => return runtime_error(format!("cannot render JSON: {e}")),
             },
-            OutputFormat::Table => print_out(&format!(
-                "{}{}",
-                table(&report),
-                super::status_dr::notes(&report)
-            )),
+            OutputFormat::Table => {
+                let slots: Vec<(String, &[super::status_slots::SlotStatus])> = report
+                    .groups
+                    .iter()
+                    .map(|g| (g.group.clone(), g.slots.as_slice()))
+                    .collect();
+                print_out(&format!(
+                    "{}{}{}",
+                    table(&report),
+                    super::status_slots::table(&slots),
+                    super::status_dr::notes(&report)
+                ));
+            }
         }
         let errors: Vec<String> = report
             .groups
@@ -183,7 +193,8 @@ pub fn main(config: &Config, args: &StatusArgs) -> ExitCode {
 async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
     let mut st = GroupStatus {
         group: g.name.clone(),
-        slot: SLOT,
+        slot: FIRST_SLOT,
+        slots: Vec::new(),
         exists: false,
         managed: false,
         path: String::new(),
@@ -218,7 +229,7 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
                     .ec2
                     .find_volumes(&VolumeQuery {
                         group: g.name.clone(),
-                        slot: Some(SLOT),
+                        slot: None,
                         logical: None,
                         attached_instance: Some(i.instance_id.clone()),
                     })
@@ -254,9 +265,13 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
             .push("the Auto Scaling group does not exist".into()),
         Err(e) => st.errors.push(e.to_string()),
     }
+    match super::status_slots::read(aws, g, &members, desired, now).await {
+        Ok(slots) => st.slots = slots,
+        Err(e) => st.errors.push(e),
+    }
     let query = SnapshotQuery {
         group: g.name.clone(),
-        slot: Some(SLOT),
+        slot: Some(FIRST_SLOT),
         ..SnapshotQuery::default()
     };
     let mut has_snapshots = false;

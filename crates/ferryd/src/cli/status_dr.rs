@@ -1,7 +1,6 @@
 //! The dead-AZ part of `ferryd status`: the group's `source_unreachable` policy and recovery-point interval,
 //! the loss window of data restored from a recovery point, and superseded copies kept for forensics.
 
-use ferry_snapshot::ledger::SLOT;
 use ferry_snapshot::{VolumeQuery, Volumes};
 use ferry_state_machine::observe::ObservedVolume;
 use serde::Serialize;
@@ -51,19 +50,28 @@ pub fn policy(g: &GroupConfig) -> SourcePolicyStatus {
     }
 }
 
-/// The superseded volumes of a group's slot: holding data, of a lower generation than the newest volume of
-/// their lineage.
+/// The superseded volumes of each slot of a group: holding data, of a lower generation than the newest
+/// volume of their lineage in the same slot.
 pub async fn superseded(aws: &Aws, g: &GroupConfig) -> Result<Vec<SupersededVolume>, String> {
     let all = aws
         .ec2
         .find_volumes(&VolumeQuery {
             group: g.name.clone(),
-            slot: Some(SLOT),
             ..VolumeQuery::default()
         })
         .await
         .map_err(|e| e.to_string())?;
-    Ok(of(&all))
+    let mut slots: Vec<Option<u32>> = all.iter().map(|v| v.slot).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    Ok(slots
+        .into_iter()
+        .flat_map(|n| {
+            let of_slot: Vec<ObservedVolume> =
+                all.iter().filter(|v| v.slot == n).cloned().collect();
+            of(&of_slot)
+        })
+        .collect())
 }
 
 fn of(all: &[ObservedVolume]) -> Vec<SupersededVolume> {
@@ -169,6 +177,7 @@ mod tests {
             logical: Some("data".into()),
             generation: Some(Generation(gen)),
             hook: None,
+            slot: Some(0),
             source_snapshot: None,
             size_gib: 10,
             loss_window_secs: None,

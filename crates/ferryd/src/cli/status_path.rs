@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use ferry_snapshot::ledger::SLOT;
+use ferry_snapshot::ledger::FIRST_SLOT;
 use ferry_snapshot::{Instances, VolumeQuery, Volumes};
 use ferry_state_machine::{tags, GroupInstance, LifecycleActions};
 
@@ -108,7 +108,7 @@ pub(crate) async fn read_path(
 ) -> Result<&'static str, String> {
     let query = VolumeQuery {
         group: group.to_string(),
-        slot: Some(SLOT),
+        slot: Some(FIRST_SLOT),
         logical: None,
         attached_instance: None,
     };

@@ -66,6 +66,7 @@ pub(crate) struct Ledger {
     pub logical: Option<String>,
     pub generation: Option<Generation>,
     pub hook: Option<String>,
+    pub slot: Option<u32>,
     pub source_snapshot: Option<String>,
     pub reason: Option<SnapshotReason>,
     pub set: Option<String>,
@@ -82,6 +83,7 @@ pub(crate) fn ledger<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) ->
             tags::VOLUME => out.logical = Some(v.to_string()),
             tags::GENERATION => out.generation = v.trim().parse::<u64>().ok().map(Generation),
             tags::HOOK => out.hook = Some(v.to_string()),
+            tags::SLOT => out.slot = v.trim().parse().ok(),
             tags::SOURCE_SNAPSHOT => out.source_snapshot = Some(v.to_string()),
             tags::REASON => out.reason = SnapshotReason::from_tag(v),
             tags::SET => out.set = Some(v.to_string()),
@@ -139,6 +141,7 @@ pub(crate) fn observe_volume(v: &Volume) -> Option<ObservedVolume> {
         logical: l.logical,
         generation: l.generation,
         hook: l.hook,
+        slot: l.slot,
         source_snapshot: l.source_snapshot,
         size_gib: v.size().unwrap_or_default(),
         loss_window_secs: l.loss_window_secs,
@@ -170,6 +173,7 @@ pub(crate) fn observe_snapshot(s: &Snapshot) -> Option<ObservedSnapshot> {
         set: l.set,
         action_started: l.action_started,
         fenced_at: l.fenced_at,
+        slot: l.slot,
     })
 }
 

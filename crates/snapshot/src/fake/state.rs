@@ -46,6 +46,7 @@ impl VolRec {
             logical: l.logical,
             generation: l.generation,
             hook: l.hook,
+            slot: l.slot,
             source_snapshot: l.source_snapshot,
             size_gib: self.v.size_gib,
             loss_window_secs: l.loss_window_secs,
@@ -111,6 +112,7 @@ impl SnapRec {
             set: l.set,
             action_started: l.action_started,
             fenced_at: l.fenced_at,
+            slot: l.slot,
         }
     }
 

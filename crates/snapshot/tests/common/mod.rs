@@ -60,6 +60,8 @@ fn group(volumes: Vec<VolumeSpec>) -> GroupSpec {
     GroupSpec {
         name: GROUP.into(),
         elastic_ip: Some(EIP.into()),
+        elastic_ips: Vec::new(),
+        multi_slot: false,
         volumes,
         staying_holder_timeout: STAYING_TIMEOUT,
         snapshot_timeout: Duration::from_secs(3600),
