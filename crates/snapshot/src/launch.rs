@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_state_machine::machine::{
-    decide_launch_volume, LaunchView, VolumeStep, LAUNCH_KEY_SUFFIX,
+    decide_launch_volume, LaunchView, VolumeStep, WaitFor, LAUNCH_KEY_SUFFIX,
 };
 use ferry_state_machine::observe::{
     HolderState, ObservedInstance, ObservedSnapshot, ObservedVolume, SnapshotReason,
@@ -373,7 +373,18 @@ impl HookWork for LaunchWork {
                     })
                     .collect();
                 let why = waits.join("; ") + &self.unreachable_note(&seen);
-                return Ok(Progress::Waiting(why));
+                // At the barrier (another instance holds the data), the slot's lease goes to its hooks.
+                let barrier = steps.iter().any(|s| {
+                    matches!(
+                        s,
+                        VolumeStep::Wait(WaitFor::Holder { .. } | WaitFor::StayingHolder { .. })
+                    )
+                });
+                return Ok(if barrier {
+                    Progress::Blocked(why)
+                } else {
+                    Progress::Waiting(why)
+                });
             }
             SlotStep::Ready => {}
         }

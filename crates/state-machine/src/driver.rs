@@ -10,8 +10,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::driver_lease::HookLease;
 use crate::error::{step_backoff, Disposition, StepError};
 use crate::heartbeat::{Heartbeat, Schedule};
+use crate::lease_keeper::LeaseKeeper;
 use crate::lock::SlotLocks;
 use crate::model::{HookEvent, SlotKey};
 pub use crate::outcome::{HookObserver, HookOutcome, NoObserver};
@@ -49,6 +51,9 @@ pub enum Progress {
     Acted(String),
     /// Waiting on AWS: step again after a poll interval.
     Waiting(String),
+    /// Waiting at the slot's barrier for another hook of the slot (the old instance's terminate): as
+    /// `Waiting`, and the hook lets its slot lease go meanwhile, so that the hook it waits for can take it.
+    Blocked(String),
     /// The work is finished: complete the action with this verdict.
     Finished(Verdict),
 }
@@ -121,6 +126,7 @@ pub struct Driver {
     observer: Arc<dyn HookObserver>,
     workers: Arc<Semaphore>,
     changes: SlotChanges,
+    leases: Option<LeaseKeeper>,
     cfg: DriverConfig,
 }
 
@@ -138,8 +144,16 @@ impl Driver {
             observer,
             workers: Arc::new(Semaphore::new(cfg.workers.max(1))),
             changes: SlotChanges::default(),
+            leases: None,
             cfg,
         }
+    }
+
+    /// The same driver, with every hook holding its slot's lease from `keeper` (several replicas).
+    #[must_use]
+    pub fn with_leases(mut self, keeper: LeaseKeeper) -> Self {
+        self.leases = Some(keeper);
+        self
     }
 
     /// Runs one hook until its action is completed, has ended, or `shutdown` turns true.
@@ -193,14 +207,16 @@ impl Driver {
         // Dropping the guard aborts the task, so even a cancelled run leaves no heartbeat behind.
         let heartbeat =
             Heartbeat::start(self.actions.clone(), self.observer.clone(), hook, schedule);
+        // Held until the action is completed (dropped at the end of this function).
+        let mut lease = HookLease::new(self.leases.clone());
         let exit = self
             .step_loop(
                 hook,
                 work,
-                started_ago,
-                spec.global_timeout(),
+                (started_ago, spec.global_timeout()),
                 shutdown,
                 &heartbeat,
+                &mut lease,
             )
             .await;
         // Every exit passes here: no heartbeat is sent while or after the action completes.
@@ -225,10 +241,10 @@ impl Driver {
         &self,
         hook: &HookEvent,
         work: &dyn HookWork,
-        started_ago: Duration,
-        global: Duration,
+        (started_ago, global): (Duration, Duration),
         shutdown: &mut watch::Receiver<bool>,
         heartbeat: &Heartbeat,
+        lease: &mut HookLease,
     ) -> Exit {
         let interrupted = || Exit::End(HookOutcome::Interrupted("shutdown".into()));
         let began = Instant::now();
@@ -258,8 +274,15 @@ impl Driver {
             }
             let step = match slot {
                 Some(n) => {
-                    self.locked(hook, n, shutdown, heartbeat, work.step(hook, elapsed))
-                        .await
+                    self.leased(
+                        hook,
+                        n,
+                        lease,
+                        shutdown,
+                        heartbeat,
+                        work.step(hook, elapsed),
+                    )
+                    .await
                 }
                 None => match self
                     .seated(shutdown, heartbeat, work.slot(hook, elapsed))
@@ -273,17 +296,20 @@ impl Driver {
                     }
                     Ok(Ok(SlotChoice::Claim(n))) => {
                         match self
-                            .locked(hook, n, shutdown, heartbeat, work.claim(hook, n))
+                            .leased(hook, n, lease, shutdown, heartbeat, work.claim(hook, n))
                             .await
                         {
                             Ok(Ok(true)) => {
-                                info!(slot = n, "claimed slot {n}");
+                                info!(slot = n, lease.epoch = ?lease.epoch(), "claimed slot {n}");
                                 (slot, changed) = (Some(n), self.changes.of(&slot_key(hook, n)));
                                 Ok(Ok(Progress::Acted(format!("claimed slot {n}"))))
                             }
-                            Ok(Ok(false)) => Ok(Ok(Progress::Acted(format!(
-                                "slot {n} was taken meanwhile; choosing again"
-                            )))),
+                            Ok(Ok(false)) => {
+                                lease.let_go();
+                                Ok(Ok(Progress::Acted(format!(
+                                    "slot {n} was taken meanwhile; choosing again"
+                                ))))
+                            }
                             Ok(Err(e)) => Ok(Err(e)),
                             Err(exit) => Err(exit),
                         }
@@ -306,8 +332,11 @@ impl Driver {
                     backoff = step_backoff(self.cfg.retry_base, self.cfg.retry_max);
                     continue;
                 }
-                Ok(p @ Progress::Waiting(_)) => {
-                    if let Progress::Waiting(what) = &p {
+                Ok(p @ (Progress::Waiting(_) | Progress::Blocked(_))) => {
+                    if matches!(p, Progress::Blocked(_)) {
+                        lease.let_go();
+                    }
+                    if let Progress::Waiting(what) | Progress::Blocked(what) = &p {
                         if last_wait.as_deref() != Some(what.as_str()) {
                             info!(waiting_for = %what, "waiting");
                             last_wait = Some(what.clone());
@@ -360,6 +389,48 @@ impl Driver {
             guard = self.locks.lock(&key) => guard,
         };
         self.seated(shutdown, heartbeat, work).await
+    }
+
+    /// Runs `work` on slot `n` under its lease (taken first when the driver has leases) and its lock; the
+    /// work is cut off if the lease lapses meanwhile. `Err` ends the loop: the action ended, shutdown came,
+    /// or the lease was lost (the hook stops acting on the slot at once; its message returns).
+    async fn leased<T>(
+        &self,
+        hook: &HookEvent,
+        n: u32,
+        lease: &mut HookLease,
+        shutdown: &mut watch::Receiver<bool>,
+        heartbeat: &Heartbeat,
+        work: impl std::future::Future<Output = Result<T, StepError>>,
+    ) -> Result<Result<T, StepError>, Exit> {
+        let key = slot_key(hook, n);
+        let held = tokio::select! {
+            biased;
+            () = heartbeat.ended() => return Err(Exit::End(HookOutcome::AlreadyEnded)),
+            () = shutdown_requested(shutdown) => return Err(Exit::End(HookOutcome::Interrupted("shutdown".into()))),
+            held = lease.take(&key) => held,
+        };
+        match held {
+            Ok(Ok(())) => {}
+            Ok(Err(lost)) => {
+                error!(slot = %key, "{lost}");
+                return Err(Exit::End(HookOutcome::Interrupted(lost)));
+            }
+            Err(e) => return Ok(Err(e)),
+        }
+        match self
+            .locked(hook, n, shutdown, heartbeat, lease.within(work))
+            .await?
+        {
+            Some(out) => Ok(out),
+            None => {
+                let lost = format!(
+                    "the lease of slot {key} lapsed during a step; stopping work on the slot"
+                );
+                error!(slot = %key, "{lost}");
+                Err(Exit::End(HookOutcome::Interrupted(lost)))
+            }
+        }
     }
 
     /// Runs `work` in a worker seat; the semaphore is fair, and never closed. A wait for an API token inside
@@ -464,3 +535,7 @@ mod wake_tests;
 #[cfg(test)]
 #[path = "driver_slot_tests.rs"]
 mod slot_tests;
+
+#[cfg(test)]
+#[path = "driver_lease_tests.rs"]
+mod lease_tests;

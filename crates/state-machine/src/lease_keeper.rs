@@ -105,6 +105,26 @@ impl LeaseGuard {
         let mut state = self.0.state.clone();
         let _ = state.wait_for(Option::is_none).await;
     }
+
+    /// Resolves once this replica may no longer act under the lease: lost, or past its own validity
+    /// (a renewal that is late ends it here even before the renewer gives up).
+    pub async fn expired(&self) {
+        let mut state = self.0.state.clone();
+        loop {
+            let until = match state.borrow_and_update().as_ref() {
+                Some(l) if l.is_valid() => l.valid_until,
+                _ => return,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(until).await;
+                    }
+                }
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -117,6 +137,14 @@ struct Inner {
 /// Takes and keeps this replica's leases.
 #[derive(Clone)]
 pub struct LeaseKeeper(Arc<Inner>);
+
+impl std::fmt::Debug for LeaseKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseKeeper")
+            .field("owner", &self.0.leaser.owner())
+            .finish_non_exhaustive()
+    }
+}
 
 impl LeaseKeeper {
     /// A keeper over `leaser`.
@@ -133,6 +161,8 @@ impl LeaseKeeper {
     /// does, else after any other owner releases it or lets it expire. Store errors are returned, for the
     /// caller's retry.
     pub async fn acquire(&self, key: &str) -> Result<LeaseGuard, StepError> {
+        // The owner last logged: a wait is logged when it starts or its owner changes, not at every look.
+        let mut logged: Option<String> = None;
         loop {
             if let Some(guard) = self.shared(key) {
                 return Ok(guard);
@@ -140,12 +170,32 @@ impl LeaseKeeper {
             match self.0.leaser.try_acquire(key).await? {
                 Acquire::Held(lease) => return Ok(self.keep(lease)),
                 Acquire::Busy { owner, retry_in } => {
-                    info!(lease = %key, owner = %owner, "lease held by another replica; waiting");
+                    if logged.as_deref() != Some(owner.as_str()) {
+                        info!(lease = %key, owner = %owner, "lease held by another replica; waiting");
+                        logged = Some(owner);
+                    }
                     tokio::time::sleep(retry_in.min(self.0.timing.poll_max)).await;
                 }
                 Acquire::Lost => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
+    }
+
+    /// One attempt at the lease under `key`: a share when this replica holds it already or takes it now,
+    /// `None` while another replica holds it (for work that can simply wait for its next round).
+    pub async fn try_acquire(&self, key: &str) -> Result<Option<LeaseGuard>, StepError> {
+        if let Some(guard) = self.shared(key) {
+            return Ok(Some(guard));
+        }
+        Ok(match self.0.leaser.try_acquire(key).await? {
+            Acquire::Held(lease) => Some(self.keep(lease)),
+            Acquire::Busy { .. } | Acquire::Lost => None,
+        })
+    }
+
+    /// This replica's owner id, as written in the lease records.
+    pub fn owner(&self) -> &str {
+        self.0.leaser.owner()
     }
 
     /// A live, valid share of `key` that this replica already holds.

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod batched;
 pub mod budget;
 pub mod driver;
+mod driver_lease;
 pub mod error;
 pub mod fake;
 pub mod gate;
