@@ -12,6 +12,8 @@ use ferry_state_machine::batched::BatchedActions;
 use ferry_state_machine::budget::ApiBudget;
 use ferry_state_machine::gate::ThrottledLifecycleActions;
 use ferry_state_machine::hook_cache::{self, HookCache, RefreshPlan, HOOKS_TTL};
+use ferry_state_machine::lease::Leaser;
+use ferry_state_machine::lease_keeper::LeaseKeeper;
 use ferry_state_machine::loader::LoaderConfig;
 use ferry_state_machine::lock::LocalSlotLocks;
 use ferry_state_machine::{Driver, DriverConfig, HookObserver, LifecycleActions};
@@ -22,6 +24,7 @@ use crate::config::Config;
 use crate::crashpoint::{CrashPoint, Crashing};
 use crate::fanout::{Fanout, SourceFanout};
 use crate::handler::{FerryHandler, ManagedGroup};
+use crate::lease_store::DynamoLeaseStore;
 use crate::metrics::Metrics;
 
 /// The EC2 and Auto Scaling ports every part of the daemon uses.
@@ -125,6 +128,36 @@ pub fn driver(config: &Config, ports: &Ports, observers: Vec<Arc<dyn HookObserve
             ..DriverConfig::default()
         },
     )
+}
+
+/// The lease keeper of this replica when `[lease] table` is set: a lease per (group, slot) in that
+/// DynamoDB table, owned under an id unique to this process run.
+pub fn leases(
+    config: &Config,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    metrics: &Metrics,
+) -> Option<LeaseKeeper> {
+    let table = config.lease.table.as_ref()?;
+    let store = Arc::new(DynamoLeaseStore::new(dynamodb.clone(), table.clone()));
+    let leaser = Leaser::new(store, owner_id(), config.lease.timing());
+    Some(LeaseKeeper::new(
+        leaser,
+        config.lease.keeper_timing(),
+        Arc::new(metrics.clone()),
+    ))
+}
+
+/// `<hostname>/<pid>/<start in Unix nanoseconds>`: unique per process run, readable in the table.
+fn owner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ferryd".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{host}/{}/{started}", std::process::id())
 }
 
 /// The handler of `config`'s groups.

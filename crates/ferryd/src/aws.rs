@@ -10,7 +10,7 @@ use crate::config::{AwsConfig, RetryMode};
 use crate::metrics::Metrics;
 use crate::sdk_metrics::SdkMetrics;
 
-/// The three SDK clients ferry uses.
+/// The SDK clients ferry uses.
 #[derive(Debug, Clone)]
 pub struct Clients {
     /// EC2.
@@ -19,6 +19,8 @@ pub struct Clients {
     pub autoscaling: aws_sdk_autoscaling::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// DynamoDB: the lease table of replicas (`[lease] table`).
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 /// Loads the shared SDK config: credentials, region and endpoint (`AWS_ENDPOINT_URL`) from the standard
@@ -28,7 +30,7 @@ pub async fn clients(cfg: &AwsConfig) -> Clients {
     clients_with_metrics(cfg, None).await
 }
 
-/// [`clients`], with every call attempt of the three clients counted into `metrics`
+/// [`clients`], with every call attempt of the clients counted into `metrics`
 /// (`ferry_aws_calls_total`) when given.
 pub async fn clients_with_metrics(cfg: &AwsConfig, metrics: Option<&Metrics>) -> Clients {
     let retry = match cfg.retry_mode {
@@ -54,14 +56,17 @@ pub async fn clients_with_metrics(cfg: &AwsConfig, metrics: Option<&Metrics>) ->
     let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
     let mut autoscaling = aws_sdk_autoscaling::config::Builder::from(&shared);
     let mut sqs = aws_sdk_sqs::config::Builder::from(&shared);
+    let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&shared);
     if let Some(m) = metrics {
         ec2 = ec2.interceptor(SdkMetrics::new(m.clone()));
         autoscaling = autoscaling.interceptor(SdkMetrics::new(m.clone()));
         sqs = sqs.interceptor(SdkMetrics::new(m.clone()));
+        dynamodb = dynamodb.interceptor(SdkMetrics::new(m.clone()));
     }
     Clients {
         ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
         autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.build()),
         sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
     }
 }

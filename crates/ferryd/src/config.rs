@@ -6,6 +6,10 @@ use std::time::Duration;
 use ferry_snapshot::{GroupSpec, VolumeSpec};
 use serde::Deserialize;
 
+#[path = "config_lease.rs"]
+mod lease;
+pub use lease::LeaseConfig;
+
 /// A configuration error that names the offending key or file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -59,6 +63,9 @@ pub struct Config {
     /// The optional webhook for failover notifications.
     #[serde(default)]
     pub webhook: Option<crate::notify::WebhookConfig>,
+    /// Several replicas on one queue, coordinated by a DynamoDB lease per (group, slot).
+    #[serde(default)]
+    pub lease: LeaseConfig,
 }
 
 /// `[queue]`.

@@ -126,6 +126,9 @@ impl Config {
         if let Some(w) = &self.webhook {
             w.validate().map_err(|m| invalid_dotted("webhook", m))?;
         }
+        self.lease
+            .validate()
+            .map_err(|m| invalid_dotted("lease", m))?;
         if self.aws.attempt_timeout_secs < 25 {
             return Err(invalid(
                 "aws.attempt_timeout_secs",

@@ -62,7 +62,12 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         webhook_worker = Some(worker);
     }
     let d = &config.daemon;
-    let driver = crate::assemble::driver(&config, &ports, observers);
+    let leases = crate::assemble::leases(&config, &clients.dynamodb, &metrics);
+    let mut driver = crate::assemble::driver(&config, &ports, observers);
+    if let Some(keeper) = &leases {
+        info!(table = ?config.lease.table, owner = %keeper.owner(), "replicas: every hook holds its slot's lease");
+        driver = driver.with_leases(keeper.clone());
+    }
     let handler = Arc::new(crate::assemble::handler(
         &config,
         &ports,
@@ -100,6 +105,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
             crate::recovery::LoopConfig {
                 idle_every: idle,
                 retention: config.gc.policy(),
+                leases: leases.clone(),
             },
             shutdown.clone(),
         ))

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod fanout;
 pub mod handler;
 pub mod http;
+pub mod lease_store;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

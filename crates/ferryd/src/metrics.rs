@@ -1,5 +1,6 @@
 //! ferryd's Prometheus metrics (`prometheus-client`): one [`Metrics`] handle that observes the driver
-//! (`HookObserver`), the listener (`ListenerObserver`), the SDK (`sdk_metrics`) and recovery points.
+//! (`HookObserver`), the listener (`ListenerObserver`), the SDK (`sdk_metrics`), recovery points and
+//! slot leases.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -149,6 +150,7 @@ struct Inner {
     last_poll_ts: FloatGauge,
     webhook: Counters<2>,
     dr: dr::DrMetrics,
+    lease: lease::LeaseMetrics,
     /// When the poll loop last polled.
     poll_clock: PollClock,
     /// Hooks counted in `in_flight`, by ledger key (`<instance>/<transition>`).
@@ -218,6 +220,7 @@ impl Metrics {
             last_poll_ts: reg(&mut r, LAST_POLL, s),
             webhook: reg(&mut r, WEBHOOK, None),
             dr: dr::DrMetrics::register(&mut r),
+            lease: lease::LeaseMetrics::register(&mut r),
             counters,
             registry: r,
             poll_clock: PollClock::default(),
@@ -442,6 +445,9 @@ impl ListenerObserver for Metrics {
 
 #[path = "metrics_dr.rs"]
 mod dr;
+
+#[path = "metrics_lease.rs"]
+mod lease;
 
 #[cfg(test)]
 #[path = "metrics_tests.rs"]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_snapshot::{Ec2, RecoveryPoints, Round, RoundOutcome};
+use ferry_state_machine::lease_keeper::LeaseKeeper;
 use ferry_state_machine::observe::{ObservedSnapshot, ObservedVolume, SnapshotState, VolumeState};
 use ferry_state_machine::StepError;
 use tokio::sync::watch;
@@ -30,6 +31,9 @@ pub struct LoopConfig {
     pub idle_every: Duration,
     /// The retention rule shared with `ferryd gc`.
     pub retention: Policy,
+    /// With replicas (`[lease] table`): a slot's round runs only under its lease, so that one replica
+    /// takes each recovery point; a slot another replica holds is looked at again at the next poll.
+    pub leases: Option<LeaseKeeper>,
 }
 
 /// One slot's place in the loop.
@@ -111,6 +115,23 @@ async fn round(
         cfg.idle_every
     } else {
         cfg.idle_every.min(interval.max(Duration::from_secs(5)))
+    };
+    let _lease = match &cfg.leases {
+        None => None,
+        Some(keeper) => match keeper.try_acquire(&format!("{group}/{n}")).await {
+            Ok(Some(guard)) => Some(guard),
+            Ok(None) => {
+                debug!(asg = %group, slot = n, "recovery points: another replica holds the slot's lease");
+                return (
+                    poll.max(cfg.idle_every.min(Duration::from_secs(30))),
+                    Vec::new(),
+                );
+            }
+            Err(e) => {
+                warn!(asg = %group, slot = n, error = %e, "recovery points: cannot read the slot's lease");
+                return (poll, Vec::new());
+            }
+        },
     };
     match slot.points.round().await {
         Ok(r) => {

@@ -76,6 +76,7 @@ fn config(keep: u64) -> LoopConfig {
             keep_recovery_points: keep,
             recovery_point_max_age_secs: 86_400,
         },
+        leases: None,
     }
 }
 

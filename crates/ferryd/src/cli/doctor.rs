@@ -123,6 +123,9 @@ pub fn main(config: Result<Config, ConfigError>, _args: &DoctorArgs) -> ExitCode
         };
         emit(credentials(&aws).await);
         let queue_arn = queue(&aws, &config, &mut emit).await;
+        for c in super::doctor_lease::checks(&aws, &config).await {
+            emit(c);
+        }
         for g in &config.groups {
             group(&aws, g, queue_arn.as_deref(), &mut emit).await;
         }

@@ -6,6 +6,7 @@
 
 pub mod doctor;
 mod doctor_iam;
+mod doctor_lease;
 mod doctor_paths;
 pub mod gc;
 
