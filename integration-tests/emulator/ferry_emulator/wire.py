@@ -153,11 +153,14 @@ def _query_code(code: str) -> str:
 
 def throttle_error(req: AwsRequest) -> Response:
     """AWS's answer to a throttled call: EC2 503 ``RequestLimitExceeded``, Auto Scaling 400
-    ``Throttling``, SQS 400 ``ThrottlingException`` (JSON) / ``RequestThrottled`` (query)."""
+    ``Throttling``, SQS 400 ``ThrottlingException`` (JSON) / ``RequestThrottled`` (query), DynamoDB 400
+    ``ThrottlingException``."""
     if req.service == "ec2":
         return error_response(req, 503, "RequestLimitExceeded", "Request limit exceeded.")
     if req.service == "sqs":
         return error_response(req, 400, "ThrottlingException" if req.json_protocol else "RequestThrottled", "Rate exceeded")
+    if req.service == "dynamodb":
+        return error_response(req, 400, "ThrottlingException", "Rate exceeded")
     return error_response(req, 400, "Throttling", "Rate exceeded")
 
 
