@@ -7,6 +7,7 @@ pub mod cli_support;
 pub mod daemon;
 pub mod emulator;
 pub mod fleet;
+pub mod lease_table;
 pub mod scenario;
 pub mod storm;
 pub mod walkthrough;

@@ -12,6 +12,7 @@ use ferry_integration_tests::cli_support::{
     ferryd_cli, new_tag as t, seed_snapshot, seed_volume, write_config, CliOutput,
 };
 use ferry_integration_tests::emulator::Emulator;
+use ferry_integration_tests::lease_table;
 use ferry_integration_tests::scenario::{tag, Rig};
 use ferry_integration_tests::world::{World, WorldOptions, AZ_A};
 use serde_json::{json, Value};
@@ -181,6 +182,43 @@ async fn status_doctor_and_snapshot_after_first_boot() -> Result<()> {
         maintenance.first().is_some_and(|l| l.starts_with("PASS")
             || l.starts_with("WARN  group db maintenance policy: none set")),
         "{out}"
+    );
+    assert_eq!(
+        out.lines_with("PASS  lease: no [lease] table").len(),
+        1,
+        "{out}"
+    );
+
+    // With [lease] table: a missing table fails with its fix; once created, the table and access pass.
+    let leased = write_config(
+        rig.dir.path(),
+        "leased.toml",
+        &(rig.world.config_toml() + &lease_table::toml()),
+    )?;
+    let out = run(&rig.emu, &leased, &["doctor"]).await?;
+    assert_eq!(out.code, Some(3), "{out}");
+    assert_eq!(
+        out.lines_with("FAIL  lease table: ferry-leases").len(),
+        1,
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("fix: aws dynamodb create-table --table-name ferry-leases"),
+        "{out}"
+    );
+    lease_table::create(&rig.emu).await?;
+    let out = run(&rig.emu, &leased, &["doctor"]).await?;
+    assert_eq!(out.code, Some(0), "{out}");
+    for pass in [
+        "PASS  lease table: ferry-leases: ACTIVE",
+        "PASS  lease table access",
+    ] {
+        assert_eq!(out.lines_with(pass).len(), 1, "{pass}: {out}");
+    }
+    assert!(
+        !lease_table::has_item(&rig.emu, "ferryd-doctor-probe").await?,
+        "the access probe wrote nothing"
     );
 
     // snapshot --wait: a completed manual snapshot with the ledger tags of the attached volume.

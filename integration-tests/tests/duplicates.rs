@@ -4,12 +4,14 @@
 //! writes to the old instance until it is gone. ferry must take one pre-copy and one final delta, restore one
 //! volume after the barrier (the fence: the old instance's termination and the detach), attach once, complete
 //! each action once with CONTINUE, leave the queue empty, and the replacement must hold the last
-//! acknowledged write.
+//! acknowledged write. The same holds with two ferryd replicas on the queue, each (group, slot) under a
+//! DynamoDB lease (`[lease] table`).
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use ferry_integration_tests::lease_table;
 use ferry_integration_tests::scenario::{
     action_of, actions, attachment, check_common, create_volume_tokens, depth, exited, in_service,
     ledger_key, ok_calls, send, tag, take_hook_messages, Rig, STEP,
@@ -21,7 +23,7 @@ use serde_json::{json, Value};
 /// Seconds each of the three copies of a message is delayed by: at once, mid-run, after completion.
 const COPY_DELAYS: [i32; 3] = [0, 2, 9];
 
-async fn duplicated_failover(launch_first: bool) -> Result<()> {
+async fn duplicated_failover(launch_first: bool, replicas: usize) -> Result<()> {
     let opts = WorldOptions {
         visibility_timeout: 5,
         ..WorldOptions::default()
@@ -34,13 +36,18 @@ async fn duplicated_failover(launch_first: bool) -> Result<()> {
         "replacement_order": "before_terminate"
     });
     let mut rig = Rig::new(Path::new(env!("CARGO_BIN_EXE_ferryd")), &opts, settings).await?;
-    let res = scenario(&mut rig, launch_first).await;
+    let res = scenario(&mut rig, launch_first, replicas).await;
     res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
 }
 
-async fn scenario(rig: &mut Rig, launch_first: bool) -> Result<()> {
+async fn scenario(rig: &mut Rig, launch_first: bool, replicas: usize) -> Result<()> {
+    let mut config = rig.world.config_toml();
+    if replicas > 1 {
+        lease_table::create(&rig.emu).await?;
+        config.push_str(&lease_table::toml());
+    }
     // An uncrashed first boot in AZ a; then ferry stops and the failover's messages pile up.
-    let mut first = rig.ferryd(&[])?;
+    let mut first = rig.ferryd_with(&config, &[])?;
     let m1 = rig.first_boot(AZ_A).await?;
     rig.queue_drained().await?;
     first.signal("TERM")?;
@@ -77,7 +84,9 @@ async fn scenario(rig: &mut Rig, launch_first: bool) -> Result<()> {
         "6 copies queued"
     );
 
-    let _ferryd = rig.ferryd(&[])?;
+    let _ferryds = (0..replicas)
+        .map(|_| rig.ferryd_with(&config, &[]))
+        .collect::<Result<Vec<_>>>()?;
     let m2 = in_service(&rig.world, &[&m1.id]).await?;
     wait_for("the old instance to terminate", STEP, || async {
         Ok((rig.world.ec2_state(&m1.id).await? == "terminated").then_some(()))
@@ -201,10 +210,15 @@ async fn scenario(rig: &mut Rig, launch_first: bool) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triplicated_messages_launch_first() -> Result<()> {
-    duplicated_failover(true).await
+    duplicated_failover(true, 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triplicated_messages_terminate_first() -> Result<()> {
-    duplicated_failover(false).await
+    duplicated_failover(false, 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triplicated_messages_on_two_replicas_with_a_lease() -> Result<()> {
+    duplicated_failover(true, 2).await
 }
