@@ -20,9 +20,16 @@ impl SourceEvents for SourceFanout {
         }
     }
 
-    fn restored_latest(&self, group: &str, instance: &str, loss: u64, attached: &[AttachedData]) {
+    fn restored_latest(
+        &self,
+        group: &str,
+        slot: u32,
+        instance: &str,
+        loss: u64,
+        attached: &[AttachedData],
+    ) {
         for e in &self.0 {
-            e.restored_latest(group, instance, loss, attached);
+            e.restored_latest(group, slot, instance, loss, attached);
         }
     }
 }

@@ -107,13 +107,20 @@ impl SourceEvents for Metrics {
         self.inner.dr.unreachable.get_or_create(&l).inc();
     }
 
-    fn restored_latest(&self, group: &str, _instance: &str, loss: u64, _attached: &[AttachedData]) {
+    fn restored_latest(
+        &self,
+        group: &str,
+        slot: u32,
+        _instance: &str,
+        loss: u64,
+        _attached: &[AttachedData],
+    ) {
         self.inner
             .dr
             .restores
             .get_or_create(&labels([("group", group)]))
             .inc();
-        let l = labels([("group", group), ("slot", "0")]);
+        let l = labels([("group", group), ("slot", &slot.to_string())]);
         #[allow(clippy::cast_precision_loss)]
         self.inner.dr.loss_window.get_or_create(&l).set(loss as f64);
     }

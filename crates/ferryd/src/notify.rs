@@ -331,13 +331,20 @@ impl SourceEvents for Notifier {
         self.emit_source(WebhookEvent::SourceUnreachable, group, instance, why, None);
     }
 
-    fn restored_latest(&self, group: &str, instance: &str, loss: u64, attached: &[AttachedData]) {
+    fn restored_latest(
+        &self,
+        group: &str,
+        slot: u32,
+        instance: &str,
+        loss: u64,
+        attached: &[AttachedData],
+    ) {
         let what: Vec<String> = attached
             .iter()
             .map(|a| format!("{} {} gen {}", a.logical, a.volume_id, a.generation))
             .collect();
         let why = format!(
-            "restored the newest recovery point: {}; up to {loss}s of acknowledged writes are lost",
+            "slot {slot}: restored the newest recovery point: {}; up to {loss}s of acknowledged writes are lost",
             what.join(", ")
         );
         self.emit_source(

@@ -19,11 +19,13 @@ pub trait SourceEvents: Send + Sync {
     /// A launch of `group` onto `instance` has waited `waited` (at least `restore_latest_after_secs`) on a
     /// source it cannot get; `policy` is `wait` or `restore-latest`.
     fn source_unreachable(&self, group: &str, instance: &str, policy: &str, waited: Duration);
-    /// A launch of `group` onto `instance` is ready with data restored from a recovery point: the writes of
-    /// the last `loss_window_secs` before the old instance's end are lost. `attached` is what it attached.
+    /// A launch of `group`'s slot `slot` onto `instance` is ready with data restored from a recovery
+    /// point: the writes of the last `loss_window_secs` before the old instance's end are lost. `attached`
+    /// is what it attached.
     fn restored_latest(
         &self,
         group: &str,
+        slot: u32,
         instance: &str,
         loss_window_secs: u64,
         attached: &[AttachedData],
@@ -159,6 +161,7 @@ impl LaunchWork {
                     if let Some(e) = &self.events {
                         e.restored_latest(
                             &self.group.name,
+                            self.slot.get(),
                             &hook.instance_id,
                             loss,
                             verdict.attached(),

@@ -22,9 +22,16 @@ impl SourceEvents for Heard {
     fn source_unreachable(&self, group: &str, instance: &str, policy: &str, _waited: Duration) {
         self.push(format!("unreachable {group} {instance} {policy}"));
     }
-    fn restored_latest(&self, group: &str, instance: &str, loss: u64, attached: &[AttachedData]) {
+    fn restored_latest(
+        &self,
+        group: &str,
+        slot: u32,
+        instance: &str,
+        loss: u64,
+        attached: &[AttachedData],
+    ) {
         self.push(format!(
-            "restored {group} {instance} {loss}s {}",
+            "restored {group}/{slot} {instance} {loss}s {}",
             attached.len()
         ));
     }
@@ -129,9 +136,12 @@ async fn restore_latest_restores_the_newest_completed_point_after_its_bound() {
     assert_eq!(w.eip_target().as_deref(), Some("i-new"));
     let heard = heard.all();
     assert_eq!(
-        heard.iter().filter(|h| h.starts_with("restored")).count(),
+        heard
+            .iter()
+            .filter(|h| h.starts_with(&format!("restored {GROUP}/0 i-new ")))
+            .count(),
         1,
-        "{heard:?}"
+        "one restore, of slot 0: {heard:?}"
     );
 }
 
