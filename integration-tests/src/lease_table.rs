@@ -1,6 +1,8 @@
 //! The lease table of ferryd replicas in the emulator (moto's DynamoDB): created as deploy/ creates it
 //! (String partition key `key`), read to see which replica holds a slot, and the `[lease]` config.
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -42,8 +44,8 @@ pub async fn create(emu: &Emulator) -> Result<()> {
     Ok(())
 }
 
-/// The owner of the lease `key` (`group/slot`) as stored, if held; with its epoch.
-pub async fn owner(emu: &Emulator, key: &str) -> Result<Option<(String, u64)>> {
+/// The item under `key`, if any (a consistent read).
+async fn item(emu: &Emulator, key: &str) -> Result<Option<HashMap<String, AttributeValue>>> {
     let out = client(emu)
         .await
         .get_item()
@@ -52,7 +54,12 @@ pub async fn owner(emu: &Emulator, key: &str) -> Result<Option<(String, u64)>> {
         .consistent_read(true)
         .send()
         .await?;
-    let Some(item) = out.item else {
+    Ok(out.item)
+}
+
+/// The owner of the lease `key` (`group/slot`) as stored, if held; with its epoch.
+pub async fn owner(emu: &Emulator, key: &str) -> Result<Option<(String, u64)>> {
+    let Some(item) = item(emu, key).await? else {
         return Ok(None);
     };
     let owner = item.get("owner").and_then(|v| v.as_s().ok()).cloned();
@@ -66,15 +73,7 @@ pub async fn owner(emu: &Emulator, key: &str) -> Result<Option<(String, u64)>> {
 
 /// Whether the table holds an item under `key`.
 pub async fn has_item(emu: &Emulator, key: &str) -> Result<bool> {
-    let out = client(emu)
-        .await
-        .get_item()
-        .table_name(TABLE)
-        .key("key", AttributeValue::S(key.to_string()))
-        .consistent_read(true)
-        .send()
-        .await?;
-    Ok(out.item.is_some())
+    Ok(item(emu, key).await?.is_some())
 }
 
 /// The pid in an owner id (`<host>/<pid>/<start>`).
