@@ -10,7 +10,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::driver_lease::HookLease;
+use crate::driver_lease::{HookLease, Take};
 use crate::error::{step_backoff, Disposition, StepError};
 use crate::heartbeat::{Heartbeat, Schedule};
 use crate::lease_keeper::LeaseKeeper;
@@ -273,8 +273,8 @@ impl Driver {
                 return Exit::Complete(Verdict::abandon(why), slot);
             }
             let step = match slot {
-                Some(n) => {
-                    self.leased(
+                Some(n) => self
+                    .leased(
                         hook,
                         n,
                         lease,
@@ -283,7 +283,10 @@ impl Driver {
                         work.step(hook, elapsed),
                     )
                     .await
-                }
+                    .map(|l| match l {
+                        Leased::Done(out) => out,
+                        Leased::Busy(why) => Ok(Progress::Waiting(why)),
+                    }),
                 None => match self
                     .seated(shutdown, heartbeat, work.slot(hook, elapsed))
                     .await
@@ -299,18 +302,19 @@ impl Driver {
                             .leased(hook, n, lease, shutdown, heartbeat, work.claim(hook, n))
                             .await
                         {
-                            Ok(Ok(true)) => {
+                            Ok(Leased::Busy(why)) => Ok(Ok(Progress::Waiting(why))),
+                            Ok(Leased::Done(Ok(true))) => {
                                 info!(slot = n, lease.epoch = ?lease.epoch(), "claimed slot {n}");
                                 (slot, changed) = (Some(n), self.changes.of(&slot_key(hook, n)));
                                 Ok(Ok(Progress::Acted(format!("claimed slot {n}"))))
                             }
-                            Ok(Ok(false)) => {
+                            Ok(Leased::Done(Ok(false))) => {
                                 lease.let_go();
                                 Ok(Ok(Progress::Acted(format!(
                                     "slot {n} was taken meanwhile; choosing again"
                                 ))))
                             }
-                            Ok(Err(e)) => Ok(Err(e)),
+                            Ok(Leased::Done(Err(e))) => Ok(Err(e)),
                             Err(exit) => Err(exit),
                         }
                     }
@@ -402,27 +406,29 @@ impl Driver {
         shutdown: &mut watch::Receiver<bool>,
         heartbeat: &Heartbeat,
         work: impl std::future::Future<Output = Result<T, StepError>>,
-    ) -> Result<Result<T, StepError>, Exit> {
+    ) -> Result<Leased<T>, Exit> {
         let key = slot_key(hook, n);
+        // Bounded, so that a hook kept out polls: its timeouts are checked and its wait is logged.
         let held = tokio::select! {
             biased;
             () = heartbeat.ended() => return Err(Exit::End(HookOutcome::AlreadyEnded)),
             () = shutdown_requested(shutdown) => return Err(Exit::End(HookOutcome::Interrupted("shutdown".into()))),
-            held = lease.take(&key) => held,
+            held = lease.take(&key, self.cfg.poll_max) => held,
         };
         match held {
-            Ok(Ok(())) => {}
-            Ok(Err(lost)) => {
+            Ok(Take::Held) => {}
+            Ok(Take::Busy(why)) => return Ok(Leased::Busy(why)),
+            Ok(Take::Lost(lost)) => {
                 error!(slot = %key, "{lost}");
                 return Err(Exit::End(HookOutcome::Interrupted(lost)));
             }
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Leased::Done(Err(e))),
         }
         match self
             .locked(hook, n, shutdown, heartbeat, lease.within(work))
             .await?
         {
-            Some(out) => Ok(out),
+            Some(out) => Ok(Leased::Done(out)),
             None => {
                 let lost = format!(
                     "the lease of slot {key} lapsed during a step; stopping work on the slot"
@@ -503,6 +509,14 @@ impl Driver {
             Err(e) => HookOutcome::Interrupted(format!("could not complete the action: {e}")),
         }
     }
+}
+
+/// What a piece of work on a slot under its lease came to.
+enum Leased<T> {
+    /// It ran (or the lease store failed: a retry).
+    Done(Result<T, StepError>),
+    /// Another replica holds the slot's lease still; why, for the wait.
+    Busy(String),
 }
 
 /// How the step loop ended.

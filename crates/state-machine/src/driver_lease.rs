@@ -5,9 +5,21 @@
 //! runs only while the lease is valid, and is cut off the moment it is not; a hook whose lease was lost
 //! stops at once and its message returns.
 
+use std::time::Duration;
+
 use crate::error::StepError;
 use crate::lease_keeper::{LeaseGuard, LeaseKeeper};
 use crate::model::SlotKey;
+
+/// What taking the lease found.
+pub(crate) enum Take {
+    /// Held: the hook may step.
+    Held,
+    /// Another replica holds it still: the hook waits (and polls, heartbeats and watches its timeouts).
+    Busy(String),
+    /// The lease this hook held was lost: the hook must stop.
+    Lost(String),
+}
 
 /// The lease of one hook run: nothing when the driver has no keeper (one replica, in-process locks).
 pub(crate) struct HookLease {
@@ -20,24 +32,31 @@ impl HookLease {
         Self { keeper, held: None }
     }
 
-    /// Holds the lease of `slot`: at once if held and valid, else after waiting for it. `Ok(Err(why))`
-    /// when a lease this hook held was lost: the hook must stop. `Err` is a store error, for a retry.
-    pub(crate) async fn take(&mut self, slot: &SlotKey) -> Result<Result<(), String>, StepError> {
+    /// Holds the lease of `slot`: at once if held and valid, else after waiting at most about `wait` for
+    /// it. `Err` is a store error, for a retry.
+    pub(crate) async fn take(&mut self, slot: &SlotKey, wait: Duration) -> Result<Take, StepError> {
         let Some(keeper) = &self.keeper else {
-            return Ok(Ok(()));
+            return Ok(Take::Held);
         };
         let key = slot.to_string();
         match &self.held {
-            Some(g) if g.key() == key && g.is_valid() => return Ok(Ok(())),
+            Some(g) if g.key() == key && g.is_valid() => return Ok(Take::Held),
             Some(g) if g.key() == key => {
-                return Ok(Err(format!(
+                return Ok(Take::Lost(format!(
                     "the lease of slot {key} was lost (another replica took it, or it was not renewed in time); stopping work on the slot"
                 )))
             }
             _ => self.held = None,
         }
-        self.held = Some(keeper.acquire(&key).await?);
-        Ok(Ok(()))
+        Ok(match keeper.acquire_within(&key, wait).await? {
+            Ok(guard) => {
+                self.held = Some(guard);
+                Take::Held
+            }
+            Err(owner) => Take::Busy(format!(
+                "the lease of slot {key} is held by another replica ({owner})"
+            )),
+        })
     }
 
     /// Lets the lease go (the last share of this replica releases it): the hook waits at the barrier, or

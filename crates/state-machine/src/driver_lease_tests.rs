@@ -208,3 +208,29 @@ async fn two_replicas_running_one_hook_complete_it_once() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hook_kept_out_of_its_lease_still_abandons_at_its_global_timeout_without_a_step() {
+    let (f, store) = (actions(), MemoryLeaseStore::default());
+    // Replica b holds the slot (and keeps renewing) for longer than the hook may live: 100 x 60 s.
+    let holder = keeper(&store, "b").acquire(KEY).await.unwrap();
+    let work = records(&store, 0, Progress::Waiting);
+    let (_tx, rx) = watch::channel(false);
+    let (d, h) = (replica(&f, &store, "a"), hook());
+
+    let out = d.run(&h, &work, Duration::ZERO, rx).await;
+
+    match &out {
+        HookOutcome::Completed { result, reason } => {
+            assert_eq!(*result, LifecycleResult::Abandon);
+            assert!(reason.contains("global timeout"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        work.seen.lock().unwrap().is_empty(),
+        "no step without the lease"
+    );
+    assert_eq!(owner_of(&store).as_deref(), Some("b"));
+    drop(holder);
+}

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 use crate::error::StepError;
 use crate::lease::{Acquire, HeldLease, Leaser};
@@ -161,23 +162,39 @@ impl LeaseKeeper {
     /// does, else after any other owner releases it or lets it expire. Store errors are returned, for the
     /// caller's retry.
     pub async fn acquire(&self, key: &str) -> Result<LeaseGuard, StepError> {
-        // The owner last logged: a wait is logged when it starts or its owner changes, not at every look.
-        let mut logged: Option<String> = None;
         loop {
-            if let Some(guard) = self.shared(key) {
+            if let Ok(guard) = self.acquire_within(key, Duration::MAX).await? {
                 return Ok(guard);
             }
-            match self.0.leaser.try_acquire(key).await? {
-                Acquire::Held(lease) => return Ok(self.keep(lease)),
-                Acquire::Busy { owner, retry_in } => {
-                    if logged.as_deref() != Some(owner.as_str()) {
-                        info!(lease = %key, owner = %owner, "lease held by another replica; waiting");
-                        logged = Some(owner);
-                    }
-                    tokio::time::sleep(retry_in.min(self.0.timing.poll_max)).await;
-                }
-                Acquire::Lost => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+
+    /// As [`LeaseKeeper::acquire`], waiting at most about `wait`: `Ok(Err(owner))` when another replica
+    /// still holds the lease then. A store write in flight is never cut off by the bound, so a lease won
+    /// is always kept.
+    pub async fn acquire_within(
+        &self,
+        key: &str,
+        wait: Duration,
+    ) -> Result<Result<LeaseGuard, String>, StepError> {
+        let deadline = Instant::now().checked_add(wait);
+        loop {
+            if let Some(guard) = self.shared(key) {
+                return Ok(Ok(guard));
             }
+            let pause = match self.0.leaser.try_acquire(key).await? {
+                Acquire::Held(lease) => return Ok(Ok(self.keep(lease))),
+                Acquire::Busy { owner, retry_in } => {
+                    let pause = retry_in.min(self.0.timing.poll_max);
+                    if deadline.is_some_and(|d| Instant::now() + pause > d) {
+                        debug!(lease = %key, owner = %owner, "lease held by another replica");
+                        return Ok(Err(owner));
+                    }
+                    pause
+                }
+                Acquire::Lost => Duration::from_millis(200),
+            };
+            tokio::time::sleep(pause).await;
         }
     }
 
