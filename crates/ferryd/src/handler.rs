@@ -108,17 +108,18 @@ impl FerryHandler {
     }
 
     async fn is_tagged_managed(&self, group: &str) -> Result<bool, String> {
-        Ok(self.group_facts(group).await?.0)
+        Ok(self.group_facts(group, false).await?.0)
     }
 
     /// Whether the group is tagged `ferry:managed=true`, and whether it can hold more than one instance
     /// (its max size is over 1: a group of many, whose hooks each work on one slot). Read from Auto
-    /// Scaling at most every [`MANAGED_TTL`].
-    async fn group_facts(&self, group: &str) -> Result<(bool, bool), String> {
+    /// Scaling at most every [`MANAGED_TTL`]; with `fresh_if_one`, a cached "group of one" is read again
+    /// (a launch: a group just grown to many must not have its new instances all pick slot 0).
+    async fn group_facts(&self, group: &str, fresh_if_one: bool) -> Result<(bool, bool), String> {
         let cached = {
             let m = self.managed.lock().unwrap_or_else(|p| p.into_inner());
             m.get(group)
-                .filter(|(at, _, _)| at.elapsed() < MANAGED_TTL)
+                .filter(|(at, _, many)| at.elapsed() < MANAGED_TTL && (*many || !fresh_if_one))
                 .map(|(_, ok, many)| (*ok, *many))
         };
         if let Some(facts) = cached {
@@ -316,7 +317,8 @@ impl FerryHandler {
                 return HookOutcome::Interrupted(why);
             }
         };
-        let multi_slot = match self.group_facts(&hook.group).await {
+        let launch = hook.transition == Transition::Launching;
+        let multi_slot = match self.group_facts(&hook.group, launch).await {
             Ok((_, many)) => many,
             Err(e) => {
                 return HookOutcome::Interrupted(format!(
