@@ -1,6 +1,7 @@
 //! Test-only crash points: `FERRY_TEST_KILL_AFTER=<op>[#n]` makes ferryd SIGKILL itself right after the
 //! n-th (default first) successful call of `<op>` (e.g. `ec2:CreateVolume`, `autoscaling:CompleteLifecycleAction`).
-//! The crash-matrix tests use it to stop ferry exactly at each step boundary. Unset, it wraps nothing.
+//! The crash-matrix tests use it to stop ferry exactly at each step boundary. Unset, or in a release build,
+//! it wraps nothing.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -28,8 +29,14 @@ pub struct CrashPoint {
 
 impl CrashPoint {
     /// Reads `FERRY_TEST_KILL_AFTER`; `None` when unset or empty.
+    /// Only a debug build (the tests' `cargo test` binary) arms it: a release build ignores the variable,
+    /// with a warning, so that no environment can make a production ferryd kill itself mid-hook.
     pub fn from_env() -> Option<Arc<CrashPoint>> {
         let spec = std::env::var(ENV).ok().filter(|s| !s.is_empty())?;
+        if !cfg!(debug_assertions) {
+            tracing::warn!(value = %spec, "{ENV} is set, but crash points exist only in debug builds; ignored");
+            return None;
+        }
         let (op, n) = match spec.split_once('#') {
             Some((op, n)) => (op.to_string(), n.parse().unwrap_or(1)),
             None => (spec, 1),

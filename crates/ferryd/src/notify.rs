@@ -62,6 +62,21 @@ impl WebhookEvent {
     ];
 }
 
+/// The longest a webhook post waits for its TCP (and TLS) connection.
+const CONNECT_TIMEOUT_SECS: u64 = 5;
+
+/// Whether `url` points at this host (`localhost`, `127.0.0.0/8`, `::1`): the one place plain http may go.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `[webhook]`: where and what to post. Its `Debug` output hides header values and the URL's secrets.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -113,8 +128,15 @@ impl WebhookConfig {
     /// Checks the values; the error names the key but never a secret.
     pub fn validate(&self) -> Result<(), String> {
         match reqwest::Url::parse(&self.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => return Err("webhook.url: must be an http(s) URL".into()),
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+            Ok(u) if u.scheme() == "http" && is_loopback(&u) => {}
+            Ok(u) if u.scheme() == "http" => {
+                return Err(format!(
+                    "webhook.url: {} is plain http: the events and the headers (often a secret) would cross the network in clear; use https (http is allowed to a loopback host only)",
+                    redact_url(&self.url)
+                ))
+            }
+            _ => return Err("webhook.url: must be an https URL with a host".into()),
         }
         self.header_map().map(|_| ())?;
         if !(1..=300).contains(&self.timeout_secs) {
@@ -215,6 +237,12 @@ impl Notifier {
         let client = reqwest::Client::builder()
             .default_headers(cfg.header_map().map_err(anyhow::Error::msg)?)
             .timeout(Duration::from_secs(cfg.timeout_secs))
+            .connect_timeout(Duration::from_secs(
+                cfg.timeout_secs.min(CONNECT_TIMEOUT_SECS),
+            ))
+            // A redirect would carry the secret headers to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!reqwest::Url::parse(&cfg.url).is_ok_and(|u| is_loopback(&u)))
             .user_agent(concat!("ferryd/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the webhook's HTTP client")?;

@@ -108,6 +108,29 @@ fn config_from_toml_with_defaults_and_validation() {
         ..cfg.clone()
     };
     assert!(bad_url.validate().is_err());
+    for (url, ok) in [
+        ("http://hooks.example.com/x", false),
+        ("http://10.0.0.1/x", false),
+        ("http://127.0.0.1:8080/x", true),
+        ("http://[::1]/x", true),
+        ("http://localhost/x", true),
+        ("https://hooks.example.com/x", true),
+    ] {
+        let c = WebhookConfig {
+            url: url.into(),
+            ..cfg.clone()
+        };
+        assert_eq!(c.validate().is_ok(), ok, "{url}: {:?}", c.validate());
+    }
+    let clear = WebhookConfig {
+        url: "http://hooks.example.com/T0/s3cret".into(),
+        ..cfg.clone()
+    };
+    let err = clear.validate().expect_err("plain http");
+    assert!(
+        err.starts_with("webhook.url:") && err.contains("https") && !err.contains("s3cret"),
+        "{err}"
+    );
     let mut bad_header = cfg.clone();
     bad_header
         .headers
