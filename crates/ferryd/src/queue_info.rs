@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use ferry_state_machine::error::display_chain;
+use ferry_state_machine::error::{display_chain, sdk_error};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -49,10 +49,15 @@ pub async fn watch_readiness(
             .await;
         match check {
             Ok(_) => readiness.set_ready(true, "queue reachable"),
-            Err(e) => readiness.set_ready(
-                false,
-                format!("queue {url} unreachable: {}", display_chain(&e)),
-            ),
+            Err(e) => {
+                // The whole chain (endpoints, credential providers) goes to the log; `/readyz`, which
+                // anyone who reaches the port can read, gets the AWS error code alone.
+                let code = sdk_error("sqs:GetQueueAttributes", &e)
+                    .code
+                    .unwrap_or_else(|| "no answer".into());
+                warn!(queue = %url, error = %display_chain(&e), "readiness: the queue does not answer");
+                readiness.set_ready(false, format!("queue unreachable ({code})"));
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
