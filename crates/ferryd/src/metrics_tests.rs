@@ -233,3 +233,44 @@ fn listener_events() {
         Some(42.0)
     );
 }
+
+/// The names ferryd registers: the `"ferry_…"` literals of the metrics modules (OpenMetrics adds the unit
+/// and `_total`).
+fn registered() -> Vec<String> {
+    let sources = [
+        include_str!("metrics.rs"),
+        include_str!("metrics_dr.rs"),
+        include_str!("metrics_lease.rs"),
+    ];
+    sources
+        .iter()
+        .flat_map(|src| src.split('"').skip(1).step_by(2))
+        .filter(|lit| {
+            lit.starts_with("ferry_") && lit.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_metric_the_shipped_alert_rules_use_is_one_ferryd_exports() {
+    let rules = include_str!("../../../deploy/prometheus/ferry-alerts.yaml");
+    let names = registered();
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("ferry_"))
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() >= 8, "{used:?}");
+    for name in used {
+        let mut base = name;
+        for suffix in ["_total", "_bucket", "_sum", "_count", "_seconds"] {
+            base = base.strip_suffix(suffix).unwrap_or(base);
+        }
+        assert!(
+            names.iter().any(|n| n == name || n == base),
+            "deploy/prometheus/ferry-alerts.yaml uses {name}, which ferryd does not register: {names:?}"
+        );
+    }
+}
