@@ -52,7 +52,7 @@ pub async fn held_slot(ec2: &dyn Ec2, group: &GroupSpec, instance: &str) -> Resu
     let tagged = ec2
         .describe_instance(instance)
         .await?
-        .and_then(|i| i.tag(ferry_state_machine::tags::SLOT)?.trim().parse().ok());
+        .and_then(|i| i.slot());
     Ok(tagged.unwrap_or(FIRST_SLOT))
 }
 

@@ -34,11 +34,6 @@ fn stronger(a: HolderLife, b: HolderLife) -> bool {
     rank(a) > rank(b)
 }
 
-/// The `ferry:slot` an instance carries, if it is a number.
-fn slot_tag(i: &ObservedInstance) -> Option<u32> {
-    i.tag(tags::SLOT)?.trim().parse().ok()
-}
-
 impl LaunchWork {
     /// The slot of this launch: slot 0 in a group of one; in a group of many, the one it claimed already, or
     /// one to claim, or a wait while every slot is held by an instance that stays.
@@ -121,7 +116,7 @@ impl LaunchWork {
         // Claims on each slot: members' tags, then the holders of each slot's attached volumes.
         let mut claims: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for m in &members {
-            if let Some(n) = slot_tag(m) {
+            if let Some(n) = m.slot() {
                 claims.entry(n).or_default().push(m.id.clone());
             }
         }
@@ -169,7 +164,7 @@ impl LaunchWork {
         }
         // The instance's own claim stands while no instance that stays holds the slot (a warm instance that
         // comes back finds its old slot taken by another).
-        if let Some(n) = slot_tag(me) {
+        if let Some(n) = me.slot() {
             let held = views.iter().any(|v| {
                 v.slot == n
                     && v.holder

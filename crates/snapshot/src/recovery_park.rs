@@ -110,10 +110,9 @@ impl RecoveryPoints {
             // A member EC2 does not show yet: it may be choosing.
             return Ok(false);
         }
-        let mine = self.slot.to_string();
-        Ok(members.iter().filter(|i| !i.is_gone()).all(|i| {
-            i.tag(tags::SLOT)
-                .is_some_and(|s| s.trim() != mine && s.trim().parse::<u32>().is_ok())
-        }))
+        Ok(members
+            .iter()
+            .filter(|i| !i.is_gone())
+            .all(|i| i.slot().is_some_and(|n| n != self.slot)))
     }
 }

@@ -201,6 +201,11 @@ impl ObservedInstance {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The slot its `ferry:slot` tag claims, if that is a number (a group of many's launch wrote it).
+    pub fn slot(&self) -> Option<u32> {
+        self.tag(crate::tags::SLOT)?.trim().parse().ok()
+    }
 }
 
 /// How the holder of another attached copy stands.

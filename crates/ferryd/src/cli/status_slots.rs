@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use ferry_snapshot::{Instances, SnapshotQuery, Snapshots, VolumeQuery, Volumes};
 use ferry_state_machine::observe::SnapshotState;
-use ferry_state_machine::{tags, GroupInstance};
+use ferry_state_machine::GroupInstance;
 use serde::Serialize;
 
 use super::{human_age, Aws};
@@ -80,8 +80,7 @@ pub(super) async fn read(
         }
     };
     for i in &instances {
-        let n = i.tag(tags::SLOT).and_then(|t| t.trim().parse().ok());
-        if let (Some(n), Some(m)) = (n, member(&i.id)) {
+        if let (Some(n), Some(m)) = (i.slot(), member(&i.id)) {
             hold(&mut slots, n, m);
         }
     }
