@@ -19,6 +19,20 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 (0 = pick a free one)")
     parser.add_argument("--region", default="us-east-1", help="default region for unsigned requests")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--iam-policy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="enforce this IAM policy (JSON, or a template's FerryRole policy) on --iam-principal's calls",
+    )
+    parser.add_argument(
+        "--iam-principal",
+        action="append",
+        default=[],
+        metavar="ACCESS_KEY_ID",
+        help="access key id whose calls --iam-policy governs (repeatable; default: ferryd)",
+    )
     return parser.parse_args(argv)
 
 
@@ -41,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     from .middleware import EmulatorMiddleware
 
     install()
+    if args.iam_policy:
+        from .iam import ENFORCER
+
+        ENFORCER.configure(args.iam_policy, args.iam_principal or ["ferryd"])
     app = EmulatorMiddleware(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
     ticker = lifecycle.Ticker()

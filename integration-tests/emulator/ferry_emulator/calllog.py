@@ -1,6 +1,7 @@
 """The call log: every AWS API call the emulator answered, for tests to assert against.
 
-Each entry says who signed the call (``access_key``) and whether it was throttled; :meth:`CallLog.summary`
+Each entry says who signed the call (``access_key``), whether it was throttled and, when IAM enforcement
+is on for its signer, every authorization request it made and how the policy answered (``authz``); :meth:`CallLog.summary`
 counts calls, throttled calls and errors per action, for benchmarks.
 """
 
@@ -39,6 +40,7 @@ class CallLog:
         started: float,
         access_key: str | None = None,
         throttled: bool = False,
+        authz: list[dict[str, Any]] | None = None,
     ) -> None:
         finished = state.now()
         with self._lock:
@@ -55,6 +57,7 @@ class CallLog:
                     "error_code": error_code,
                     "access_key": access_key,
                     "throttled": throttled,
+                    "authz": authz,
                 }
             )
             if len(self._calls) > MAX_ENTRIES:

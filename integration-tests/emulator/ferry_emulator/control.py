@@ -28,6 +28,8 @@ from urllib.parse import parse_qs
 from . import asg, data, lifecycle, state
 from .calllog import CALLS
 from .faults import FAULTS
+from .iam import ENFORCER
+from .iam_policy import Policy, Request
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 
@@ -120,6 +122,54 @@ def _calls(method: str, environ: dict[str, Any]) -> Response:
     return _json(200, {"calls": CALLS.query(**_call_filters(environ))})
 
 
+def _iam(method: str, environ: dict[str, Any]) -> Response:
+    """IAM enforcement: POST ``{"policy_files": [...], "bindings": {...}, "principals": [...]}`` or
+    ``{"policies": {name: doc}, "principals": [...]}``; DELETE turns it off, GET shows it."""
+    if method == "DELETE":
+        ENFORCER.disable()
+    elif method == "POST":
+        body = _object(environ)
+        unknown = set(body) - {"policy_files", "policies", "principals", "bindings"}
+        if unknown:
+            raise BadRequest(
+                f"unknown iam key(s) {sorted(unknown)}; known: bindings, policies, policy_files, principals"
+            )
+        principals = body.get("principals") or ["ferryd"]
+        if not isinstance(principals, list) or not all(isinstance(p, str) for p in principals):
+            raise BadRequest(f"principals must be a list of access key ids, got {principals!r}")
+        try:
+            if "policies" in body:
+                if not isinstance(body["policies"], dict):
+                    raise BadRequest("policies must be an object of name -> policy document")
+                ENFORCER.configure_documents(body["policies"], principals)
+            else:
+                ENFORCER.configure(list(body.get("policy_files") or []), principals, body.get("bindings"))
+        except (OSError, ValueError, KeyError) as exc:
+            raise BadRequest(f"cannot load the policies: {exc!r}") from None
+    return _json(200, ENFORCER.to_json())
+
+
+def _iam_evaluate(environ: dict[str, Any]) -> Response:
+    """Evaluate recorded authorization requests (a call log's ``authz`` entries) against another policy:
+    POST ``{"policy": doc, "requests": [{"action", "resource", "context"}]}``."""
+    body = _object(environ)
+    policy, requests = body.get("policy"), body.get("requests")
+    if not isinstance(policy, dict) or not isinstance(requests, list):
+        raise BadRequest("want {\"policy\": <policy document>, \"requests\": [<authz entries>]}")
+    try:
+        evaluator = Policy(policy)
+        decisions = [
+            evaluator.evaluate(Request(str(r["action"]), str(r["resource"]), dict(r.get("context") or {})))
+            for r in requests
+        ]
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise BadRequest(f"cannot evaluate: {exc!r}") from None
+    return _json(
+        200,
+        {"decisions": [{"allowed": d.allowed, "statements": list(d.statements), "reason": d.reason} for d in decisions]},
+    )
+
+
 def _write_value(environ: dict[str, Any]) -> int | None:
     body = _object(environ)
     unknown = set(body) - {"value"}
@@ -197,6 +247,10 @@ def _route(method: str, path: str, environ: dict[str, Any]) -> Response:
             FAULTS.delete()
         if method in ("GET", "POST", "DELETE"):
             return _json(200, FAULTS.to_json())
+    if path == "/_emulator/iam/evaluate" and method == "POST":
+        return _iam_evaluate(environ)
+    if path == "/_emulator/iam" and method in ("GET", "POST", "DELETE"):
+        return _iam(method, environ)
     if path == "/_emulator/placement" and method in ("GET", "POST"):
         return _placement(method, environ)
     if path == "/_emulator/calls" and method in ("GET", "DELETE"):

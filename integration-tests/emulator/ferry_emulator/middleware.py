@@ -19,6 +19,7 @@ from typing import Any
 from . import control, state, wire
 from .calllog import CALLS
 from .faults import FAULTS
+from .iam import ENFORCER
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -77,12 +78,28 @@ class EmulatorMiddleware:
         if response is None and req.action and FAULTS.throttled(req.service, req.action, req.access_key):
             throttled = True
             response = wire.throttle_error(req)
+        authz: list[dict[str, Any]] | None = None
+        if response is None:
+            response, authz = self._authorize(req)
         if response is None:
             response = self._injected(req) or self._dispatch(req, environ)
         code, _, body = response
         error_code = wire.error_code_of(body) if code >= 400 else None
-        CALLS.record(req.service, req.action, req.params, code, error_code, started, req.access_key, throttled)
+        CALLS.record(req.service, req.action, req.params, code, error_code, started, req.access_key, throttled, authz)
         return response
+
+    @staticmethod
+    def _authorize(req: wire.AwsRequest) -> tuple[wire.Response | None, list[dict[str, Any]] | None]:
+        """IAM enforcement (opt-in, see iam.py): the denial AWS would answer, and the decisions made."""
+        with state.LOCK:
+            verdict = ENFORCER.authorize(req.service, req.action or "", req.region, req.params, req.access_key)
+        if verdict is None:
+            return None, None
+        allowed, records = verdict
+        if allowed:
+            return None, records
+        denied = next(r for r in records if not r["allowed"])
+        return wire.access_denied(req, denied["action"], denied["resource"], denied["reason"]), records
 
     @staticmethod
     def _precheck(req: wire.AwsRequest) -> wire.Response | None:

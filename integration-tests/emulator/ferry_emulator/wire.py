@@ -164,6 +164,18 @@ def throttle_error(req: AwsRequest) -> Response:
     return error_response(req, 400, "Throttling", "Rate exceeded")
 
 
+def access_denied(req: AwsRequest, action: str, resource: str, reason: str) -> Response:
+    """AWS's answer to a call IAM refuses: EC2 403 ``UnauthorizedOperation``, DynamoDB 400
+    ``AccessDeniedException``, Auto Scaling and SQS 403 ``AccessDenied``."""
+    who = f"arn:aws:sts::123456789012:assumed-role/ferry/{req.access_key}"
+    message = f"User: {who} is not authorized to perform: {action} on resource: {resource} because {reason}"
+    if req.service == "ec2":
+        return error_response(req, 403, "UnauthorizedOperation", "You are not authorized to perform this operation. " + message)
+    if req.service == "dynamodb":
+        return error_response(req, 400, "AccessDeniedException", message)
+    return error_response(req, 403, "AccessDenied", message)
+
+
 def unknown_action(req: AwsRequest, detail: str | None = None) -> Response:
     if req.json_protocol:
         return error_response(req, 400, "UnknownOperationException", detail or f"Unknown operation {req.action}")

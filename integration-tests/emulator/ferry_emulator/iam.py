@@ -1,0 +1,178 @@
+"""Opt-in IAM enforcement: calls signed by the configured principals (access key ids) are authorized
+against ferry's shipped policies before moto runs them, and refused the way AWS refuses them.
+
+moto itself evaluates no IAM. With enforcement on, a call the policy does not allow answers EC2's
+``UnauthorizedOperation`` (403), Auto Scaling's and SQS's ``AccessDenied`` (403) or DynamoDB's
+``AccessDeniedException`` (400), and the call log records every authorization request of every
+evaluated call (``authz``), allowed or not, so a test can prove the policy per call.
+
+The policy set is given as JSON policy files and/or CloudFormation templates whose ``FerryRole`` policy
+named ``ferry`` is extracted, with its ``Fn::Sub`` placeholders bound to the emulator's account and to
+wildcards for names the stack would pin (see :data:`TEMPLATE_BINDINGS`). Each source is evaluated on
+its own and a call must be allowed by every one, so the JSON and the template's copy are both proven.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .iam_context import ACCOUNT, requests_for
+from .iam_policy import Policy
+
+# What the template's placeholders become when its policy is evaluated here.
+TEMPLATE_BINDINGS = {
+    "${AWS::Partition}": "aws",
+    "${AWS::Region}": "*",
+    "${AWS::AccountId}": ACCOUNT,
+    "${WorkloadGroupName}": "*",
+    "${HookQueue.Arn}": f"arn:aws:sqs:*:{ACCOUNT}:ferry-hooks",
+    "${LeaseTable.Arn}": f"arn:aws:dynamodb:*:{ACCOUNT}:table/ferry-leases",
+}
+
+
+def _cfn_loader() -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tag(loader: Any, suffix: str, node: Any) -> Any:
+        name = "Ref" if suffix == "Ref" else "Fn::" + suffix
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if suffix == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {name: value}
+
+    Loader.add_multi_constructor("!", tag)
+    return Loader
+
+
+def _bind(value: Any, bindings: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            text = value["Fn::Sub"]
+            for placeholder, bound in bindings.items():
+                text = text.replace(placeholder, bound)
+            if "${" in text:
+                raise ValueError(f"unbound placeholder in {value['Fn::Sub']!r}")
+            return text
+        if set(value) == {"Ref"}:
+            return _bound(bindings, str(value["Ref"]))
+        if set(value) == {"Fn::GetAtt"}:
+            return _bound(bindings, ".".join(value["Fn::GetAtt"]))
+        return {k: _bind(v, bindings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bind(v, bindings) for v in value]
+    return value
+
+
+def _bound(bindings: dict[str, str], name: str) -> str:
+    try:
+        return bindings["${" + name + "}"]
+    except KeyError:
+        raise ValueError(f"no binding for {name!r}") from None
+
+
+def template_policy(
+    path: Path, bindings: dict[str, str] | None = None, role: str = "FerryRole", name: str = "ferry"
+) -> dict[str, Any]:
+    """The policy document ``name`` of ``role`` in a CloudFormation template, its placeholders bound by
+    :data:`TEMPLATE_BINDINGS` overridden by ``bindings`` (``{"WorkloadGroupName": "db"}``).
+    Statements under ``Fn::If`` (optional extras such as a KMS key) are left out."""
+    bound = dict(TEMPLATE_BINDINGS)
+    bound.update({"${" + k.strip("${}") + "}": v for k, v in (bindings or {}).items()})
+    import yaml
+
+    template = yaml.load(path.read_text(), Loader=_cfn_loader())  # noqa: S506 - SafeLoader subclass
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    docs = [p["PolicyDocument"] for p in policies if p.get("PolicyName") == name]
+    if len(docs) != 1:
+        raise ValueError(f"{path}: {role} has no single policy named {name!r}")
+    statements = [s for s in docs[0]["Statement"] if not (isinstance(s, dict) and "Fn::If" in s)]
+    return {"Version": "2012-10-17", "Statement": _bind(statements, bound)}
+
+
+@dataclass
+class Source:
+    name: str
+    policy: Policy
+
+
+def load_sources(files: list[str], bindings: dict[str, str] | None = None) -> list[Source]:
+    """Policy sources from paths: ``*.json`` is a policy document, ``*.yaml``/``*.yml`` a template (its
+    placeholders bound as in :func:`template_policy`)."""
+    out = []
+    for f in files:
+        path = Path(f)
+        if path.suffix in (".yaml", ".yml"):
+            doc = template_policy(path, bindings)
+        else:
+            doc = json.loads(path.read_text())
+        out.append(Source(path.name, Policy(doc)))
+    return out
+
+
+class Enforcer:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: list[Source] = []
+        self._principals: frozenset[str] = frozenset()
+        self._files: list[str] = []
+
+    def configure(self, files: list[str], principals: list[str], bindings: dict[str, str] | None = None) -> None:
+        sources = load_sources(files, bindings)
+        with self._lock:
+            self._sources, self._files = sources, list(files)
+            self._principals = frozenset(principals)
+
+    def configure_documents(self, documents: dict[str, dict[str, Any]], principals: list[str]) -> None:
+        sources = [Source(name, Policy(doc)) for name, doc in documents.items()]
+        with self._lock:
+            self._sources, self._files = sources, sorted(documents)
+            self._principals = frozenset(principals)
+
+    def disable(self) -> None:
+        with self._lock:
+            self._sources, self._files, self._principals = [], [], frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {"enabled": bool(self._sources), "sources": self._files, "principals": sorted(self._principals)}
+
+    def authorize(
+        self, service: str, action: str, region: str, params: dict[str, Any], access_key: str | None
+    ) -> tuple[bool, list[dict[str, Any]]] | None:
+        """``None`` when this call is not enforced; else (allowed, one record per request and source)."""
+        with self._lock:
+            sources, principals = list(self._sources), self._principals
+        if not sources or access_key not in principals:
+            return None
+        records, allowed = [], True
+        for req in requests_for(service, action, region, params):
+            for src in sources:
+                decision = src.policy.evaluate(req)
+                allowed = allowed and decision.allowed
+                records.append(
+                    {
+                        "action": req.action,
+                        "resource": req.resource,
+                        "context": req.context,
+                        "source": src.name,
+                        "allowed": decision.allowed,
+                        "statements": list(decision.statements),
+                        "reason": decision.reason,
+                    }
+                )
+        return allowed, records
+
+
+ENFORCER = Enforcer()
