@@ -20,6 +20,9 @@ pub fn fast_timings() -> Value {
     })
 }
 
+/// The access key id every ferryd process the harness starts signs with; IAM is enforced on it.
+pub use crate::storm::FERRYD_KEY;
+
 /// The region and account the emulator serves.
 pub const REGION: &str = "us-east-1";
 
@@ -40,10 +43,22 @@ pub struct Emulator {
 
 impl Emulator {
     /// Starts `serve --port 0` and waits for its `ready http://127.0.0.1:PORT` line.
+    ///
+    /// IAM is enforced on every call signed by [`FERRYD_KEY`] (every ferryd process and CLI the harness
+    /// starts): the shipped policy JSON and the template's copy of it must both allow each call, with the
+    /// resource and request tags it carries, or it fails with `UnauthorizedOperation` as on AWS. So every
+    /// end-to-end test also proves the policy, call by call ([`Emulator::iam_denials`]).
     pub fn start() -> Result<Emulator> {
         let script = repo_root().join("integration-tests/emulator/serve");
+        let policy = repo_root().join("deploy/iam/ferry-policy.json");
+        let template = repo_root().join("deploy/cloudformation/ferry.yaml");
         let mut child = Command::new(&script)
             .args(["--port", "0", "--region", REGION])
+            .arg("--iam-policy")
+            .arg(&policy)
+            .arg("--iam-policy")
+            .arg(&template)
+            .args(["--iam-principal", FERRYD_KEY])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -193,11 +208,41 @@ impl Emulator {
             .await
     }
 
-    /// The environment that points a process (ferryd) at this emulator.
+    /// Every call the emulator refused under IAM enforcement: `(action, resource, reason)` of each
+    /// refused authorization request, for tests to assert there are none.
+    pub async fn iam_denials(&self) -> Result<Vec<String>> {
+        let calls = self.calls(None).await?;
+        Ok(calls
+            .iter()
+            .flat_map(|c| c["authz"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r["allowed"] == false)
+            .map(|r| {
+                format!(
+                    "{} on {} ({}): {}",
+                    r["action"].as_str().unwrap_or("?"),
+                    r["resource"].as_str().unwrap_or("?"),
+                    r["source"].as_str().unwrap_or("?"),
+                    r["reason"].as_str().unwrap_or("?")
+                )
+            })
+            .collect())
+    }
+
+    /// Evaluates authorization requests (call-log `authz` entries) against `policy`, a policy document:
+    /// one decision (`allowed`, `statements`, `reason`) per request.
+    pub async fn iam_evaluate(&self, policy: &Value, requests: &[Value]) -> Result<Vec<Value>> {
+        let body = json!({"policy": policy, "requests": requests});
+        let v = self
+            .control(reqwest::Method::POST, "iam/evaluate", Some(body))
+            .await?;
+        Ok(v["decisions"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The environment that points a process (ferryd, signing as [`FERRYD_KEY`]) at this emulator.
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", self.url.as_str()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_ACCESS_KEY_ID", FERRYD_KEY),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
             ("AWS_REGION", REGION),
             ("AWS_EC2_METADATA_DISABLED", "true"),

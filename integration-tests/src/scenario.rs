@@ -363,7 +363,7 @@ pub async fn create_volume_tokens(emu: &Emulator) -> Result<BTreeSet<String>> {
         .collect())
 }
 
-/// Checks the rules every end state obeys: no orphan volumes (every non-ferry volume is the root volume
+/// Checks the rules every end state obeys: no call of ferryd's refused by the shipped IAM policy, no orphan volumes (every non-ferry volume is the root volume
 /// of a live instance), the EIP on `owner`, every successful `CompleteLifecycleAction` once per token and
 /// with CONTINUE, no action ABANDONed by ferry or left active (nor expired, unless `allow_expired`), and
 /// both queues empty.
@@ -374,6 +374,10 @@ pub async fn check_common(
     allow_expired: bool,
 ) -> Result<()> {
     let world = &rig.world;
+    let denied = rig.emu.iam_denials().await?;
+    if !denied.is_empty() {
+        bail!("the shipped IAM policy refused ferryd's calls: {denied:#?}");
+    }
     for v in &inv.other_volumes {
         let holder = attachment(v).map(|a| a.0).unwrap_or_default();
         let state = if holder.is_empty() {

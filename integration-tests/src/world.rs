@@ -112,6 +112,7 @@ impl Base {
             .ec2
             .allocate_address()
             .domain(aws_sdk_ec2::types::DomainType::Vpc)
+            .tag_specifications(eip_tags(group))
             .send()
             .await
             .with_context(|| format!("allocating the Elastic IP of {group}"))?;
@@ -120,6 +121,20 @@ impl Base {
             eip.public_ip().unwrap_or_default().to_string(),
         ))
     }
+}
+
+/// The tags of a group's Elastic IP, as the template sets them: ferry's policy associates only addresses
+/// tagged with its group.
+pub fn eip_tags(group: &str) -> aws_sdk_ec2::types::TagSpecification {
+    aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::ElasticIp)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("ferry:group")
+                .value(group)
+                .build(),
+        )
+        .build()
 }
 
 /// Sets min = max = desired = 1 in `group`: it launches its one instance.

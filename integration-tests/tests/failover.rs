@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use anyhow::Result;
+use ferry_integration_tests::calls;
 use ferry_integration_tests::daemon::{Ferryd, Logs};
-use ferry_integration_tests::emulator::Emulator;
+use ferry_integration_tests::emulator::{Emulator, FERRYD_KEY};
 use ferry_integration_tests::walkthrough;
 use ferry_integration_tests::workload::volume_counter;
 use ferry_integration_tests::world::{World, WorldOptions, AZ_A, AZ_B};
@@ -217,6 +218,74 @@ async fn cross_az_failover_then_same_az_reattach() -> Result<()> {
     assert_eq!(att.instance_id(), Some(lineage.third.instance.as_str()));
     assert_eq!(att.device(), Some("/dev/sdf"));
     assert_eq!(att.state().map(|s| s.as_str()), Some("attached"));
+
+    // 6. IAM, per call: with the shipped policy and the template's copy enforced on ferryd's key, nothing
+    //    was refused, and the same-AZ claim wrote its Name tag through the retag statement.
+    assert_eq!(emu.iam_denials().await?, Vec::<String>::new());
+    let claim = later
+        .iter()
+        .find(|c| {
+            c["action"] == "CreateTags"
+                && c["params"]["ResourceId.1"] == lineage.second.volume.as_str()
+                && calls::tag_param(c, "Name").is_some()
+        })
+        .expect("the same-AZ launch claimed the detached volume with CreateTags");
+    let requests = claim["authz"].as_array().cloned().unwrap_or_default();
+    assert_eq!(requests.len(), 2, "one per policy source: {claim}");
+    for r in &requests {
+        assert_eq!(r["allowed"], true, "{r}");
+        assert_eq!(r["statements"][0], "RetagLedgerVolumesAndSnapshots", "{r}");
+    }
+    // The conformance check fails on the policy as shipped before the fix (no Name in the retag
+    // statement): the same recorded calls, evaluated against it, refuse exactly that claim.
+    let mut before: Value = serde_json::from_str(&std::fs::read_to_string(
+        ferry_integration_tests::emulator::repo_root().join("deploy/iam/ferry-policy.json"),
+    )?)?;
+    for st in before["Statement"].as_array_mut().into_iter().flatten() {
+        if st["Sid"] == "RetagLedgerVolumesAndSnapshots" {
+            let keys = &mut st["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"];
+            keys.as_array_mut()
+                .expect("the retag statement lists its tag keys")
+                .retain(|k| k != "Name");
+        }
+    }
+    let recorded: Vec<Value> = emu
+        .calls(None)
+        .await?
+        .into_iter()
+        .filter(|c| c["access_key"] == FERRYD_KEY && c["status"] == 200)
+        .flat_map(|c| {
+            let seq = c["seq"].clone();
+            let authz = c["authz"].as_array().cloned().unwrap_or_default();
+            authz
+                .into_iter()
+                .filter(|r| r["source"] == "ferry-policy.json")
+                .map(move |r| (seq.clone(), r))
+        })
+        .map(|(seq, mut r)| {
+            r["seq"] = seq;
+            r
+        })
+        .collect();
+    assert!(
+        recorded.len() > 50,
+        "ferryd's calls were recorded with their authorization requests"
+    );
+    let verdicts = emu.iam_evaluate(&before, &recorded).await?;
+    let refused: Vec<&Value> = recorded
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, d)| d["allowed"] == false)
+        .map(|(r, _)| r)
+        .collect();
+    assert!(!refused.is_empty(), "the pre-fix policy refuses the claim");
+    for r in &refused {
+        assert_eq!(r["action"], "ec2:CreateTags", "{r}");
+        assert!(r["context"]["aws:TagKeys"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "Name")));
+    }
+    assert!(refused.iter().any(|r| r["seq"] == claim["seq"]));
 
     // The EIP points at the newest instance, which is InService; every action ended in CONTINUE; the queue is empty.
     assert_eq!(

@@ -125,6 +125,7 @@ async fn scenario(rig: &mut Rig) -> Result<()> {
             .ec2
             .allocate_address()
             .domain(aws_sdk_ec2::types::DomainType::Vpc)
+            .tag_specifications(ferry_integration_tests::world::eip_tags(&rig.world.group))
             .send()
             .await?;
         allocs.push(a.allocation_id().unwrap_or_default().to_string());
