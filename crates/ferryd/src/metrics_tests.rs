@@ -252,17 +252,74 @@ fn registered() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn every_metric_the_shipped_alert_rules_use_is_one_ferryd_exports() {
-    let rules = include_str!("../../../deploy/prometheus/ferry-alerts.yaml");
-    let names = registered();
-    let mut used: Vec<&str> = rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("ferry_"))
+/// A registry with a sample in every family ferryd has, for [`exposed`]: a family has no `# TYPE` line
+/// until its first label set.
+fn populated() -> Metrics {
+    use ferry_snapshot::SourceEvents;
+    use ferry_state_machine::lease_keeper::LeaseEvents;
+    let m = Metrics::new();
+    let launch = hook(Transition::Launching, "i-new");
+    m.on_error(&launch, &StepError::retry("ec2:X", "later"));
+    for why in [
+        "launch-before-terminate: i-old is still in service",
+        UNREADABLE_DATA,
+    ] {
+        m.on_end(
+            &launch,
+            &done(LifecycleResult::Abandon, why),
+            Duration::from_secs(1),
+        );
+    }
+    m.hook_unverified(&launch, "wrong_state");
+    m.hook_path(&launch, "failover");
+    m.record_aws_call("ec2", "CreateVolume", AwsCallOutcome::Throttled);
+    m.set_recovery_point_age("db", 0, "data", Duration::from_secs(1));
+    m.set_recovery_point_interval("db", Duration::from_secs(300));
+    m.recovery_point_taken("db");
+    m.record_webhook("failover_started", "sent");
+    m.source_unreachable("db", "i-new", "wait", Duration::from_secs(1));
+    m.restored_latest("db", 0, "i-new", 60, &[]);
+    m.acquired("db/0", true);
+    m.lost("db/0");
+    m
+}
+
+/// The sample names ferryd exposes, from the `# TYPE` lines of [`populated`]: a counter's name with
+/// `_total`, a histogram's with `_bucket`, `_sum` and `_count`, any other as it is.
+fn exposed() -> Vec<String> {
+    let text = populated().encode();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .flat_map(|(name, kind)| match kind {
+            "counter" => vec![format!("{name}_total")],
+            "histogram" => ["_bucket", "_sum", "_count"]
+                .map(|s| format!("{name}{s}"))
+                .to_vec(),
+            _ => vec![name.to_string()],
+        })
+        .collect()
+}
+
+/// The `ferry_…` words of PromQL text (a bare `ferry_`, as in `{__name__=~"ferry_.+"}`, is a prefix, not a
+/// name), sorted and deduplicated.
+fn ferry_names(promql: &str) -> Vec<&str> {
+    let mut used: Vec<&str> = promql
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("ferry_") && *w != "ferry_")
         .collect();
     used.sort_unstable();
     used.dedup();
-    assert!(used.len() >= 8, "{used:?}");
+    used
+}
+
+/// Asserts that every `ferry_…` name of `file`'s PromQL is one ferryd registers: a name the metrics modules
+/// register (less the suffixes OpenMetrics adds), and one [`populated`] exposes with exactly that suffix.
+fn assert_ferryd_exports(file: &str, promql: &str, at_least: usize) {
+    let names = registered();
+    let exposed = exposed();
+    let used = ferry_names(promql);
+    assert!(used.len() >= at_least, "{file}: {used:?}");
     for name in used {
         let mut base = name;
         for suffix in ["_total", "_bucket", "_sum", "_count", "_seconds"] {
@@ -270,7 +327,73 @@ fn every_metric_the_shipped_alert_rules_use_is_one_ferryd_exports() {
         }
         assert!(
             names.iter().any(|n| n == name || n == base),
-            "deploy/prometheus/ferry-alerts.yaml uses {name}, which ferryd does not register: {names:?}"
+            "{file} uses {name}, which ferryd does not register: {names:?}"
+        );
+        assert!(
+            exposed.iter().any(|n| n == name),
+            "{file} uses {name}, which is not a name ferryd exposes (a new family? give it a sample in \
+             populated()): {exposed:?}"
         );
     }
+}
+
+#[test]
+fn every_metric_the_shipped_alert_rules_use_is_one_ferryd_exports() {
+    let rules = include_str!("../../../deploy/prometheus/ferry-alerts.yaml");
+    assert_ferryd_exports("deploy/prometheus/ferry-alerts.yaml", rules, 8);
+    // The series of the rules' unit tests are ferryd's too.
+    let tests = include_str!("../../../deploy/prometheus/ferry-alerts.test.yaml");
+    assert_ferryd_exports("deploy/prometheus/ferry-alerts.test.yaml", tests, 8);
+}
+
+/// The PromQL of a Grafana dashboard: every panel's (rows' panels too) target expressions, and the
+/// query variables' queries.
+fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<String> {
+    fn walk(panels: &serde_json::Value, out: &mut Vec<String>) {
+        for panel in panels.as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str();
+                out.push(
+                    expr.unwrap_or_else(|| panic!("a target without expr: {target}"))
+                        .into(),
+                );
+            }
+            walk(&panel["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if var["type"] == "query" {
+            let q = &var["query"];
+            out.extend(q.as_str().or_else(|| q["query"].as_str()).map(String::from));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_metric_the_shipped_dashboard_queries_is_one_ferryd_exports() {
+    let file = "deploy/grafana/ferry-dashboard.json";
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../deploy/grafana/ferry-dashboard.json"))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 30, "{file}: {queries:?}");
+    assert_ferryd_exports(file, &queries.join("\n"), 30);
+    // The variables every query may use.
+    let vars: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        ["datasource", "group"].iter().all(|v| vars.contains(v)),
+        "{vars:?}"
+    );
 }
