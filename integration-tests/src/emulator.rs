@@ -34,6 +34,15 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The IAM policy sources every emulator enforces on [`FERRYD_KEY`]: the JSON policy and the template
+/// that embeds it.
+pub fn shipped_policies() -> [PathBuf; 2] {
+    [
+        repo_root().join("deploy/iam/ferry-policy.json"),
+        repo_root().join("deploy/cloudformation/ferry.yaml"),
+    ]
+}
+
 /// A running emulator on a free loopback port; stopped (SIGKILL) when dropped.
 pub struct Emulator {
     child: Child,
@@ -50,14 +59,12 @@ impl Emulator {
     /// end-to-end test also proves the policy, call by call ([`Emulator::iam_denials`]).
     pub fn start() -> Result<Emulator> {
         let script = repo_root().join("integration-tests/emulator/serve");
-        let policy = repo_root().join("deploy/iam/ferry-policy.json");
-        let template = repo_root().join("deploy/cloudformation/ferry.yaml");
-        let mut child = Command::new(&script)
-            .args(["--port", "0", "--region", REGION])
-            .arg("--iam-policy")
-            .arg(&policy)
-            .arg("--iam-policy")
-            .arg(&template)
+        let mut cmd = Command::new(&script);
+        cmd.args(["--port", "0", "--region", REGION]);
+        for policy in shipped_policies() {
+            cmd.arg("--iam-policy").arg(policy);
+        }
+        let mut child = cmd
             .args(["--iam-principal", FERRYD_KEY])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -226,6 +233,26 @@ impl Emulator {
                 )
             })
             .collect())
+    }
+
+    /// Replaces the enforced IAM policies (`/_emulator/iam`: `policies` or `policy_files`, `bindings`,
+    /// `principals`, which defaults to [`FERRYD_KEY`]).
+    pub async fn enforce_iam(&self, mut body: Value) -> Result<()> {
+        if body.get("principals").is_none() {
+            body["principals"] = json!([FERRYD_KEY]);
+        }
+        self.control(reqwest::Method::POST, "iam", Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// Enforces the shipped policy and the template's copy again, as [`Emulator::start`] does.
+    pub async fn enforce_shipped_iam(&self) -> Result<()> {
+        let files = shipped_policies()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>();
+        self.enforce_iam(json!({"policy_files": files})).await
     }
 
     /// Evaluates authorization requests (call-log `authz` entries) against `policy`, a policy document:

@@ -167,16 +167,50 @@ async fn status_doctor_and_snapshot_after_first_boot() -> Result<()> {
         "PASS  group db launch hook",
         "PASS  group db terminate hook",
         "PASS  group db elastic IP",
-        "PASS  iam ec2:CreateVolume: allowed (DryRun)",
-        "PASS  iam ec2:CreateSnapshot: allowed (DryRun)",
-        "PASS  iam ec2:CreateSnapshots: allowed (DryRun)",
-        "PASS  iam ec2:CreateTags: allowed (DryRun)",
-        "PASS  iam ec2:AssociateAddress: allowed (DryRun)",
-        "PASS  iam ec2:DeleteSnapshot: allowed (DryRun)",
-        "PASS  iam ec2:DeleteVolume: allowed (DryRun)",
+        "PASS  iam ec2:CreateVolume (empty volume): allowed (DryRun)",
+        "SKIP  iam ec2:CreateVolume (restore): the group has no completed ferry snapshot",
+        "PASS  iam ec2:CreateSnapshot (final delta): allowed (DryRun)",
+        "PASS  iam ec2:CreateSnapshot (recovery point): allowed (DryRun)",
+        "PASS  iam ec2:CreateSnapshots (pre-copy set): allowed (DryRun)",
+        "PASS  iam ec2:CreateTags (claim of a volume): allowed (DryRun)",
+        "PASS  iam ec2:CreateTags (attached data on the instance): allowed (DryRun)",
+        "SKIP  iam ec2:CreateTags (snapshot data tags): the group has no completed ferry snapshot",
+        "PASS  iam ec2:StopInstances (fence): allowed (DryRun)",
+        "SKIP  iam ec2:DeleteSnapshot (retention): the group has no completed ferry snapshot",
+        "PASS  iam ec2:DeleteVolume (retention): allowed (DryRun)",
     ] {
         assert_eq!(out.lines_with(pass).len(), 1, "{pass}: {out}");
     }
+    assert_eq!(
+        out.lines_with(&format!(
+            "PASS  iam ec2:AssociateAddress ({}): allowed (DryRun)",
+            rig.world.eip_alloc
+        ))
+        .len(),
+        1,
+        "{out}"
+    );
+    // The probes send each write's exact tag set: under the policy as shipped before the Name fix (the
+    // retag statement without Name), the claim probe is refused, and only it.
+    rig.emu
+        .enforce_iam(json!({"policies": {"before-the-fix": policy_without_name()?}}))
+        .await?;
+    let out = run(&rig.emu, &config, &["doctor"]).await?;
+    rig.emu.enforce_shipped_iam().await?;
+    assert_eq!(out.code, Some(3), "{out}");
+    assert_eq!(
+        out.lines_with("FAIL").len(),
+        1,
+        "only the claim probe fails: {out}"
+    );
+    assert_eq!(
+        out.lines_with(
+            "FAIL  iam ec2:CreateTags (claim of a volume): denied (UnauthorizedOperation)"
+        )
+        .len(),
+        1,
+        "{out}"
+    );
     let maintenance = out.lines_with("group db maintenance policy");
     assert!(
         maintenance.first().is_some_and(|l| l.starts_with("PASS")
@@ -281,6 +315,14 @@ async fn status_doctor_and_snapshot_after_first_boot() -> Result<()> {
         1,
         "{out}"
     );
+    // With a completed snapshot, the probes that needed one run too.
+    for pass in [
+        "PASS  iam ec2:CreateVolume (restore): allowed (DryRun)",
+        "PASS  iam ec2:CreateTags (snapshot data tags): allowed (DryRun)",
+        "PASS  iam ec2:DeleteSnapshot (retention): allowed (DryRun)",
+    ] {
+        assert_eq!(out.lines_with(pass).len(), 1, "{pass}: {out}");
+    }
     assert_eq!(
         out.lines_with("FAIL").len(),
         1,
@@ -476,4 +518,20 @@ async fn gc_deletes_only_old_detached_generations() -> Result<()> {
         "exactly the old detached generations are gone"
     );
     Ok(())
+}
+
+/// deploy/iam/ferry-policy.json as shipped before the `Name` fix: its retag statement without `Name`.
+fn policy_without_name() -> Result<Value> {
+    let path = ferry_integration_tests::emulator::repo_root().join("deploy/iam/ferry-policy.json");
+    let mut policy: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    for st in policy["Statement"].as_array_mut().into_iter().flatten() {
+        if st["Sid"] == "RetagLedgerVolumesAndSnapshots" {
+            if let Some(keys) =
+                st["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"].as_array_mut()
+            {
+                keys.retain(|k| k != "Name");
+            }
+        }
+    }
+    Ok(policy)
 }

@@ -10,7 +10,7 @@ use ferry_state_machine::machine::{
     decide_launch_volume, LaunchView, VolumeStep, WaitFor, LAUNCH_KEY_SUFFIX,
 };
 use ferry_state_machine::observe::{
-    HolderState, ObservedInstance, ObservedSnapshot, ObservedVolume, SnapshotReason,
+    HolderState, ObservedInstance, ObservedSnapshot, ObservedVolume,
 };
 use ferry_state_machine::slot::{decide_launch_slot, SlotStep};
 use ferry_state_machine::{
@@ -177,9 +177,7 @@ impl LaunchWork {
                 volume_id,
                 generation,
             } => {
-                let mut t = ledger::base_tags(group, slot, &hook.ledger_key());
-                t.extend(ledger::data_tags(&spec.name, generation));
-                t.push(ledger::name_tag(group, slot, &spec.name, generation));
+                let t = ledger::claim_tags(group, slot, &hook.ledger_key(), &spec.name, generation);
                 self.ec2.tag_volume(&volume_id, &t).await?;
                 info!(volume.id = %volume_id, generation = generation.0, "claimed detached volume in this AZ (fast path, no restore)");
                 Ok(format!("claimed {volume_id}"))
@@ -222,9 +220,13 @@ impl LaunchWork {
                 volume_id,
                 generation,
             } => {
-                let mut t = ledger::base_tags(group, slot, &hook.ledger_key());
-                t.extend(ledger::data_tags(&spec.name, generation));
-                t.push((tags::REASON.into(), SnapshotReason::Final.as_tag().into()));
+                let t = ledger::final_delta_tags(
+                    group,
+                    slot,
+                    &hook.ledger_key(),
+                    &spec.name,
+                    generation,
+                );
                 let desc = format!(
                     "ferry {group}: final delta of fenced {} gen {generation} for a launch in {}",
                     spec.name, me.availability_zone

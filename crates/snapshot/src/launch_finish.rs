@@ -3,10 +3,11 @@
 
 use ferry_state_machine::machine::{VolumeStep, WaitFor, FINAL_RETRY_SECS};
 use ferry_state_machine::observe::{ObservedInstance, ObservedSnapshot, ObservedVolume};
-use ferry_state_machine::{tags, AttachedData, Disposition, HookEvent, StepError};
+use ferry_state_machine::{AttachedData, Disposition, HookEvent, StepError};
 use tracing::{error, info};
 
 use super::LaunchWork;
+use crate::ledger;
 
 impl LaunchWork {
     /// After the data: move the Elastic IP, then tag the instance. `None` when both are in place.
@@ -29,17 +30,13 @@ impl LaunchWork {
                 Err(e) => return Err(e),
             }
         }
-        let mut want: Vec<(String, String)> = attached
-            .iter()
-            .map(|a| {
-                (
-                    format!("{}{}", tags::ATTACHED_PREFIX, a.logical),
-                    a.volume_id.clone(),
-                )
-            })
-            .collect();
-        want.push((tags::GROUP.into(), self.group.name.clone()));
-        want.push((tags::SLOT.into(), self.slot.get().to_string()));
+        let want = ledger::attached_tags(
+            &self.group.name,
+            self.slot.get(),
+            attached
+                .iter()
+                .map(|a| (a.logical.as_str(), a.volume_id.as_str())),
+        );
         if want.iter().any(|(k, v)| me.tag(k) != Some(v.as_str())) {
             self.ec2.tag_instance(&me.id, &want).await?;
             return Ok(Some("tagging the instance".into()));

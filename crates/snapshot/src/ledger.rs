@@ -1,6 +1,6 @@
 //! Reading and writing the tag ledger: the tags ferry puts on what it creates, and deterministic tokens.
 
-use ferry_state_machine::observe::{ObservedInstance, ObservedVolume};
+use ferry_state_machine::observe::{ObservedInstance, ObservedVolume, SnapshotReason};
 use ferry_state_machine::tags;
 use ferry_state_machine::Generation;
 use sha2::{Digest, Sha256};
@@ -66,6 +66,85 @@ pub fn new_volume_tags(
         t.push(tag(tags::SOURCE_VOLUME, volume));
     }
     t.push(name_tag(group, slot, logical, generation));
+    t
+}
+
+/// Every tag a launch writes when it claims a detached volume of its slot in its own AZ (the same-AZ fast
+/// path): the ledger's base and data tags and a new `Name`. `ferryd doctor` probes with this set too.
+pub fn claim_tags(
+    group: &str,
+    slot: u32,
+    hook_token: &str,
+    logical: &str,
+    generation: Generation,
+) -> Vec<Tag> {
+    let mut t = base_tags(group, slot, hook_token);
+    t.extend(data_tags(logical, generation));
+    t.push(name_tag(group, slot, logical, generation));
+    t
+}
+
+/// The tags of a final delta: the snapshot a launch takes of the fenced volume from another AZ.
+pub fn final_delta_tags(
+    group: &str,
+    slot: u32,
+    hook_token: &str,
+    logical: &str,
+    generation: Generation,
+) -> Vec<Tag> {
+    let mut t = base_tags(group, slot, hook_token);
+    t.extend(data_tags(logical, generation));
+    t.push(tag(tags::REASON, SnapshotReason::Final.as_tag()));
+    t
+}
+
+/// The tags a launch writes on its instance once its data is attached: `ferry:attached:<logical>` =
+/// volume id for each volume, and the group and slot it serves.
+pub fn attached_tags<'a>(
+    group: &str,
+    slot: u32,
+    attached: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<Tag> {
+    let mut t: Vec<Tag> = attached
+        .into_iter()
+        .map(|(logical, volume)| (format!("{}{logical}", tags::ATTACHED_PREFIX), volume.into()))
+        .collect();
+    t.push(tag(tags::GROUP, group));
+    t.push(tag(tags::SLOT, slot.to_string()));
+    t
+}
+
+/// The tags of a terminate's pre-copy set (`CreateSnapshots`): base, reason, when the terminate began, the
+/// set and a `Name`.
+pub fn precopy_tags(
+    group: &str,
+    slot: u32,
+    hook_token: &str,
+    action_started: i64,
+    set: String,
+    name: String,
+) -> Vec<Tag> {
+    let mut t = base_tags(group, slot, hook_token);
+    t.push(tag(tags::REASON, SnapshotReason::Precopy.as_tag()));
+    t.push(tag(tags::ACTION_STARTED, action_started.to_string()));
+    t.push(tag(tags::SET, set));
+    t.push(tag(tags::NAME, name));
+    t
+}
+
+/// The tags every snapshot of a recovery point carries (a one-volume point adds the volume's data tags):
+/// base, reason, the set and a `Name`.
+pub fn recovery_tags(
+    group: &str,
+    slot: u32,
+    hook_token: &str,
+    set: String,
+    name: String,
+) -> Vec<Tag> {
+    let mut t = base_tags(group, slot, hook_token);
+    t.push(tag(tags::REASON, SnapshotReason::Recovery.as_tag()));
+    t.push(tag(tags::SET, set));
+    t.push(tag(tags::NAME, name));
     t
 }
 

@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use ferry_state_machine::observe::{ObservedSnapshot, ObservedVolume, SnapshotReason};
+use ferry_state_machine::observe::{ObservedSnapshot, ObservedVolume};
 use ferry_state_machine::recovery::{
     decide_recovery_point, recovery_point_age, RecoveryStep, RecoveryView,
 };
-use ferry_state_machine::{tags, LifecycleActions, StepError};
+use ferry_state_machine::{LifecycleActions, StepError};
 use tracing::{debug, info};
 
 use crate::ledger::{self, FIRST_SLOT};
@@ -276,20 +276,17 @@ impl RecoverySet<'_> {
         now: i64,
     ) -> Result<Vec<(String, String)>, StepError> {
         let (group, instance, why) = (self.group, self.instance, self.why);
-        let mut t: Vec<Tag> = ledger::base_tags(group, self.slot, self.hook);
-        t.push((
-            tags::REASON.into(),
-            SnapshotReason::Recovery.as_tag().into(),
-        ));
         // Unique even for two sets of one second (a fast snapshot, a second process).
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        t.push((tags::SET.into(), format!("{}/{now}.{nanos:09}", self.hook)));
-        t.push((
-            tags::NAME.into(),
+        let t: Vec<Tag> = ledger::recovery_tags(
+            group,
+            self.slot,
+            self.hook,
+            format!("{}/{now}.{nanos:09}", self.hook),
             format!("ferry {group} {why} of {instance}"),
-        ));
+        );
         let made = if let [id] = ids {
             let vol = attached.iter().find(|v| &v.id == id);
             let mut vt = t.clone();

@@ -9,9 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_state_machine::budget::ApiBudget;
 use ferry_state_machine::machine::{decide_terminate, TerminateStep, TerminateView};
-use ferry_state_machine::observe::{
-    ObservedSnapshot, ObservedVolume, SnapshotReason, SnapshotState,
-};
+use ferry_state_machine::observe::{ObservedSnapshot, ObservedVolume, SnapshotState};
 use ferry_state_machine::{tags, HookEvent, HookWork, Progress, SlotChoice, StepError, Verdict};
 use tracing::{error, info, warn};
 
@@ -83,25 +81,23 @@ impl TerminateWork {
     /// The pre-copy's tags. `whole` is true for the first set of every managed volume (one instant, one
     /// `ferry:set`); a retake of some volumes gets a set of its own, since it is of a later instant.
     fn snapshot_tags(&self, hook: &HookEvent, elapsed: Duration, whole: bool) -> Vec<Tag> {
-        let mut t = ledger::base_tags(&self.group.name, self.slot.get(), &hook.ledger_key());
-        t.push((tags::REASON.into(), SnapshotReason::Precopy.as_tag().into()));
         let now = self.ec2.now_secs();
-        let started = hook.began_secs(now, elapsed);
-        t.push((tags::ACTION_STARTED.into(), started.to_string()));
         let set = if whole {
             hook.ledger_key()
         } else {
             format!("{}/retake-{now}", hook.ledger_key())
         };
-        t.push((tags::SET.into(), set));
-        t.push((
-            tags::NAME.into(),
+        ledger::precopy_tags(
+            &self.group.name,
+            self.slot.get(),
+            &hook.ledger_key(),
+            hook.began_secs(now, elapsed),
+            set,
             format!(
                 "ferry {} pre-copy at terminate of {}",
                 self.group.name, hook.instance_id
             ),
-        ));
-        t
+        )
     }
 
     async fn snapshot(

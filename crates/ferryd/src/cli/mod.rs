@@ -6,8 +6,10 @@
 
 pub mod doctor;
 mod doctor_iam;
+mod doctor_iam_instance;
 mod doctor_lease;
 mod doctor_paths;
+mod doctor_probe;
 pub mod gc;
 
 pub mod reset_slot;
