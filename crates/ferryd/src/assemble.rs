@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::crashpoint::{CrashPoint, Crashing};
+use crate::crashpoint::{self, CrashPoint};
 use crate::fanout::{Fanout, SourceFanout};
 use crate::handler::{FerryHandler, ManagedGroup};
 use crate::lease_store::DynamoLeaseStore;
@@ -69,7 +69,7 @@ impl HookRefresh {
 }
 
 /// Layers the raw ports: each call waits for its action's token in `budget` ([aws] rate_limits), a crash point
-/// (tests) sees each call that passed, and reads are coalesced across hooks (`[daemon] read_pace`).
+/// (test builds only) sees each call that passed, and reads are coalesced across hooks (`[daemon] read_pace`).
 pub fn layer<E, A>(
     ec2: E,
     asg: A,
@@ -83,13 +83,7 @@ where
 {
     let ec2 = Throttled::new(ec2, budget.clone());
     let asg = ThrottledLifecycleActions::new(asg, budget.clone());
-    let (asg, ec2): (Arc<dyn LifecycleActions>, Arc<dyn Ec2>) = match crash {
-        Some(point) => (
-            Arc::new(Crashing::new(asg, point.clone())),
-            Arc::new(Crashing::new(ec2, point)),
-        ),
-        None => (Arc::new(asg), Arc::new(ec2)),
-    };
+    let (ec2, asg) = crashpoint::wrap(ec2, asg, crash);
     let reads = LoaderConfig {
         pace: config.daemon.read_pace,
         ..LoaderConfig::default()
