@@ -10,10 +10,19 @@ use tracing::{error, warn};
 use ferryd::config::{self, Config, LogFormat};
 use ferryd::{cli, daemon, exit, logging};
 
+/// `ferryd --version`: the package version and the git commit it was built from (build.rs), e.g.
+/// `ferryd 0.1.0 (0123456789ab)`; `unknown` for a build outside a git checkout without `FERRY_GIT_COMMIT`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FERRY_BUILD_COMMIT"),
+    ")"
+);
+
 /// ferry: carries a stateful Auto Scaling group's EBS volumes and Elastic IP across Availability Zones
 /// through lifecycle hooks.
 #[derive(Debug, Parser)]
-#[command(name = "ferryd", version, about)]
+#[command(name = "ferryd", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
