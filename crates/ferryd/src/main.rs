@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio::sync::watch;
 use tracing::{error, warn};
 
@@ -69,6 +69,10 @@ enum Command {
         #[command(flatten)]
         args: cli::reset_slot::ResetSlotArgs,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(cli::generate::CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write one page per subcommand with --out-dir.
+    Man(cli::generate::ManArgs),
 }
 
 /// Where the configuration comes from, and the keys flags and `FERRY_*` variables override.
@@ -140,6 +144,8 @@ fn main() -> ExitCode {
         Command::ResetSlot { config, args } => {
             with_config(&config, |c| cli::reset_slot::main(c, &args))
         }
+        Command::Completions(args) => cli::generate::completions(Cli::command(), &args),
+        Command::Man(args) => cli::generate::man(Cli::command(), &args),
         Command::ValidateConfig(args) => match args.load() {
             Ok(c) => {
                 let groups: Vec<String> = c

@@ -1,4 +1,5 @@
-//! The operator subcommands (`status`, `doctor`, `snapshot`, `gc`, `reset-slot`): shared plumbing for them.
+//! The operator subcommands (`status`, `doctor`, `snapshot`, `gc`, `reset-slot`, and `completions` and `man`
+//! for packaging): shared plumbing for them.
 //!
 //! Every command reads the same configuration as `ferryd run`, talks to AWS through the same clients and
 //! ports, prints its result on stdout and its errors on stderr, and maps the outcome to an exit code
@@ -11,6 +12,7 @@ mod doctor_lease;
 mod doctor_paths;
 mod doctor_probe;
 pub mod gc;
+pub mod generate;
 
 pub mod reset_slot;
 pub mod snapshot_cmd;
