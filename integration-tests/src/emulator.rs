@@ -43,6 +43,29 @@ pub fn shipped_policies() -> [PathBuf; 2] {
     ]
 }
 
+/// The name of the role retention deletes as (`[gc] delete_role_arn`, the template's `FerryRetentionRole`).
+pub const RETENTION_ROLE: &str = "ferry-retention";
+
+/// `[gc] delete_role_arn` of the tests' configs: [`RETENTION_ROLE`] in the emulator's account.
+pub const RETENTION_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ferry-retention";
+
+/// The IAM policy sources the emulator enforces on the credentials of [`RETENTION_ROLE`]: the JSON and the
+/// template's `FerryRetentionRole` policy.
+pub fn retention_policies() -> [String; 2] {
+    [
+        repo_root()
+            .join("deploy/iam/ferry-retention-policy.json")
+            .display()
+            .to_string(),
+        format!(
+            "{}#FerryRetentionRole/retention",
+            repo_root()
+                .join("deploy/cloudformation/ferry.yaml")
+                .display()
+        ),
+    ]
+}
+
 /// A running emulator on a free loopback port; stopped (SIGKILL) when dropped.
 pub struct Emulator {
     child: Child,
@@ -63,6 +86,10 @@ impl Emulator {
         cmd.args(["--port", "0", "--region", REGION]);
         for policy in shipped_policies() {
             cmd.arg("--iam-policy").arg(policy);
+        }
+        for policy in retention_policies() {
+            cmd.arg("--iam-role-policy")
+                .arg(format!("{RETENTION_ROLE}={policy}"));
         }
         let mut child = cmd
             .args(["--iam-principal", FERRYD_KEY])
@@ -252,7 +279,10 @@ impl Emulator {
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>();
-        self.enforce_iam(json!({"policy_files": files})).await
+        let mut roles = serde_json::Map::new();
+        roles.insert(RETENTION_ROLE.to_string(), json!(retention_policies()));
+        self.enforce_iam(json!({"policy_files": files, "roles": roles}))
+            .await
     }
 
     /// Evaluates authorization requests (call-log `authz` entries) against `policy`, a policy document:

@@ -221,7 +221,12 @@ poll_max_ms = 2000
 [metrics]
 listen = "127.0.0.1:0"
 recovery_interval_secs = 1
+
+# Retention deletes as the retention role, the only one allowed to (as the template configures it).
+[gc]
+delete_role_arn = "{retention}"
 {group}"#,
+            retention = crate::emulator::RETENTION_ROLE_ARN,
             queue = self.queue_url,
             group = group_toml(&self.group, &self.eip_alloc, 60),
             visibility = self.visibility_timeout

@@ -411,9 +411,9 @@ async fn gc_deletes_only_old_detached_generations() -> Result<()> {
     let config = write_config(
         rig.dir.path(),
         "gc.toml",
-        &format!(
-            "{}\n[gc]\nkeep_generations = 2\nmin_age_days = 0.0003\n",
-            w.config_toml()
+        &w.config_toml().replace(
+            "[gc]\n",
+            "[gc]\nkeep_generations = 2\nmin_age_days = 0.0003\n",
         ),
     )?;
     let run_out = w

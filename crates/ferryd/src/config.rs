@@ -325,6 +325,9 @@ pub struct GcConfig {
     pub keep_recovery_points: u64,
     /// Periodic recovery points older than this many seconds are deleted (never the newest completed one).
     pub recovery_point_max_age_secs: u64,
+    /// The IAM role every delete of retention is made with (`ferryd gc` and the daemon's recovery-point
+    /// retention), assumed from ferryd's own credentials; `None` deletes with ferryd's own role.
+    pub delete_role_arn: Option<String>,
 }
 
 impl Default for GcConfig {
@@ -334,6 +337,7 @@ impl Default for GcConfig {
             min_age_days: 7.0,
             keep_recovery_points: 24,
             recovery_point_max_age_secs: 86_400,
+            delete_role_arn: None,
         }
     }
 }

@@ -264,3 +264,25 @@ fn lifecycle_path_keys_default_parse_and_name_a_bad_value() {
         "{err}"
     );
 }
+
+#[test]
+fn the_delete_role_must_be_a_role_arn() {
+    let with = |role: &str| format!("{MINIMAL}\n[gc]\ndelete_role_arn = \"{role}\"\n");
+    let ok = parse(&with("arn:aws:iam::123456789012:role/ferry/db-retention")).unwrap();
+    assert_eq!(
+        ok.gc.delete_role_arn.as_deref(),
+        Some("arn:aws:iam::123456789012:role/ferry/db-retention")
+    );
+    assert_eq!(parse(MINIMAL).unwrap().gc.delete_role_arn, None);
+    for bad in [
+        "ferry-retention",
+        "arn:aws:iam::123456789012:user/ops",
+        "arn:aws:iam::1234:role/x",
+        "arn:aws:sts::123456789012:role/x",
+        "arn:aws:iam::123456789012:role/",
+    ] {
+        let err = parse(&with(bad)).unwrap_err();
+        assert!(err.contains("gc.delete_role_arn"), "{bad}: {err}");
+        assert!(err.contains(bad), "the error names the value: {err}");
+    }
+}

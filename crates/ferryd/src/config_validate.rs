@@ -98,6 +98,14 @@ impl Config {
                 "must be positive",
             ));
         }
+        if let Some(role) = &self.gc.delete_role_arn {
+            if !is_role_arn(role) {
+                return Err(invalid(
+                    "gc.delete_role_arn",
+                    format!("{role:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)"),
+                ));
+            }
+        }
         if !(1..=20).contains(&self.aws.max_attempts) {
             return Err(invalid("aws.max_attempts", "must be 1..=20"));
         }
@@ -271,4 +279,14 @@ fn valid_device(d: &str) -> bool {
         .strip_prefix("/dev/sd")
         .or_else(|| d.strip_prefix("/dev/xvd"));
     rest.is_some_and(|r| !r.is_empty() && r.len() <= 2 && r.chars().all(|c| c.is_ascii_lowercase()))
+}
+
+/// Whether `s` is an IAM role ARN: `arn:<partition>:iam::<12 digits>:role/<path and name>`.
+fn is_role_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if partition.starts_with("aws")
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|n| !n.is_empty() && !n.ends_with('/')))
 }

@@ -88,6 +88,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         .as_ref()
         .map(|r| r.spawn(shutdown.clone()));
     let specs = config.group_specs();
+    let deletes = match &config.gc.delete_role_arn {
+        Some(role) => {
+            info!(role = %role, "retention deletes recovery points as the delete role");
+            let client = crate::aws::assumed_ec2(&config.aws, role, Some(&metrics)).await;
+            Some(crate::recovery::Deletes(Arc::new(AwsEc2::new(client))))
+        }
+        None => None,
+    };
     let any_points = specs.iter().any(|g| !g.recovery_point_interval.is_zero());
     let recovery = (any_points || config.metrics.recovery_interval_secs > 0).then(|| {
         let idle = match config.metrics.recovery_interval_secs {
@@ -106,6 +114,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
                 idle_every: idle,
                 retention: config.gc.policy(),
                 leases: leases.clone(),
+                deletes: deletes.clone(),
             },
             shutdown.clone(),
         ))

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_snapshot::{Ec2, RecoveryPoints, Round, RoundOutcome};
+use ferry_snapshot::{Ec2, RecoveryPoints, Round, RoundOutcome, Snapshots};
 use ferry_state_machine::lease_keeper::LeaseKeeper;
 use ferry_state_machine::observe::{ObservedSnapshot, ObservedVolume, SnapshotState, VolumeState};
 use ferry_state_machine::StepError;
@@ -34,6 +34,18 @@ pub struct LoopConfig {
     /// With replicas (`[lease] table`): a slot's round runs only under its lease, so that one replica
     /// takes each recovery point; a slot another replica holds is looked at again at the next poll.
     pub leases: Option<LeaseKeeper>,
+    /// Where retention's deletes go: `[gc] delete_role_arn`'s client, else the loop's own EC2.
+    pub deletes: Option<Deletes>,
+}
+
+/// The port retention deletes through when it is not the loop's own (another role's credentials).
+#[derive(Clone)]
+pub struct Deletes(pub Arc<dyn Snapshots>);
+
+impl std::fmt::Debug for Deletes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deletes(delete role)")
+    }
 }
 
 /// One slot's place in the loop.
@@ -202,7 +214,11 @@ async fn retain(
         if !(d.delete && d.resource.is_recovery_point()) {
             continue;
         }
-        match ec2.delete_snapshot(&d.resource.id).await {
+        let deleted = match &cfg.deletes {
+            Some(Deletes(other)) => other.delete_snapshot(&d.resource.id).await,
+            None => ec2.delete_snapshot(&d.resource.id).await,
+        };
+        match deleted {
             Ok(()) => {
                 metrics.recovery_point_deleted(group);
                 info!(asg = %group, snapshot.id = %d.resource.id, reason = %d.reason, "deleted a recovery point (retention)");

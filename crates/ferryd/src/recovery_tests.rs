@@ -69,6 +69,7 @@ fn world(volumes: &[&str], lifecycle: &str) -> (FakeEc2, Arc<FakeLifecycleAction
 
 fn config(keep: u64) -> LoopConfig {
     LoopConfig {
+        deletes: None,
         idle_every: Duration::from_secs(300),
         retention: Policy {
             keep_generations: 3,

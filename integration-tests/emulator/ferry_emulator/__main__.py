@@ -33,6 +33,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         metavar="ACCESS_KEY_ID",
         help="access key id whose calls --iam-policy governs (repeatable; default: ferryd)",
     )
+    parser.add_argument(
+        "--iam-role-policy",
+        action="append",
+        default=[],
+        metavar="ROLE=FILE[#Role/Policy]",
+        help="enforce FILE on the credentials AssumeRole issues for role ROLE (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
@@ -58,7 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.iam_policy:
         from .iam import ENFORCER
 
-        ENFORCER.configure(args.iam_policy, args.iam_principal or ["ferryd"])
+        roles: dict[str, list[str]] = {}
+        for spec in args.iam_role_policy:
+            role, sep, file = spec.partition("=")
+            if not sep or not role or not file:
+                parser_error = f"--iam-role-policy wants ROLE=FILE, got {spec!r}"
+                print(f"ferry_emulator: {parser_error}", file=sys.stderr)
+                return 2
+            roles.setdefault(role, []).append(file)
+        ENFORCER.configure(args.iam_policy, args.iam_principal or ["ferryd"], roles=roles)
     app = EmulatorMiddleware(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
     ticker = lifecycle.Ticker()

@@ -129,10 +129,10 @@ def _iam(method: str, environ: dict[str, Any]) -> Response:
         ENFORCER.disable()
     elif method == "POST":
         body = _object(environ)
-        unknown = set(body) - {"policy_files", "policies", "principals", "bindings"}
+        unknown = set(body) - {"policy_files", "policies", "principals", "bindings", "roles"}
         if unknown:
             raise BadRequest(
-                f"unknown iam key(s) {sorted(unknown)}; known: bindings, policies, policy_files, principals"
+                f"unknown iam key(s) {sorted(unknown)}; known: bindings, policies, policy_files, principals, roles"
             )
         principals = body.get("principals") or ["ferryd"]
         if not isinstance(principals, list) or not all(isinstance(p, str) for p in principals):
@@ -143,7 +143,10 @@ def _iam(method: str, environ: dict[str, Any]) -> Response:
                     raise BadRequest("policies must be an object of name -> policy document")
                 ENFORCER.configure_documents(body["policies"], principals)
             else:
-                ENFORCER.configure(list(body.get("policy_files") or []), principals, body.get("bindings"))
+                roles = body.get("roles") or {}
+                if not isinstance(roles, dict):
+                    raise BadRequest("roles must be an object of role name -> [policy files]")
+                ENFORCER.configure(list(body.get("policy_files") or []), principals, body.get("bindings"), roles)
         except (OSError, ValueError, KeyError) as exc:
             raise BadRequest(f"cannot load the policies: {exc!r}") from None
     return _json(200, ENFORCER.to_json())

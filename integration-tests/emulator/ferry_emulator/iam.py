@@ -1,5 +1,6 @@
-"""Opt-in IAM enforcement: calls signed by the configured principals (access key ids) are authorized
-against ferry's shipped policies before moto runs them, and refused the way AWS refuses them.
+"""Opt-in IAM enforcement: calls signed by the configured principals (access key ids), and by the
+credentials moto's STS issues for the configured roles, are authorized against ferry's shipped policies
+before moto runs them, and refused the way AWS refuses them.
 
 moto itself evaluates no IAM. With enforcement on, a call the policy does not allow answers EC2's
 ``UnauthorizedOperation`` (403), Auto Scaling's and SQS's ``AccessDenied`` (403) or DynamoDB's
@@ -25,12 +26,14 @@ from .iam_policy import Policy
 
 # What the template's placeholders become when its policy is evaluated here.
 TEMPLATE_BINDINGS = {
+    "${AWS::StackName}-ferry-retention": "ferry-retention",
     "${AWS::Partition}": "aws",
     "${AWS::Region}": "*",
     "${AWS::AccountId}": ACCOUNT,
     "${WorkloadGroupName}": "*",
     "${HookQueue.Arn}": f"arn:aws:sqs:*:{ACCOUNT}:ferry-hooks",
     "${LeaseTable.Arn}": f"arn:aws:dynamodb:*:{ACCOUNT}:table/ferry-leases",
+    "${FerryRetentionRole.Arn}": f"arn:aws:iam::{ACCOUNT}:role/ferry-retention",
 }
 
 
@@ -109,16 +112,29 @@ class Source:
 
 def load_sources(files: list[str], bindings: dict[str, str] | None = None) -> list[Source]:
     """Policy sources from paths: ``*.json`` is a policy document, ``*.yaml``/``*.yml`` a template (its
-    placeholders bound as in :func:`template_policy`)."""
+    placeholders bound as in :func:`template_policy`), whose role and policy ``#Role/Policy`` names
+    (default ``#FerryRole/ferry``)."""
     out = []
     for f in files:
-        path = Path(f)
+        spec, _, inner = f.partition("#")
+        path = Path(spec)
         if path.suffix in (".yaml", ".yml"):
-            doc = template_policy(path, bindings)
+            role, _, name = (inner or "FerryRole/ferry").partition("/")
+            doc = template_policy(path, bindings, role=role, name=name or "ferry")
         else:
             doc = json.loads(path.read_text())
-        out.append(Source(path.name, Policy(doc)))
+        out.append(Source(path.name + (f"#{inner}" if inner else ""), Policy(doc)))
     return out
+
+
+def _assumed_role_name(access_key: str | None) -> str | None:
+    """The role name of an access key moto's STS issued (AssumeRole), if it is one."""
+    if not access_key:
+        return None
+    from moto.sts.models import sts_backends
+
+    assumed = sts_backends[ACCOUNT]["aws"].get_assumed_role_from_access_key(access_key)
+    return assumed.role_arn.rsplit("/", 1)[-1] if assumed else None
 
 
 class Enforcer:
@@ -127,12 +143,23 @@ class Enforcer:
         self._sources: list[Source] = []
         self._principals: frozenset[str] = frozenset()
         self._files: list[str] = []
+        # Role name -> its policy sources, for the credentials moto's STS issues for that role.
+        self._roles: dict[str, list[Source]] = {}
+        self._role_files: dict[str, list[str]] = {}
 
-    def configure(self, files: list[str], principals: list[str], bindings: dict[str, str] | None = None) -> None:
+    def configure(
+        self,
+        files: list[str],
+        principals: list[str],
+        bindings: dict[str, str] | None = None,
+        roles: dict[str, list[str]] | None = None,
+    ) -> None:
         sources = load_sources(files, bindings)
+        role_sources = {name: load_sources(fs, bindings) for name, fs in (roles or {}).items()}
         with self._lock:
             self._sources, self._files = sources, list(files)
             self._principals = frozenset(principals)
+            self._roles, self._role_files = role_sources, {k: list(v) for k, v in (roles or {}).items()}
 
     def configure_documents(self, documents: dict[str, dict[str, Any]], principals: list[str]) -> None:
         sources = [Source(name, Policy(doc)) for name, doc in documents.items()]
@@ -143,19 +170,31 @@ class Enforcer:
     def disable(self) -> None:
         with self._lock:
             self._sources, self._files, self._principals = [], [], frozenset()
+            self._roles, self._role_files = {}, {}
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:
-            return {"enabled": bool(self._sources), "sources": self._files, "principals": sorted(self._principals)}
+            return {
+                "enabled": bool(self._sources),
+                "sources": self._files,
+                "principals": sorted(self._principals),
+                "roles": self._role_files,
+            }
 
     def authorize(
         self, service: str, action: str, region: str, params: dict[str, Any], access_key: str | None
     ) -> tuple[bool, list[dict[str, Any]]] | None:
         """``None`` when this call is not enforced; else (allowed, one record per request and source)."""
         with self._lock:
-            sources, principals = list(self._sources), self._principals
-        if not sources or access_key not in principals:
+            sources, principals, roles = list(self._sources), self._principals, dict(self._roles)
+        if not sources:
             return None
+        if access_key not in principals:
+            # Credentials of a governed role (ferryd's retention role), assumed through moto's STS.
+            role = _assumed_role_name(access_key) if roles else None
+            if role not in roles:
+                return None
+            sources = roles[role]
         records, allowed = [], True
         for req in requests_for(service, action, region, params):
             for src in sources:

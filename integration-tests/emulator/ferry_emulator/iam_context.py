@@ -212,6 +212,8 @@ def requests_for(service: str, action: str, region: str, params: dict[str, Any])
         return _autoscaling_requests(action, region, params)
     if service == "sqs":
         return [Request(iam_action, _queue_arn(region, params), {})]
+    if service == "sts" and action == "AssumeRole":
+        return [Request("sts:AssumeRole", str(params.get("RoleArn", "")), {})]
     if service == "dynamodb":
         table = str(params.get("TableName", "*"))
         return [Request(iam_action, f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{table}", {})]

@@ -185,4 +185,57 @@ def test_only_the_configured_principals_are_enforced_and_unlisted_actions_are_de
         "enabled": True,
         "sources": [str(POLICY)],
         "principals": ["ferryd"],
+        "roles": {},
     }
+
+
+RETENTION = REPO / "deploy/iam/ferry-retention-policy.json"
+RETENTION_ROLE = "arn:aws:iam::123456789012:role/ferry-retention"
+
+
+def test_only_the_retention_role_deletes_and_only_ferryd_may_assume_it(
+    emulator: Emulator, ec2: Any, enforce: Any
+) -> None:
+    vol = ledger_volume(ec2)
+    snaps = [ec2.create_snapshot(VolumeId=vol, TagSpecifications=[
+        {"ResourceType": "snapshot", "Tags": [{"Key": "ferry:group", "Value": "db"}]}
+    ])["SnapshotId"] for _ in range(2)]
+    enforce(
+        policy_files=[str(POLICY), str(TEMPLATE)],
+        roles={"ferry-retention": [str(RETENTION), f"{TEMPLATE}#FerryRetentionRole/retention"]},
+    )
+    ferryd = as_ferryd(emulator, "ec2")
+    with pytest.raises(ClientError) as exc:  # the daemon's own role deletes nothing
+        ferryd.delete_snapshot(SnapshotId=snaps[0])
+    assert error_code(exc) == "UnauthorizedOperation"
+
+    sts = as_ferryd(emulator, "sts")
+    with pytest.raises(ClientError) as exc:
+        sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/admin", RoleSessionName="probe")
+    assert error_code(exc) == "AccessDenied"
+    creds = sts.assume_role(RoleArn=RETENTION_ROLE, RoleSessionName="ferry-retention")["Credentials"]
+    retention = boto3.client(
+        "ec2",
+        endpoint_url=emulator.url,
+        region_name="us-east-1",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    retention.delete_snapshot(SnapshotId=snaps[0])
+    record = emulator.ok("GET", "calls", action="DeleteSnapshot", access_key=creds["AccessKeyId"])["calls"][-1]
+    assert {r["source"] for r in record["authz"]} == {
+        "ferry-retention-policy.json",
+        "ferry.yaml#FerryRetentionRole/retention",
+    }
+    assert all(r["statements"] == ["DeleteOldLedgerSnapshots"] for r in record["authz"])
+    with pytest.raises(ClientError) as exc:  # and that role does nothing else
+        retention.create_tags(Resources=[snaps[1]], Tags=[{"Key": "ferry:generation", "Value": "1"}])
+    assert error_code(exc) == "UnauthorizedOperation"
+    untagged = ec2.create_snapshot(VolumeId=ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"])
+    with pytest.raises(ClientError) as exc:  # nor deletes what is not ferry's
+        retention.delete_snapshot(SnapshotId=untagged["SnapshotId"])
+    assert error_code(exc) == "UnauthorizedOperation"
+    remaining = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert snaps[0] not in remaining and snaps[1] in remaining

@@ -247,12 +247,13 @@ pub(super) async fn checks(aws: &Aws, g: &GroupConfig, info: Option<&GroupInfo>)
         }
     }
 
-    // Retention's deletes, on the group's newest snapshot (the one retention never deletes) and on an
+    // Retention's deletes (as `[gc] delete_role_arn` when set), on the group's newest snapshot (the one retention never deletes) and on an
     // attached volume (which EC2 refuses to delete even without DryRun), so that their ferry:group tag is
     // evaluated; AWS and the emulator honour DryRun.
     out.push(match &t.snapshot {
         Some(snap) => {
-            let res = ec2
+            let res = aws
+                .deletes
                 .delete_snapshot()
                 .dry_run(true)
                 .snapshot_id(&snap.id)
@@ -275,7 +276,8 @@ pub(super) async fn checks(aws: &Aws, g: &GroupConfig, info: Option<&GroupInfo>)
     out.push(
         match t.volume.as_ref().filter(|v| v.attached_to().is_some()) {
             Some(vol) => {
-                let res = ec2
+                let res = aws
+                    .deletes
                     .delete_volume()
                     .dry_run(true)
                     .volume_id(&vol.id)

@@ -7,6 +7,7 @@ use aws_sdk_ec2::types::{
     Filter, Snapshot, SnapshotState as Ec2SnapshotState, Volume, VolumeState as Ec2VolumeState,
 };
 use clap::Args;
+use ferry_snapshot::aws_ec2::AwsEc2;
 use ferry_snapshot::{Snapshots, Volumes};
 use ferry_state_machine::error::sdk_error;
 use ferry_state_machine::{tags, StepError};
@@ -30,6 +31,8 @@ pub struct GcArgs {
 pub fn main(config: &Config, args: &GcArgs) -> ExitCode {
     super::block_on(async {
         let aws = Aws::connect(config).await;
+        // The deletes go through the delete role when there is one; listing stays on ferryd's own role.
+        let deletes = AwsEc2::new(aws.deletes.clone());
         let groups: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
         let resources = match list(&aws, &groups).await {
             Ok(r) => r,
@@ -53,8 +56,8 @@ pub fn main(config: &Config, args: &GcArgs) -> ExitCode {
             }
             let r = &d.resource;
             let res = match r.kind {
-                Kind::Snapshot => aws.ec2.delete_snapshot(&r.id).await,
-                Kind::Volume => aws.ec2.delete_volume(&r.id).await,
+                Kind::Snapshot => deletes.delete_snapshot(&r.id).await,
+                Kind::Volume => deletes.delete_volume(&r.id).await,
             };
             match res {
                 Ok(()) => {

@@ -39,13 +39,20 @@ pub(crate) struct Aws {
     pub ec2: AwsEc2,
     /// The Auto Scaling port.
     pub asg: AwsLifecycleActions,
+    /// The EC2 client retention deletes with: `[gc] delete_role_arn`'s, else `clients.ec2`.
+    pub deletes: aws_sdk_ec2::Client,
 }
 
 impl Aws {
     /// Builds the clients from the `[aws]` settings and the standard chain, exactly as `ferryd run` does.
     pub async fn connect(config: &Config) -> Aws {
         let clients = crate::aws::clients(&config.aws).await;
+        let deletes = match &config.gc.delete_role_arn {
+            Some(role) => crate::aws::assumed_ec2(&config.aws, role, None).await,
+            None => clients.ec2.clone(),
+        };
         Aws {
+            deletes,
             ec2: AwsEc2::new(clients.ec2.clone()),
             asg: AwsLifecycleActions::new(clients.autoscaling.clone()),
             clients,
