@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ferryd-health-report: run every minute by ferryd-health-report.timer on a ferry control instance. When
-# ferryd's /healthz has failed FAILURES checks in a row (a crash loop systemd gave up on, a hung process
-# the watchdog could not restart), it marks this instance Unhealthy in its Auto Scaling group, which
-# replaces it. The other replica keeps working the queue meanwhile.
+# ferryd's /healthz has failed FAILURES checks in a row (a ferryd that crashes again at every restart, a
+# hang the watchdog's restarts do not cure, a unit that cannot start), it marks this instance Unhealthy in
+# its Auto Scaling group, which replaces it. The other replica keeps working the queue meanwhile.
 #
 #   ferryd-health-report [--url URL] [--failures N] [--grace SECS] [--state FILE] [--dry-run]
 #
