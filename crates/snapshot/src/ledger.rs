@@ -78,10 +78,8 @@ pub fn claim_tags(
     logical: &str,
     generation: Generation,
 ) -> Vec<Tag> {
-    let mut t = base_tags(group, slot, hook_token);
-    t.extend(data_tags(logical, generation));
-    t.push(name_tag(group, slot, logical, generation));
-    t
+    // A claimed volume carries what a new volume of that generation would, without a source.
+    new_volume_tags(group, slot, hook_token, logical, generation, None)
 }
 
 /// The tags of a final delta: the snapshot a launch takes of the fenced volume from another AZ.
