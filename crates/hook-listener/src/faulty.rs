@@ -80,7 +80,7 @@ impl<Q: Queue> GatedQueue<Q, QueueFaults> {
             s.next
                 .entry(op)
                 .or_default()
-                .extend(std::iter::repeat(error).take(times))
+                .extend(std::iter::repeat_n(error, times))
         });
     }
 

@@ -76,7 +76,7 @@ impl Faults {
     pub fn fail_times(&self, op: &str, times: usize, error: StepError) {
         let mut f = self.faults();
         let q = &mut f.entry(op_key(op)).or_default().next;
-        q.extend(std::iter::repeat(error).take(times));
+        q.extend(std::iter::repeat_n(error, times));
     }
 
     /// Makes every `n`-th call of `op` (counting from now: calls n, 2n, ...) fail with `error`. `n = 0` stops it.

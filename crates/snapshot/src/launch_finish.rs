@@ -63,7 +63,7 @@ impl LaunchWork {
             vols.iter().any(|v| {
                 v.id == id
                     && v.hook.as_deref() == Some(key.as_str())
-                    && v.attached_to().map_or(true, |i| i == me.id)
+                    && v.attached_to().is_none_or(|i| i == me.id)
             })
         };
         let only_own = steps.iter().zip(observed).all(|(s, (_, vols, _))| match s {

@@ -128,7 +128,7 @@ impl LaunchWork {
         {
             let Some(n) = v.slot else { continue };
             let g = v.generation.map_or(0, |g| g.0);
-            if newest.get(&n).map_or(true, |(best, _)| g > *best) {
+            if newest.get(&n).is_none_or(|(best, _)| g > *best) {
                 newest.insert(n, (g, v.availability_zone.clone()));
             }
             claims.entry(n).or_default();
@@ -152,7 +152,7 @@ impl LaunchWork {
                         l
                     }
                 };
-                if best.as_ref().map_or(true, |(_, b)| stronger(l, *b)) {
+                if best.as_ref().is_none_or(|(_, b)| stronger(l, *b)) {
                     best = Some((h, l));
                 }
             }

@@ -242,7 +242,7 @@ impl HookWork for TerminateWork {
         let began = hook.began_secs(self.ec2.now_secs(), elapsed);
         let snapshots: Vec<ObservedSnapshot> = snapshots
             .into_iter()
-            .filter(|s| s.start_time.map_or(true, |t| t + CLOCK_SLACK_SECS >= began))
+            .filter(|s| s.start_time.is_none_or(|t| t + CLOCK_SLACK_SECS >= began))
             .collect();
         let step = decide_terminate(&TerminateView {
             volumes: &managed,

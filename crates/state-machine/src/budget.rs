@@ -227,7 +227,7 @@ impl ApiBudget {
 
     /// Takes a token of `op` if there is one now; an action without a limit always has one.
     pub fn try_take(&self, op: &str) -> bool {
-        self.buckets.get(op).map_or(true, Bucket::try_take)
+        self.buckets.get(op).is_none_or(Bucket::try_take)
     }
 
     /// About how long a call of `op` asking now would wait for its token (zero without a limit).

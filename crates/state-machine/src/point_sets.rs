@@ -48,7 +48,7 @@ pub fn complete_sets(v: &SourceView<'_>) -> Vec<PointSet> {
             let slots = sets
                 .entry(set_key(s))
                 .or_insert_with(|| vec![None; v.lineages.len()]);
-            if !slots[i].as_ref().is_some_and(|m| start <= m.2) {
+            if slots[i].as_ref().is_none_or(|m| start > m.2) {
                 slots[i] = Some((s.id.clone(), s.volume_id.clone(), start, g));
             }
         }

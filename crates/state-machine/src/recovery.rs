@@ -81,7 +81,7 @@ pub fn decide_recovery_point(v: &RecoveryView<'_>) -> RecoveryStep {
             let done = newest(SnapshotState::Completed);
             let due = done.map_or(i64::MIN, |t| t.saturating_add(interval));
             match newest(SnapshotState::Error) {
-                Some(e) if !done.is_some_and(|d| e <= d) => due.max(e.saturating_add(retry)),
+                Some(e) if done.is_none_or(|d| e > d) => due.max(e.saturating_add(retry)),
                 _ => due,
             }
         })

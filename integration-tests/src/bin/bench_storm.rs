@@ -103,7 +103,7 @@ async fn main() -> Result<()> {
         say(&format!(
             "  {action:<45} {calls:>6} / {throttled:<6} {shown}"
         ));
-        if let Some(b) = bound.filter(|b| busiest.map_or(true, |(m, _)| *b > m)) {
+        if let Some(b) = bound.filter(|b| busiest.is_none_or(|(m, _)| *b > m)) {
             busiest = Some((b, action));
         }
     }

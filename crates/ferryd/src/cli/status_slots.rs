@@ -92,7 +92,7 @@ pub(super) async fn read(
         s.generation = s.generation.max(Some(generation));
         if s.data_zone
             .as_ref()
-            .map_or(true, |(best, _)| generation > *best)
+            .is_none_or(|(best, _)| generation > *best)
         {
             s.data_zone = Some((generation, v.availability_zone.clone()));
         }

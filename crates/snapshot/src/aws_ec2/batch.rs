@@ -34,7 +34,7 @@ fn tag<'a>(t: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
 }
 
 fn slot_matches(t: &[aws_sdk_ec2::types::Tag], slot: Option<u32>) -> bool {
-    slot.map_or(true, |s| tag(t, tags::SLOT) == Some(s.to_string().as_str()))
+    slot.is_none_or(|s| tag(t, tags::SLOT) == Some(s.to_string().as_str()))
 }
 
 /// What `map::volume_filters(q)` selects, evaluated on a volume EC2 returned.
@@ -44,10 +44,10 @@ fn volume_matches(q: &VolumeQuery, v: &Volume) -> bool {
         && slot_matches(t, q.slot)
         && q.logical
             .as_deref()
-            .map_or(true, |l| tag(t, tags::VOLUME) == Some(l))
-        && q.attached_instance.as_deref().map_or(true, |i| {
-            v.attachments().iter().any(|a| a.instance_id() == Some(i))
-        })
+            .is_none_or(|l| tag(t, tags::VOLUME) == Some(l))
+        && q.attached_instance
+            .as_deref()
+            .is_none_or(|i| v.attachments().iter().any(|a| a.instance_id() == Some(i)))
 }
 
 /// What `map::snapshot_filters(q)` selects, evaluated on a snapshot EC2 returned.
@@ -57,13 +57,13 @@ fn snapshot_matches(q: &SnapshotQuery, s: &Snapshot) -> bool {
         && slot_matches(t, q.slot)
         && q.logical
             .as_deref()
-            .map_or(true, |l| tag(t, tags::VOLUME) == Some(l))
+            .is_none_or(|l| tag(t, tags::VOLUME) == Some(l))
         && q.hook
             .as_deref()
-            .map_or(true, |h| tag(t, tags::HOOK) == Some(h))
+            .is_none_or(|h| tag(t, tags::HOOK) == Some(h))
         && q.volume_id
             .as_deref()
-            .map_or(true, |id| s.volume_id() == Some(id))
+            .is_none_or(|id| s.volume_id() == Some(id))
 }
 
 /// The distinct values, sorted (stable requests), in chunks a filter takes.

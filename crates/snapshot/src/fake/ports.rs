@@ -18,11 +18,11 @@ fn volume_matches(rec: &VolRec, q: &VolumeQuery) -> bool {
     let t = &rec.v.tags;
     has_tag(t, tags::GROUP, &q.group)
         && q.slot
-            .map_or(true, |s| has_tag(t, tags::SLOT, &s.to_string()))
+            .is_none_or(|s| has_tag(t, tags::SLOT, &s.to_string()))
         && q.logical
             .as_deref()
-            .map_or(true, |l| has_tag(t, tags::VOLUME, l))
-        && q.attached_instance.as_deref().map_or(true, |i| {
+            .is_none_or(|l| has_tag(t, tags::VOLUME, l))
+        && q.attached_instance.as_deref().is_none_or(|i| {
             rec.v
                 .attachment
                 .as_ref()
@@ -34,16 +34,12 @@ fn snapshot_matches(rec: &SnapRec, q: &SnapshotQuery) -> bool {
     let t = &rec.s.tags;
     has_tag(t, tags::GROUP, &q.group)
         && q.slot
-            .map_or(true, |s| has_tag(t, tags::SLOT, &s.to_string()))
+            .is_none_or(|s| has_tag(t, tags::SLOT, &s.to_string()))
         && q.logical
             .as_deref()
-            .map_or(true, |l| has_tag(t, tags::VOLUME, l))
-        && q.hook
-            .as_deref()
-            .map_or(true, |h| has_tag(t, tags::HOOK, h))
-        && q.volume_id
-            .as_deref()
-            .map_or(true, |v| rec.s.volume_id == v)
+            .is_none_or(|l| has_tag(t, tags::VOLUME, l))
+        && q.hook.as_deref().is_none_or(|h| has_tag(t, tags::HOOK, h))
+        && q.volume_id.as_deref().is_none_or(|v| rec.s.volume_id == v)
 }
 
 #[async_trait]
