@@ -54,6 +54,17 @@ async fn main() -> Result<()> {
             format!("the walkthrough failed; ferryd's log:\n{log}")
         })?;
     say(&walkthrough::summary(&lineage));
+    let calls = emu.calls(None).await?;
+    let governed = calls.iter().filter(|c| !c["authz"].is_null()).count();
+    let refused = emu.iam_denials().await?;
+    say(&format!(
+        "IAM: each of ferryd's {governed} AWS calls was authorized as AWS would, against \
+         deploy/iam/ferry-policy.json and the template's copy (deletes: the retention role's): {} refused",
+        refused.len()
+    ));
+    for r in &refused {
+        say(&format!("  refused: {r}"));
+    }
     say(&format!(
         "done in {:.1}s: no AWS account was used",
         began.elapsed().as_secs_f64()
