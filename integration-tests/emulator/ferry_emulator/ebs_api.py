@@ -8,7 +8,9 @@
   available -> ``IncorrectState``; attached -> ``VolumeInUse``; other AZ ->
   ``InvalidVolume.ZoneMismatch``; device taken -> ``InvalidParameterValue``;
   ``attaching`` for ``attach_seconds``.
-* ``DetachVolume``: ``InstanceId`` optional; ``detaching`` for ``detach_seconds``
+* ``DetachVolume``: ``InstanceId`` optional (an unknown one -> ``InvalidInstanceID.NotFound``; a volume not
+  attached to it -> ``InvalidAttachment.NotFound``; without it, an unattached volume ->
+  ``IncorrectState``); ``detaching`` for ``detach_seconds``
   (held while the volume's AZ has an outage: it completes after the outage
   ends, once its detach time ran; see ebs_models.py).
 * ``CreateSnapshot`` / ``CreateSnapshots`` (with ``TagSpecifications`` and
@@ -148,6 +150,10 @@ def _detach_volume(self: ElasticBlockStore) -> ActionResult:
     instance_id = self._get_param("InstanceId")
     device = self._get_param("Device")
     volume: Volume = backend.get_volume(volume_id)
+    if instance_id:
+        # An instance that does not exist answers InvalidInstanceID.NotFound before any attachment check
+        # (as moto and EC2 do): backend.get_instance raises it.
+        backend.get_instance(instance_id)
     att = volume.attachment
     if att is None:
         if instance_id:

@@ -106,6 +106,23 @@ def test_detach_without_instance_id(ec2):
     assert error_code(exc) == "IncorrectState"
 
 
+def test_detach_naming_an_instance_answers_as_ec2(ec2):
+    # moto's own test_volume_attach_and_detach: an unknown instance first, then "not attached to it".
+    iid = run(ec2)
+    vid = volume(ec2)
+    with pytest.raises(ClientError) as exc:
+        ec2.detach_volume(VolumeId=vid, InstanceId="i-1234abcd")
+    assert error_code(exc) == "InvalidInstanceID.NotFound"
+    with pytest.raises(ClientError) as exc:
+        ec2.detach_volume(VolumeId=vid, InstanceId=iid)
+    assert error_code(exc) == "InvalidAttachment.NotFound"
+    ec2.attach_volume(VolumeId=vid, InstanceId=iid, Device="/dev/sdf")
+    with pytest.raises(ClientError) as exc:
+        ec2.detach_volume(VolumeId=vid, InstanceId="i-1234abcd")
+    assert error_code(exc) == "InvalidInstanceID.NotFound"
+    assert vol_state(ec2, vid)["State"] == "in-use"
+
+
 def test_termination_detaches_and_deletes_root(ec2):
     iid = run(ec2)
     root = [m["Ebs"]["VolumeId"] for m in ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]]

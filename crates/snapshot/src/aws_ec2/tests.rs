@@ -272,10 +272,20 @@ async fn not_found_is_none_for_instances_and_success_for_deletes() {
         .then_http_response(|| ec2_error(400, "InvalidVolume.NotFound"));
     let busy_volume =
         mock!(Client::delete_volume).then_http_response(|| ec2_error(400, "VolumeInUse"));
+    let detached = mock!(Client::detach_volume)
+        .then_http_response(|| ec2_error(400, "InvalidAttachment.NotFound"));
+    let no_instance = mock!(Client::detach_volume)
+        .then_http_response(|| ec2_error(400, "InvalidInstanceID.NotFound"));
     let client = mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&gone_instance, &gone_volume, &busy_volume]
+        [
+            &gone_instance,
+            &gone_volume,
+            &busy_volume,
+            &detached,
+            &no_instance
+        ]
     );
     let ec2 = AwsEc2::new(client);
     assert_eq!(ec2.describe_instance("i-gone").await.unwrap(), None);
@@ -285,6 +295,10 @@ async fn not_found_is_none_for_instances_and_success_for_deletes() {
         (e.disposition, e.code.as_deref()),
         (Disposition::Permanent, Some("VolumeInUse"))
     );
+    // A detach of a volume no longer attached to that instance: the goal holds.
+    ec2.detach_volume("vol-free", "i-a").await.unwrap();
+    let e = ec2.detach_volume("vol-x", "i-gone").await.unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("InvalidInstanceID.NotFound"));
 }
 
 #[tokio::test]

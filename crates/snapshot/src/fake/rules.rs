@@ -207,16 +207,19 @@ impl Inner {
     ) -> Result<(), StepError> {
         const OP: &str = "DetachVolume";
         let due = now + self.timings.detach;
+        // As EC2 (and the emulator) answer a detach that names its instance: an unknown instance first,
+        // then a volume not attached to it (`IncorrectState` is only for a detach without InstanceId).
+        if !self.instances.contains_key(instance_id) {
+            return Err(instance_not_found(OP, instance_id));
+        }
         let rec = self
             .volumes
             .get_mut(volume_id)
             .ok_or_else(|| volume_not_found(OP, volume_id))?;
         let Some(att) = rec.v.attachment.as_mut() else {
-            return Err(aws_error(
-                OP,
-                "IncorrectState",
-                format!("Volume '{volume_id}' is in the 'available' state."),
-            ));
+            let msg =
+                format!("The volume '{volume_id}' is not attached to instance '{instance_id}'");
+            return Err(aws_error(OP, "InvalidAttachment.NotFound", msg));
         };
         if att.instance_id != instance_id {
             let msg =

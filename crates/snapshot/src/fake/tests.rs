@@ -283,3 +283,22 @@ async fn failing_snapshots_and_addresses() {
     assert_eq!(ec2.describe_instance("i-nope").await.unwrap(), None);
     assert_eq!(&ec2.calls()[..2], ["CreateSnapshot", "DescribeSnapshots"]);
 }
+
+#[tokio::test]
+async fn detach_answers_as_the_aws_adapter_does() {
+    let ec2 = FakeEc2::new();
+    ec2.add_instance("i-a", "us-east-1a");
+    ec2.add_instance("i-b", "us-east-1a");
+    let free = ec2.add_volume("us-east-1a", 10, &[]);
+    // Not attached to that instance: the goal holds, as the adapter answers EC2's InvalidAttachment.NotFound.
+    ec2.detach_volume(&free, "i-a").await.unwrap();
+    assert_eq!(ec2.volume(&free).unwrap().state, VolumeState::Available);
+    let on_b = ec2.add_attached_volume("i-b", "/dev/sdf", 10, &[]);
+    ec2.detach_volume(&on_b, "i-a").await.unwrap();
+    assert!(
+        ec2.volume(&on_b).unwrap().attachment.is_some(),
+        "a detach naming another instance leaves the attachment alone"
+    );
+    let e = ec2.detach_volume(&on_b, "i-nope").await.unwrap_err();
+    assert_eq!(code(&e), "InvalidInstanceID.NotFound");
+}
