@@ -181,20 +181,23 @@ class Enforcer:
                 "roles": self._role_files,
             }
 
-    def authorize(
-        self, service: str, action: str, region: str, params: dict[str, Any], access_key: str | None
-    ) -> tuple[bool, list[dict[str, Any]]] | None:
-        """``None`` when this call is not enforced; else (allowed, one record per request and source)."""
+    def sources_for(self, access_key: str | None) -> list[Source] | None:
+        """The policy sources governing calls signed with ``access_key``; ``None`` when none do."""
         with self._lock:
             sources, principals, roles = list(self._sources), self._principals, dict(self._roles)
         if not sources:
             return None
-        if access_key not in principals:
-            # Credentials of a governed role (ferryd's retention role), assumed through moto's STS.
-            role = _assumed_role_name(access_key) if roles else None
-            if role not in roles:
-                return None
-            sources = roles[role]
+        if access_key in principals:
+            return sources
+        # Credentials of a governed role (ferryd's retention role), assumed through moto's STS.
+        role = _assumed_role_name(access_key) if roles else None
+        return roles.get(role) if role else None
+
+    @staticmethod
+    def authorize(
+        sources: list[Source], service: str, action: str, region: str, params: dict[str, Any]
+    ) -> tuple[bool, list[dict[str, Any]]]:
+        """(allowed, one record per request and source) of one call; needs moto's state (``state.LOCK``)."""
         records, allowed = [], True
         for req in requests_for(service, action, region, params):
             for src in sources:

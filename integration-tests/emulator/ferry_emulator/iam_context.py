@@ -176,9 +176,10 @@ def _ec2_requests(action: str, region: str, params: dict[str, Any]) -> list[Requ
     shared: dict[str, Any] = _tag_context("aws:RequestTag", tags)
     if tags:
         shared["aws:TagKeys"] = sorted(tags)
-    out = [Request(f"ec2:{action}", arn, {**shared, **ctx}) for arn, ctx in _ec2_resources(action, params, ec2)]
+    resources = _ec2_resources(action, params, ec2)
+    out = [Request(f"ec2:{action}", arn, {**shared, **ctx}) for arn, ctx in resources]
     if action != "CreateTags" and any(k.startswith("TagSpecification.") for k in params):
-        for arn, ctx in _ec2_resources(action, params, ec2):
+        for arn, ctx in resources:
             if not ctx:  # the resources this call creates carry the tag specifications
                 out.append(Request("ec2:CreateTags", arn, {**shared, "ec2:CreateAction": action}))
     return out

@@ -90,12 +90,13 @@ class EmulatorMiddleware:
 
     @staticmethod
     def _authorize(req: wire.AwsRequest) -> tuple[wire.Response | None, list[dict[str, Any]] | None]:
-        """IAM enforcement (opt-in, see iam.py): the denial AWS would answer, and the decisions made."""
-        with state.LOCK:
-            verdict = ENFORCER.authorize(req.service, req.action or "", req.region, req.params, req.access_key)
-        if verdict is None:
+        """IAM enforcement (opt-in, see iam.py): the denial AWS would answer, and the decisions made.
+        Only a governed call waits for the global lock (its requests read moto's resources and tags)."""
+        sources = ENFORCER.sources_for(req.access_key)
+        if sources is None:
             return None, None
-        allowed, records = verdict
+        with state.LOCK:
+            allowed, records = ENFORCER.authorize(sources, req.service, req.action or "", req.region, req.params)
         if allowed:
             return None, records
         denied = next(r for r in records if not r["allowed"])
