@@ -40,6 +40,20 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         metavar="ROLE=FILE[#Role/Policy]",
         help="enforce FILE on the credentials AssumeRole issues for role ROLE (repeatable)",
     )
+    parser.add_argument(
+        "--visibility-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="eventual consistency: EC2 reads miss what was created or tagged this recently (default 0: off)",
+    )
+    parser.add_argument(
+        "--visibility-key",
+        action="append",
+        default=[],
+        metavar="ACCESS_KEY_ID",
+        help="only this access key's EC2 calls see the delay (repeatable; default: every caller)",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             roles.setdefault(role, []).append(file)
         ENFORCER.configure(args.iam_policy, args.iam_principal or ["ferryd"], roles=roles)
+    if args.visibility_delay:
+        from .consistency import CONSISTENCY
+
+        try:
+            CONSISTENCY.configure(
+                {"delay_seconds": args.visibility_delay, "access_keys": args.visibility_key or None}
+            )
+        except ValueError as exc:
+            print(f"ferry_emulator: --visibility-delay: {exc}", file=sys.stderr)
+            return 2
     app = EmulatorMiddleware(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
     ticker = lifecycle.Ticker()

@@ -4,6 +4,7 @@
     GET    /_emulator/config       current settings;  POST merges settings
     GET    /_emulator/faults       current faults;    POST merges, DELETE clears
     GET    /_emulator/placement    forced AZs;        POST {"group", "az"|null}
+    GET    /_emulator/consistency  eventual consistency; POST {"delay_seconds", "access_keys"}, DELETE off
     GET    /_emulator/calls        call log (?service=&action=&since=&access_key=); DELETE clears
     GET    /_emulator/calls/summary   counts of calls, throttled calls, errors per action (same filters)
     GET    /_emulator/lifecycle    lifecycle actions (active, completed, expired)
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs
 
 from . import asg, data, lifecycle, state
 from .calllog import CALLS
+from .consistency import CONSISTENCY
 from .faults import FAULTS
 from .iam import ENFORCER
 from .iam_policy import Policy, Request
@@ -152,6 +154,20 @@ def _iam(method: str, environ: dict[str, Any]) -> Response:
     return _json(200, ENFORCER.to_json())
 
 
+def _consistency(method: str, environ: dict[str, Any]) -> Response:
+    """Eventual consistency: POST ``{"delay_seconds": D, "access_keys": [...] | null}``; DELETE turns it
+    off; GET shows it."""
+    with state.LOCK:
+        if method == "DELETE":
+            CONSISTENCY.configure({})
+        elif method == "POST":
+            try:
+                CONSISTENCY.configure(_object(environ))
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+        return _json(200, CONSISTENCY.to_json())
+
+
 def _iam_evaluate(environ: dict[str, Any]) -> Response:
     """Evaluate recorded authorization requests (a call log's ``authz`` entries) against another policy:
     POST ``{"policy": doc, "requests": [{"action", "resource", "context"}]}``."""
@@ -254,6 +270,8 @@ def _route(method: str, path: str, environ: dict[str, Any]) -> Response:
         return _iam_evaluate(environ)
     if path == "/_emulator/iam" and method in ("GET", "POST", "DELETE"):
         return _iam(method, environ)
+    if path == "/_emulator/consistency" and method in ("GET", "POST", "DELETE"):
+        return _consistency(method, environ)
     if path == "/_emulator/placement" and method in ("GET", "POST"):
         return _placement(method, environ)
     if path == "/_emulator/calls" and method in ("GET", "DELETE"):

@@ -2,7 +2,7 @@
 
 For each AWS call it: adds latency, applies throttle buckets and injected 5xx
 errors, rejects unknown actions the AWS way, runs moto (under ``state.LOCK``
-for EC2 and Auto Scaling), records the call, and turns any exception into an
+for EC2 and Auto Scaling; with eventual consistency on, see consistency.py), records the call, and turns any exception into an
 AWS-shaped ``InternalError`` (logged to stderr) so the server never dies.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from . import control, state, wire
+from . import consistency, control, state, wire
 from .calllog import CALLS
 from .faults import FAULTS
 from .iam import ENFORCER
@@ -117,7 +117,8 @@ class EmulatorMiddleware:
 
     def _dispatch(self, req: wire.AwsRequest, environ: dict[str, Any]) -> wire.Response:
         try:
-            code, headers, body = self._call_moto(environ, lock=req.service != "sqs")
+            with consistency.viewing(req.service, req.access_key):
+                code, headers, body = self._call_moto(environ, lock=req.service != "sqs")
         except NotImplementedError as exc:
             return wire.unknown_action(req, f"The action {req.action} is not implemented by the emulator: {exc}")
         except Exception as exc:

@@ -9,7 +9,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from . import asg, asg_api, data, ebs_api, ebs_models, speed
+    from . import asg, asg_api, consistency, data, ebs_api, ebs_models, speed
 
     asg.install()
     asg_api.install()
@@ -17,4 +17,5 @@ def install() -> None:
     data.install()
     ebs_api.install()
     speed.install()
+    consistency.install()  # wraps speed's get_tags
     _installed = True
