@@ -1,7 +1,8 @@
 """EC2 EBS API handlers replacing moto's, with AWS's strict rules and timed states.
 
 * ``CreateVolume``: unknown AZ -> ``InvalidParameterValue``; snapshot not
-  ``completed`` -> ``IncorrectState``; ``ClientToken`` idempotency (same params ->
+  ``completed`` -> ``IncorrectState``; a size below the snapshot's ->
+  ``InvalidParameterValue``; ``ClientToken`` idempotency (same params ->
   same volume, other params -> ``IdempotentParameterMismatch``); ``creating``
   for ``volume_create_seconds``.
 * ``AttachVolume``: terminated instance -> ``IncorrectInstanceState``; volume not
@@ -81,6 +82,12 @@ def _create_volume(self: ElasticBlockStore) -> ActionResult:
         snapshot = backend.get_snapshot(snapshot_id)
         if snapshot.status != "completed":
             raise _err("IncorrectState", f"Snapshot is in invalid state - {snapshot.status}")
+        size = self._get_param("Size")
+        if size is not None and int(size) < snapshot.volume_size:
+            raise _err(
+                "InvalidParameterValue",
+                f"Volume of {size}GiB is smaller than snapshot '{snapshot_id}', expect size >= {snapshot.volume_size}GiB",
+            )
     self.error_on_dryrun()
     volume = backend.create_volume(
         size=self._get_param("Size"),

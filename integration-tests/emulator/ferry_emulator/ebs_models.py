@@ -13,6 +13,11 @@ the objects, so every API sees one consistent state at any moment:
   ``_ferry_done_at``, then ``completed`` (``pending`` with frozen progress while
   held, ``error`` once failed).
 
+An instance that is terminated (or shutting down) is not stopped (``StopInstances`` ->
+``IncorrectInstanceState``) and takes no Elastic IP (``AssociateAddress`` -> ``InvalidInstanceID``), and
+``CreateTags`` of an instance that does not exist is ``InvalidInstanceID.NotFound``, as on AWS (moto
+resurrects a terminated instance as ``stopping``, associates, and tags any id).
+
 Terminating an instance also detaches its volumes (deleting DeleteOnTermination
 ones) and disassociates its Elastic IPs, as AWS does. With
 ``instance_shutdown_seconds`` > 0 the instance is first ``shutting-down`` for
@@ -38,8 +43,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models import EC2Backend
 from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachment
-from moto.ec2.models.instances import Instance
+from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
+from moto.ec2.models.instances import Instance, InstanceBackend
 
 from . import data, state
 from .faults import FAULTS, Outage
@@ -235,6 +243,39 @@ def _system_status(self: Instance) -> dict[str, Any]:
     return _impaired(self) or _original_system_status.fget(self)  # type: ignore[attr-defined]
 
 
+_GONE = ("shutting-down", "terminated")
+_original_stop_instances = InstanceBackend.stop_instances
+_original_associate_address = ElasticAddressBackend.associate_address
+_original_do_resources_exist = EC2Backend.do_resources_exist
+
+
+def _stop_instances(self: InstanceBackend, instance_ids: list[str]) -> Any:
+    """StopInstances: a terminated or shutting-down instance cannot be stopped (none is, then)."""
+    for instance in self.get_multi_instances_by_id(instance_ids):
+        if instance.state in _GONE:
+            raise EC2ClientError(
+                "IncorrectInstanceState", f"This instance '{instance.id}' is not in a state from which it can be stopped."
+            )
+    return _original_stop_instances(self, instance_ids)
+
+
+def _associate_address(self: ElasticAddressBackend, instance: Any = None, *args: Any, **kwargs: Any) -> Any:
+    """AssociateAddress: EC2 answers InvalidInstanceID for an instance that is gone or going."""
+    if instance is not None and instance.state in _GONE:
+        raise EC2ClientError(
+            "InvalidInstanceID", f"The {instance.state} instance '{instance.id}' is not in a valid state for this operation."
+        )
+    return _original_associate_address(self, instance, *args, **kwargs)
+
+
+def _do_resources_exist(self: EC2Backend, resource_ids: list[str]) -> bool:
+    """CreateTags' check: moto's lets any instance id through; EC2 answers InvalidInstanceID.NotFound."""
+    for resource_id in resource_ids:
+        if resource_id.startswith("i-"):
+            self.get_instance(resource_id)
+    return _original_do_resources_exist(self, resource_ids)
+
+
 def _teardown_defaults(self: Instance) -> None:
     """On termination: detach every volume; delete those with DeleteOnTermination (AWS behaviour)."""
     backend = self.ec2_backend
@@ -373,3 +414,6 @@ def install() -> None:
     Instance.instance_status = property(_instance_status)  # type: ignore[assignment,method-assign]
     Instance.system_status = property(_system_status)  # type: ignore[assignment,method-assign]
     Instance.teardown_defaults = _teardown_defaults  # type: ignore[method-assign]
+    InstanceBackend.stop_instances = _stop_instances  # type: ignore[method-assign]
+    ElasticAddressBackend.associate_address = _associate_address  # type: ignore[method-assign]
+    EC2Backend.do_resources_exist = _do_resources_exist  # type: ignore[method-assign]
