@@ -30,6 +30,8 @@ def _begin(group: FakeAutoScalingGroup, st: InstanceState, origin: str | None, d
     st.lifecycle_state = "Pending:Wait" if hooks else "InService"
     if hooks:
         lifecycle.start(group, st.instance.id, hooks, origin=origin, destination=destination)
+    else:
+        asg.sync_load_balancers(group)  # InService: registered with the group's load balancers
 
 
 def join(group: FakeAutoScalingGroup, st: InstanceState, seconds: float, origin: str | None = None, destination: str | None = None) -> None:

@@ -176,7 +176,7 @@ def _advance(refresh: Refresh) -> None:
                 return
         else:  # terminate first: wait for it to go and the group to be whole again
             in_service = [s for s in group.instance_states if s.lifecycle_state == "InService"]
-            if old is not None or len(in_service) < (group.desired_capacity or 0):
+            if old is not None or len(in_service) < asg.target_instances(group):
                 return
         refresh.current = refresh.new_instance = None
     while refresh.todo:
