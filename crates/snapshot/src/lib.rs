@@ -3,6 +3,7 @@
 
 pub mod aws_ec2;
 pub mod batched;
+pub mod contract;
 pub mod fake;
 pub mod faulty;
 pub mod fence;

@@ -351,10 +351,14 @@ impl Addresses for FakeEc2 {
             .instances
             .get(instance_id)
             .ok_or_else(|| instance_not_found(OP, instance_id))?;
+        // As EC2 answers (code `InvalidInstanceID`, not `IncorrectInstanceState`): "The terminated instance
+        // 'i-…' is not in a valid state for this operation."
         if matches!(inst.state.as_str(), "shutting-down" | "terminated") {
-            let msg =
-                format!("The instance '{instance_id}' is not in a valid state for this operation.");
-            return Err(aws_error(OP, "IncorrectInstanceState", msg));
+            let msg = format!(
+                "The {} instance '{instance_id}' is not in a valid state for this operation.",
+                inst.state
+            );
+            return Err(aws_error(OP, "InvalidInstanceID", msg));
         }
         let addr = g.addresses.get_mut(allocation_id).ok_or_else(|| {
             aws_error(
