@@ -7,6 +7,7 @@ use std::time::Duration;
 use ferry_hook_listener::ListenerConfig;
 use ferry_snapshot::batched::Batched;
 use ferry_snapshot::gated::Throttled;
+use ferry_snapshot::read_your_writes::ReadYourWrites;
 use ferry_snapshot::{Ec2, PrecopySkip, SourceEvents};
 use ferry_state_machine::batched::BatchedActions;
 use ferry_state_machine::budget::ApiBudget;
@@ -68,7 +69,9 @@ impl HookRefresh {
     }
 }
 
-/// Layers the raw ports: each call waits for its action's token in `budget` ([aws] rate_limits), a crash point
+/// Layers the raw ports: EC2 is held to read-your-writes (`ReadYourWrites`: a Describe that misses a volume or
+/// snapshot this process just created is read again, not acted on), each call waits for its action's token
+/// in `budget` ([aws] rate_limits), a crash point
 /// (test builds only) sees each call that passed, and reads are coalesced across hooks (`[daemon] read_pace`).
 pub fn layer<E, A>(
     ec2: E,
@@ -81,7 +84,7 @@ where
     E: Ec2 + 'static,
     A: LifecycleActions + 'static,
 {
-    let ec2 = Throttled::new(ec2, budget.clone());
+    let ec2 = Throttled::new(ReadYourWrites::new(ec2), budget.clone());
     let asg = ThrottledLifecycleActions::new(asg, budget.clone());
     let (ec2, asg) = crashpoint::wrap(ec2, asg, crash);
     let reads = LoaderConfig {

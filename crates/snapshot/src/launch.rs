@@ -59,6 +59,10 @@ pub struct LaunchWork {
 /// How long the launching instance's last read serves the steps before its data is attached.
 const ME_TTL: Duration = Duration::from_secs(30);
 
+/// How long a launch waits for EC2 to show an instance that Auto Scaling has in the hook. EC2's lag is
+/// seconds in practice; an instance EC2 still does not know after this long is not coming.
+pub const VISIBILITY_GRACE: Duration = Duration::from_secs(300);
+
 impl LaunchWork {
     /// A launch executor for `group`.
     pub fn new(ec2: Arc<dyn Ec2>, asg: Arc<dyn LifecycleActions>, group: GroupSpec) -> Self {
@@ -79,25 +83,37 @@ impl LaunchWork {
         self
     }
 
-    /// Reads the launching instance and keeps the read for the next steps; `Err` is the verdict when it is
-    /// gone or does not exist.
+    /// Reads the launching instance and keeps the read for the next steps; `Err` is the progress to report
+    /// instead: the verdict when it is gone, or a wait while EC2 does not show it yet.
+    ///
+    /// Auto Scaling confirmed the instance before the hook ran (verify.rs), so an EC2 `NotFound` for it
+    /// is EC2's eventual consistency (a new instance can be missing from `DescribeInstances` for a while):
+    /// "not yet", not "gone". Only past [`VISIBILITY_GRACE`] does it end the launch.
     async fn instance(
         &self,
         hook: &HookEvent,
-    ) -> Result<Result<ObservedInstance, Verdict>, StepError> {
+        elapsed: Duration,
+    ) -> Result<Result<ObservedInstance, Progress>, StepError> {
         let me = match self.ec2.describe_instance(&hook.instance_id).await? {
             Some(i) if !i.is_gone() => i,
             Some(i) => {
-                return Ok(Err(Verdict::abandon(format!(
+                return Ok(Err(Progress::Finished(Verdict::abandon(format!(
                     "instance {} is {}",
                     i.id, i.state
+                )))))
+            }
+            None if elapsed < VISIBILITY_GRACE => {
+                return Ok(Err(Progress::Waiting(format!(
+                    "instance {} to be visible in EC2 (Auto Scaling has it; EC2 is eventually consistent)",
+                    hook.instance_id
                 ))))
             }
             None => {
-                return Ok(Err(Verdict::abandon(format!(
-                    "instance {} does not exist",
-                    hook.instance_id
-                ))))
+                return Ok(Err(Progress::Finished(Verdict::abandon(format!(
+                    "instance {} does not exist in EC2 after {}s (Auto Scaling had it in this hook)",
+                    hook.instance_id,
+                    elapsed.as_secs()
+                )))))
             }
         };
         *self.me.lock().unwrap_or_else(|p| p.into_inner()) = Some((me.clone(), Instant::now()));
@@ -323,10 +339,10 @@ impl HookWork for LaunchWork {
         let (me, reads) = match cached {
             Some(me) => (me, reads.await?),
             None => {
-                let (me, reads) = tokio::try_join!(self.instance(hook), reads)?;
+                let (me, reads) = tokio::try_join!(self.instance(hook, elapsed), reads)?;
                 match me {
                     Ok(me) => (me, reads),
-                    Err(gone) => return Ok(Progress::Finished(gone)),
+                    Err(progress) => return Ok(progress),
                 }
             }
         };
@@ -414,9 +430,9 @@ impl HookWork for LaunchWork {
             .collect();
         // The finish (tags, Elastic IP, completion) always sees the instance as it is now.
         let me = if from_cache {
-            match self.instance(hook).await? {
+            match self.instance(hook, elapsed).await? {
                 Ok(me) => me,
-                Err(gone) => return Ok(Progress::Finished(gone)),
+                Err(progress) => return Ok(progress),
             }
         } else {
             me

@@ -11,17 +11,25 @@ use super::LaunchWork;
 use crate::fence;
 
 impl LaunchWork {
-    /// Whether another instance holding a copy is fenced (EC2 ended it or does not know it), leaving (Auto
+    /// Whether another instance holding a copy is fenced (EC2 ended it, or neither EC2 nor Auto Scaling
+    /// knows it), leaving (Auto
     /// Scaling terminates it, or it waits to go back to the warm pool while running), replaced (see
     /// [`HolderState::Replaced`]) or staying.
     pub(super) async fn holder_state(&self, instance_id: &str) -> Result<HolderState, StepError> {
-        let ec2_state = match self.ec2.describe_instance(instance_id).await? {
-            None => return Ok(HolderState::Fenced),
-            Some(i) if i.is_gone() => return Ok(HolderState::Fenced),
-            Some(i) => i.state,
-        };
-        let Some(asg) = self.asg.describe_instance(instance_id).await? else {
-            return Ok(HolderState::Staying);
+        let ec2 = self.ec2.describe_instance(instance_id).await?;
+        if ec2.as_ref().is_some_and(|i| i.is_gone()) {
+            return Ok(HolderState::Fenced);
+        }
+        let asg = self.asg.describe_instance(instance_id).await?;
+        let (ec2_state, asg) = match (ec2, asg) {
+            (Some(i), Some(asg)) => (i.state, asg),
+            (Some(_), None) => return Ok(HolderState::Staying),
+            // Unknown to both: ended long ago.
+            (None, None) => return Ok(HolderState::Fenced),
+            // EC2 does not show it yet (eventual consistency: a claimant launched moments ago), but Auto
+            // Scaling has it: it is alive. Never fenced on EC2's silence alone.
+            (None, Some(asg)) if asg.is_terminating() => return Ok(HolderState::Leaving),
+            (None, Some(_)) => return Ok(HolderState::Staying),
         };
         if asg.is_terminating() {
             return Ok(HolderState::Leaving);

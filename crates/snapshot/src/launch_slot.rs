@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_state_machine::observe::{HolderState, ObservedInstance};
 use ferry_state_machine::slot_pick::{pick_slot, HolderLife, Pick, SlotView};
-use ferry_state_machine::{tags, HookEvent, SlotChoice, StepError, Verdict};
+use ferry_state_machine::{tags, HookEvent, Progress, SlotChoice, StepError, Verdict};
 use tracing::info;
 
 use super::LaunchWork;
@@ -45,9 +45,12 @@ impl LaunchWork {
         if !self.group.multi_slot {
             return Ok(SlotChoice::Known(self.slot.set(FIRST_SLOT)));
         }
-        let me = match self.instance(hook).await? {
+        let me = match self.instance(hook, elapsed).await? {
             Ok(me) => me,
-            Err(gone) => return Ok(SlotChoice::Finished(gone)),
+            Err(Progress::Finished(gone)) => return Ok(SlotChoice::Finished(gone)),
+            Err(Progress::Waiting(why) | Progress::Blocked(why) | Progress::Acted(why)) => {
+                return Ok(SlotChoice::Waiting(why))
+            }
         };
         Ok(match self.pick(&me).await? {
             Pick::Mine(n) => {
@@ -68,9 +71,9 @@ impl LaunchWork {
     /// Under slot `n`'s lock: reads and picks again, and claims `n` by tagging the instance if the pick is
     /// still `n`. `false` when another launch took it meanwhile.
     pub(super) async fn claim_slot(&self, hook: &HookEvent, n: u32) -> Result<bool, StepError> {
-        let me = match self.instance(hook).await? {
+        let me = match self.instance(hook, Duration::ZERO).await? {
             Ok(me) => me,
-            // Gone: the next `slot` finishes the hook.
+            // Gone or not visible yet: the next `slot` finishes the hook or waits.
             Err(_) => return Ok(false),
         };
         match self.pick(&me).await? {

@@ -11,6 +11,7 @@ pub mod gated;
 pub mod launch;
 pub mod ledger;
 pub mod ports;
+pub mod read_your_writes;
 pub mod recovery_point;
 pub mod root_volume;
 pub mod slot_cell;
