@@ -66,6 +66,22 @@ pub fn retention_policies() -> [String; 2] {
     ]
 }
 
+/// The eventual consistency every emulator models for [`FERRYD_KEY`]'s EC2 calls: instances, volumes and
+/// snapshots created, and tags written, less than this many seconds ago are not there yet (`NotFound` by
+/// id, left out by filters, a tag's old value). `FERRY_E2E_VISIBILITY_DELAY` sets it (`0` turns it off);
+/// the default, 1 s, is longer than most of AWS's real lags and short enough for a fast suite. The
+/// harness's own reads (world setup, assertions) see the models at once.
+pub fn visibility_delay() -> Result<f64> {
+    const VAR: &str = "FERRY_E2E_VISIBILITY_DELAY";
+    match std::env::var(VAR) {
+        Err(_) => Ok(1.0),
+        Ok(raw) => match raw.trim().parse::<f64>() {
+            Ok(d) if d.is_finite() && d >= 0.0 => Ok(d),
+            _ => bail!("{VAR} must be a non-negative number of seconds, got {raw:?}"),
+        },
+    }
+}
+
 /// A running emulator on a free loopback port; stopped (SIGKILL) when dropped.
 pub struct Emulator {
     child: Child,
@@ -80,10 +96,18 @@ impl Emulator {
     /// starts): the shipped policy JSON and the template's copy of it must both allow each call, with the
     /// resource and request tags it carries, or it fails with `UnauthorizedOperation` as on AWS. So every
     /// end-to-end test also proves the policy, call by call ([`Emulator::iam_denials`]).
+    ///
+    /// Those calls' EC2 reads also lag the writes by [`visibility_delay`], as AWS's do.
     pub fn start() -> Result<Emulator> {
         let script = repo_root().join("integration-tests/emulator/serve");
         let mut cmd = Command::new(&script);
         cmd.args(["--port", "0", "--region", REGION]);
+        let delay = visibility_delay()?;
+        if delay > 0.0 {
+            cmd.arg("--visibility-delay")
+                .arg(delay.to_string())
+                .args(["--visibility-key", FERRYD_KEY]);
+        }
         for policy in shipped_policies() {
             cmd.arg("--iam-policy").arg(policy);
         }

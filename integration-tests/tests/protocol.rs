@@ -252,3 +252,81 @@ async fn a_slot_whose_copies_are_unreadable_never_gets_an_empty_volume() -> Resu
     .await;
     res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
 }
+
+/// EC2's reads lag ferryd's writes by 4 s (eventual consistency; the other tests lag by the harness's
+/// default 1 s): new instances answer `InvalidInstanceID.NotFound`, a new volume or snapshot is missing from
+/// Describes, a tag is missing. ferryd waits for the launching instance instead of abandoning it, reads
+/// again instead of acting on a ledger that misses its own snapshot, and the replacement holds the last
+/// acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_ec2_view_is_waited_out_and_the_failover_loses_nothing() -> Result<()> {
+    use ferry_integration_tests::emulator::FERRYD_KEY;
+    let mut rig = rig().await?;
+    rig.emu
+        .control(
+            reqwest::Method::POST,
+            "consistency",
+            Some(json!({"delay_seconds": 4.0, "access_keys": [FERRYD_KEY]})),
+        )
+        .await?;
+    let res = async {
+        let _ferryd = rig.ferryd(&[])?;
+        let m1 = rig.first_boot(AZ_A).await?;
+        let v1 = rig.world.attached_volumes(&m1.id).await?[0]
+            .volume_id()
+            .unwrap_or_default()
+            .to_string();
+        let writer = Writer::start(&rig.emu, &m1.id, 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
+        rig.world.terminate(&m1.id).await?;
+        let m2 = in_service(&rig.world, &[&m1.id]).await?;
+        let (last, _) = writer.finished(STEP).await?;
+        ensure!(m2.az == AZ_B, "replacement in {}", m2.az);
+
+        // DescribeInstances by id answers InvalidInstanceID.NotFound; the batched reads, by filter, leave it out.
+        let logs = rig.logs();
+        for m in [&m1.id, &m2.id] {
+            ensure!(
+                logs.contains(&format!("instance {m} to be visible in EC2")),
+                "the launch of {m} waited for EC2 to show it"
+            );
+        }
+        let calls = rig.emu.calls(None).await?;
+        let ok = |action: &str| {
+            calls
+                .iter()
+                .filter(|c| {
+                    c["access_key"] == FERRYD_KEY && c["action"] == action && c["status"] == 200
+                })
+                .collect::<Vec<_>>()
+        };
+        let snaps_of_v1 = ok("CreateSnapshot")
+            .into_iter()
+            .filter(|c| c["params"]["VolumeId"] == v1.as_str())
+            .count();
+        ensure!(
+            snaps_of_v1 == 2,
+            "one pre-copy and one final delta of {v1}, not a second of either: {snaps_of_v1}"
+        );
+        let creates = ok("CreateVolume").len();
+        ensure!(
+            creates == 2,
+            "the first boot's volume and one restore: {creates}"
+        );
+        ensure!(
+            logs.contains("is not visible yet"),
+            "a read that missed ferry's own write was read again"
+        );
+        ensure!(
+            actions(&rig.emu)
+                .await?
+                .iter()
+                .all(|a| a.result != "ABANDON"),
+            "nothing abandoned"
+        );
+        check_holds(&rig.emu, &rig.world, &m2.id, last).await
+    }
+    .await;
+    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+}
