@@ -137,11 +137,21 @@ impl World for EmulatorWorld {
             .ok_or("RunInstances made no instance")?;
         let id = inst.instance_id().unwrap_or_default().to_string();
         let root_device = inst.root_device_name().unwrap_or("/dev/sda1").to_string();
+        let root_volume = inst
+            .block_device_mappings()
+            .iter()
+            .find(|m| m.device_name() == Some(root_device.as_str()))
+            .and_then(|m| m.ebs()?.volume_id())
+            .map(str::to_string);
         settle(&format!("{id} running"), || async {
             Ok(self.instance_state(&id).await? == "running")
         })
         .await?;
-        Ok(BuiltInstance { id, root_device })
+        Ok(BuiltInstance {
+            id,
+            root_device,
+            root_volume,
+        })
     }
 
     async fn add_volume(

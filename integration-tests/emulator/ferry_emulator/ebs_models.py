@@ -5,7 +5,8 @@ the objects, so every API sees one consistent state at any moment:
 
 * ``Volume.status``: ``creating`` until ``_ferry_ready_at``, then ``in-use`` or ``available``;
 * ``VolumeAttachment.status``: ``attaching`` until ``_ferry_attached_at``, ``detaching``
-  while a timed detach runs, then ``attached`` / ``detached``;
+  while a timed detach runs, then ``attached`` / ``detached``; its ``DeleteOnTermination`` is the
+  instance's block device mapping's (true for an AMI's root volume, as DescribeInstances says);
 * ``Volume.attachment``: a timed detach drops the attachment once
   ``_ferry_detach_done_at`` passed (not while it is held, at once if the
   instance is terminated);
@@ -129,6 +130,13 @@ def _attachment_status_get(self: VolumeAttachment) -> str:
 
 def _attachment_status_set(self: VolumeAttachment, value: str) -> None:
     self.__dict__["_ferry_status"] = value
+
+
+def _attachment_delete_on_termination(self: VolumeAttachment) -> bool:
+    """``DeleteOnTermination`` as the instance's block device mapping has it (true for an AMI's root volume):
+    moto's DescribeVolumes always said false, while DescribeInstances and the termination said true."""
+    bdt = getattr(self.instance, "block_device_mapping", {}).get(self.device)
+    return bool(bdt is not None and bdt.volume_id == self.volume.id and bdt.delete_on_termination)
 
 
 # -- snapshots ------------------------------------------------------------------
@@ -407,6 +415,7 @@ def install() -> None:
     Volume.attachment = property(_volume_attachment_get, _volume_attachment_set)  # type: ignore[assignment]
     Volume.status = property(_volume_status)  # type: ignore[assignment,method-assign]
     VolumeAttachment.status = property(_attachment_status_get, _attachment_status_set)  # type: ignore[assignment]
+    VolumeAttachment.delete_on_termination = property(_attachment_delete_on_termination)  # type: ignore[attr-defined]
     Snapshot.status = property(_snapshot_status_get, _snapshot_status_set)  # type: ignore[assignment]
     Snapshot.progress = property(_snapshot_progress)  # type: ignore[assignment,method-assign]
     # CreateSnapshots answers SnapshotInfo, whose State moto reads from ``state`` (absent on Snapshot)

@@ -64,3 +64,14 @@ def test_tagging_an_unknown_instance_is_not_found(ec2):
     ec2.create_tags(Resources=[iid], Tags=[{"Key": "Name", "Value": "x"}])
     tags = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["Tags"]
     assert {"Key": "Name", "Value": "x"} in tags
+
+
+def test_describe_volumes_shows_the_root_volumes_delete_on_termination(ec2):
+    inst = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]
+    root = next(m for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"])
+    assert root["Ebs"]["DeleteOnTermination"] is True
+    att = ec2.describe_volumes(VolumeIds=[root["Ebs"]["VolumeId"]])["Volumes"][0]["Attachments"][0]
+    assert (att["InstanceId"], att["DeleteOnTermination"]) == (inst["InstanceId"], True)
+    data = ec2.create_volume(AvailabilityZone=inst["Placement"]["AvailabilityZone"], Size=8)["VolumeId"]
+    ec2.attach_volume(VolumeId=data, InstanceId=inst["InstanceId"], Device="/dev/sdf")
+    assert ec2.describe_volumes(VolumeIds=[data])["Volumes"][0]["Attachments"][0]["DeleteOnTermination"] is False

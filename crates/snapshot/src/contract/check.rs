@@ -163,6 +163,10 @@ fn volume(n: &Names, c: &Check, got: Option<ObservedVolume>) -> Result<Vec<Strin
         let have = att.map(|a| attach_state_name(a.state));
         diff(&mut out, "attach_state", Some(want.as_str()), have);
     }
+    if let Some(want) = c.delete_on_termination {
+        let have = att.map(|a| a.delete_on_termination);
+        diff(&mut out, "delete_on_termination", Some(want), have);
+    }
     if let Some(want) = &c.az {
         diff(&mut out, "az", want.as_str(), v.availability_zone.as_str());
     }

@@ -44,10 +44,11 @@ impl World for FakeWorld {
 
     async fn add_instance(&mut self, az: &str) -> Result<BuiltInstance, String> {
         let id = self.next_id("i");
-        self.ec2.add_instance(&id, az);
+        let root = self.ec2.add_instance(&id, az);
         Ok(BuiltInstance {
             id,
             root_device: "/dev/xvda".into(),
+            root_volume: Some(root),
         })
     }
 

@@ -47,6 +47,8 @@ pub struct BuiltInstance {
     pub id: String,
     /// Its root device (`/dev/xvda`, `/dev/sda1`, ...), where its root volume is attached.
     pub root_device: String,
+    /// Its root volume's id (a case names it `<instance>.root`).
+    pub root_volume: Option<String>,
 }
 
 /// Builds a case's world on one implementation. Every method leaves its resource settled (`available`,

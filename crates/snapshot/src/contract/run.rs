@@ -123,6 +123,9 @@ async fn build<W: World>(world: &mut W, case: &Case) -> Result<Names, String> {
     for i in &case.instances {
         let built = world.add_instance(&i.az).await?;
         n.bind(&i.name, &built.id);
+        if let Some(root) = &built.root_volume {
+            n.bind(&format!("{}.root", i.name), root);
+        }
         n.roots.insert(built.id.clone(), built.root_device);
         azs.insert(i.name.clone(), i.az.clone());
     }

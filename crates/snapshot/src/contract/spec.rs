@@ -155,8 +155,8 @@ pub enum Call {
 }
 
 /// One port call and its expected outcome. Names of world resources (and of `bind`s of earlier steps)
-/// stand for their ids; any other value is used as it is (an id EC2 does not know, e.g.
-/// `vol-0000000000000dead`). The device `@root` is the instance's root device.
+/// stand for their ids (`<instance>.root`: the instance's root volume); any other value is used as it is (an id
+/// EC2 does not know, e.g. `vol-0000000000000dead`). The device `@root` is the instance's root device.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
@@ -260,6 +260,9 @@ pub struct Check {
     /// Volume: the attachment's state, `attaching`/`attached`/`detaching`.
     #[serde(default)]
     pub attach_state: Option<String>,
+    /// Volume: whether its attachment is deleted with the instance (`DeleteOnTermination`).
+    #[serde(default)]
+    pub delete_on_termination: Option<bool>,
     /// Volume: its zone.
     #[serde(default)]
     pub az: Option<String>,

@@ -188,7 +188,8 @@ impl FakeEc2 {
         self.lock().snapshot_interval = interval;
     }
 
-    /// Adds a `running` instance with a root volume at `/dev/xvda`; returns the root volume's id.
+    /// Adds a `running` instance with a root volume at `/dev/xvda` (`DeleteOnTermination`, as an AMI's); returns
+    /// the root volume's id.
     pub fn add_instance(&self, id: &str, az: &str) -> String {
         let mut g = self.lock();
         let root = g.new_id("vol");
@@ -198,7 +199,8 @@ impl FakeEc2 {
             instance_id: id.to_string(),
             device: "/dev/xvda".into(),
             state: AttachState::Attached,
-            delete_on_termination: false,
+            // An AMI's root volume, as EC2 launches it (and deletes it with the instance, below).
+            delete_on_termination: true,
         });
         g.volumes.insert(root.clone(), vol);
         g.note_attachment(id, &root);
