@@ -15,7 +15,7 @@
   (held while the volume's AZ has an outage: it completes after the outage
   ends, once its detach time ran; see ebs_models.py).
 * ``CreateSnapshot`` / ``CreateSnapshots`` (with ``TagSpecifications`` and
-  ``CopyTagsFromSource=volume``): ``pending`` for ``snapshot_seconds``
+  ``CopyTagsFromSource=volume``; a volume still ``creating`` -> ``IncorrectState``): ``pending`` for ``snapshot_seconds``
   (``incremental_snapshot_seconds`` for incremental ones); accepted during an
   outage of the volume's AZ too, then held ``pending`` or ``error`` (the
   response still says ``pending``). The content is captured when the call is
@@ -191,6 +191,8 @@ def _detach_volume(self: ElasticBlockStore) -> ActionResult:
 
 def _create_snapshot(self: ElasticBlockStore) -> ActionResult:
     volume = self.ec2_backend.get_volume(self._get_param("VolumeId"))
+    if volume.status == "creating":
+        raise _err("IncorrectState", f"Volume '{volume.id}' is in the 'creating' state.")
     self.error_on_dryrun()
     snapshot = self.ec2_backend.create_snapshot(volume.id, self._get_param("Description"))
     snapshot.add_tags(self._parse_tag_specification().get("snapshot", {}))

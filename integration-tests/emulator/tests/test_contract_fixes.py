@@ -75,3 +75,12 @@ def test_describe_volumes_shows_the_root_volumes_delete_on_termination(ec2):
     data = ec2.create_volume(AvailabilityZone=inst["Placement"]["AvailabilityZone"], Size=8)["VolumeId"]
     ec2.attach_volume(VolumeId=data, InstanceId=inst["InstanceId"], Device="/dev/sdf")
     assert ec2.describe_volumes(VolumeIds=[data])["Volumes"][0]["Attachments"][0]["DeleteOnTermination"] is False
+
+
+def test_a_creating_volume_is_not_snapshotted(emulator, ec2):
+    emulator.ok("POST", "config", {"volume_create_seconds": 30.0})
+    vid = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    with pytest.raises(ClientError) as exc:
+        ec2.create_snapshot(VolumeId=vid)
+    assert error_code(exc) == "IncorrectState"
+    assert not [s for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"] if s.get("VolumeId") == vid]
