@@ -326,13 +326,21 @@ impl Addresses for AwsEc2 {
         allocation_id: &str,
         instance_id: &str,
     ) -> Result<(), StepError> {
-        let out = self
+        let out = match self
             .client
             .describe_addresses()
             .allocation_ids(allocation_id)
             .send()
             .await
-            .map_err(|e| sdk_error("ec2:DescribeAddresses", &e))?;
+        {
+            Ok(out) => out,
+            Err(e) => match sdk_error("ec2:DescribeAddresses", &e) {
+                // An allocation that no longer exists (released) is on no instance: the goal holds, as
+                // `describe_address` reads it as `None`.
+                err if is_code(&err, "InvalidAllocationID.NotFound") => return Ok(()),
+                err => return Err(err),
+            },
+        };
         let Some(association) = out
             .addresses()
             .iter()

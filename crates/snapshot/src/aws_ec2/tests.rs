@@ -349,3 +349,25 @@ async fn delete_volume_success_sends_the_id() {
     ec2.delete_volume("vol-9").await.unwrap();
     assert_eq!(rule.num_calls(), 1);
 }
+
+#[tokio::test]
+async fn disassociating_an_allocation_that_is_gone_is_done() {
+    let gone = mock!(Client::describe_addresses)
+        .then_http_response(|| ec2_error(400, "InvalidAllocationID.NotFound"));
+    let denied = mock!(Client::describe_addresses)
+        .then_http_response(|| ec2_error(400, "UnauthorizedOperation"));
+    let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&gone, &denied]);
+    let ec2 = AwsEc2::new(client);
+    ec2.disassociate_address("eipalloc-gone", "i-a")
+        .await
+        .unwrap();
+    let e = ec2
+        .disassociate_address("eipalloc-x", "i-a")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.disposition, e.code.as_deref()),
+        (Disposition::Permanent, Some("UnauthorizedOperation"))
+    );
+    assert_eq!((gone.num_calls(), denied.num_calls()), (1, 1));
+}
