@@ -186,6 +186,8 @@ async fn call<E: Ec2>(ec2: &E, n: &Names, s: &Step) -> Result<Result<Got, StepEr
                 snapshot_id: s.snapshot.as_deref().map(|x| n.id(x)),
                 size_gib: s.size,
                 volume_type: s.volume_type.clone().unwrap_or_else(|| "gp3".into()),
+                encrypted: s.encrypted,
+                kms_key_id: s.kms_key_id.clone(),
                 client_token: s.token.clone().unwrap_or_default(),
                 tags,
                 ..NewVolume::default()

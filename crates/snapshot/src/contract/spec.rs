@@ -186,6 +186,12 @@ pub struct Step {
     /// `create_volume`'s type (`gp3` when left out).
     #[serde(default)]
     pub volume_type: Option<String>,
+    /// `create_volume`'s `Encrypted`.
+    #[serde(default)]
+    pub encrypted: Option<bool>,
+    /// `create_volume`'s `KmsKeyId`.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
     /// `create_volume`'s `ClientToken` (none when left out).
     #[serde(default)]
     pub token: Option<String>,

@@ -107,6 +107,13 @@ impl Inner {
                 )
             })?,
         };
+        if req.kms_key_id.is_some() && req.encrypted != Some(true) {
+            return Err(aws_error(
+                OP,
+                "InvalidParameterDependency",
+                "The parameter KmsKeyId requires the parameter Encrypted to be set.",
+            ));
+        }
         let id = self.new_id("vol");
         let v = FakeVolume {
             state: VolumeState::Creating,
