@@ -67,6 +67,7 @@ enum Got {
     Id(String),
     Ids(Vec<String>),
     Pairs(Vec<(String, String)>),
+    Batches(Vec<Vec<String>>),
     Found(bool),
 }
 
@@ -220,6 +221,25 @@ async fn call<E: Ec2>(ec2: &E, n: &Names, s: &Step) -> Result<Result<Got, StepEr
                 .await
                 .map(|vs| Got::Ids(vs.into_iter().map(|v| v.id).collect()))
         }
+        Call::FindVolumesBatch => {
+            let qs: Vec<VolumeQuery> = s
+                .queries
+                .iter()
+                .map(|q| VolumeQuery {
+                    group: q.group.clone(),
+                    slot: q.slot,
+                    logical: q.logical.clone(),
+                    attached_instance: q.instance.as_deref().map(|i| n.id(i)),
+                })
+                .collect();
+            ec2.find_volumes_batch(&qs).await.map(|all| {
+                Got::Batches(
+                    all.into_iter()
+                        .map(|vs| vs.into_iter().map(|v| v.id).collect())
+                        .collect(),
+                )
+            })
+        }
         Call::TagVolume => unit(ec2.tag_volume(&id(&s.volume, "volume")?, &tags).await),
         Call::CreateSnapshot => {
             let volume = id(&s.volume, "volume")?;
@@ -250,6 +270,26 @@ async fn call<E: Ec2>(ec2: &E, n: &Names, s: &Step) -> Result<Result<Got, StepEr
                 .await
                 .map(|ss| Got::Ids(ss.into_iter().map(|s| s.id).collect()))
         }
+        Call::FindSnapshotsBatch => {
+            let qs: Vec<SnapshotQuery> = s
+                .queries
+                .iter()
+                .map(|q| SnapshotQuery {
+                    group: q.group.clone(),
+                    slot: q.slot,
+                    logical: q.logical.clone(),
+                    hook: q.hook.clone(),
+                    volume_id: q.volume.as_deref().map(|v| n.id(v)),
+                })
+                .collect();
+            ec2.find_snapshots_batch(&qs).await.map(|all| {
+                Got::Batches(
+                    all.into_iter()
+                        .map(|ss| ss.into_iter().map(|s| s.id).collect())
+                        .collect(),
+                )
+            })
+        }
         Call::TagSnapshot => unit(ec2.tag_snapshot(&id(&s.snapshot, "snapshot")?, &tags).await),
         Call::DescribeInstance => ec2
             .describe_instance(&id(&s.instance, "instance")?)
@@ -265,6 +305,10 @@ async fn call<E: Ec2>(ec2: &E, n: &Names, s: &Step) -> Result<Result<Got, StepEr
             .describe_address(&id(&s.address, "address")?)
             .await
             .map(|a| Got::Found(a.is_some())),
+        Call::DescribeAddresses => ec2
+            .describe_addresses(&ids)
+            .await
+            .map(|as_| Got::Ids(as_.into_iter().map(|a| a.allocation_id).collect())),
         Call::AssociateAddress => {
             let (a, i) = (id(&s.address, "address")?, id(&s.instance, "instance")?);
             unit(ec2.associate_address(&a, &i).await)
@@ -339,6 +383,23 @@ fn expect(n: &mut Names, s: &Step, got: Result<Got, StepError>) -> Result<(), St
             Got::Pairs(pairs) => n.sorted_names(pairs.iter().map(|(_, v)| v)),
             other => return Err(format!("`returns` of a call that returned {other:?}")),
         };
+        if have != want {
+            return Err(format!("expected {want:?}, got {have:?}"));
+        }
+    }
+    if let Some(want) = &s.returns_each {
+        let Got::Batches(batches) = &got else {
+            return Err(format!("`returns_each` of a call that returned {got:?}"));
+        };
+        let have: Vec<Vec<String>> = batches.iter().map(|b| n.sorted_names(b)).collect();
+        let want: Vec<Vec<String>> = want
+            .iter()
+            .map(|w| {
+                let mut w = w.clone();
+                w.sort();
+                w
+            })
+            .collect();
         if have != want {
             return Err(format!("expected {want:?}, got {have:?}"));
         }

@@ -138,18 +138,21 @@ pub enum Call {
     DeleteVolume,
     DescribeVolumes,
     FindVolumes,
+    FindVolumesBatch,
     TagVolume,
     CreateSnapshot,
     CreateSnapshots,
     DeleteSnapshot,
     DescribeSnapshots,
     FindSnapshots,
+    FindSnapshotsBatch,
     TagSnapshot,
     DescribeInstance,
     DescribeInstances,
     TagInstance,
     StopInstance,
     DescribeAddress,
+    DescribeAddresses,
     AssociateAddress,
     DisassociateAddress,
 }
@@ -210,6 +213,9 @@ pub struct Step {
     /// See `group`.
     #[serde(default)]
     pub logical: Option<String>,
+    /// The queries of `find_*_batch`, answered in order.
+    #[serde(default)]
+    pub queries: Vec<Query>,
     /// Names the id a create returned (for `create_snapshots`: `<bind>:<volume name>` per snapshot).
     #[serde(default)]
     pub bind: Option<String>,
@@ -225,12 +231,39 @@ pub struct Step {
     /// Expected: exactly these resources (by name) are returned (for `create_snapshots`: the volumes).
     #[serde(default)]
     pub returns: Option<Vec<String>>,
+    /// Expected: what each query of a `find_*_batch` returns (by name), in order.
+    #[serde(default)]
+    pub returns_each: Option<Vec<Vec<String>>>,
     /// Expected: whether `describe_instance` / `describe_address` finds it.
     #[serde(default)]
     pub found: Option<bool>,
     /// What must hold right after this step.
     #[serde(default, rename = "check")]
     pub checks: Vec<Check>,
+}
+
+/// One query of a batched find: `ferry:group`, and optionally `ferry:slot`, `ferry:volume`, `ferry:hook`, the
+/// attachment (volumes) or the source volume (snapshots).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// `ferry:group`.
+    pub group: String,
+    /// `ferry:slot`.
+    #[serde(default)]
+    pub slot: Option<u32>,
+    /// `ferry:volume`.
+    #[serde(default)]
+    pub logical: Option<String>,
+    /// `ferry:hook` (snapshots).
+    #[serde(default)]
+    pub hook: Option<String>,
+    /// Attached to this instance (volumes).
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Taken of this volume (snapshots).
+    #[serde(default)]
+    pub volume: Option<String>,
 }
 
 /// What must hold of one resource, observed through the ports (`describe_*`). Exactly one of `volume`,
