@@ -7,6 +7,7 @@
 //! tests) and against the emulator through [`crate::aws_ec2::AwsEc2`] (the `e2e_contract` test of ferryd),
 //! so an executor test on the fake means what an end-to-end test on the emulator means.
 
+mod calls;
 mod check;
 mod fake_world;
 mod run;
