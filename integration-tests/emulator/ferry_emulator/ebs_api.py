@@ -171,7 +171,7 @@ def _detach_volume(self: ElasticBlockStore) -> ActionResult:
     if device and att.device != device:
         raise _err(
             "InvalidAttachment.NotFound",
-            f"The volume {volume_id} is not attached to {att.instance.id} at device {device}",
+            f"The volume {volume_id} is not attached to instance {att.instance.id} as device {device}",
         )
     if att.status == "detaching":
         raise _err("IncorrectState", f"Volume '{volume_id}' is in the 'detaching' state.")
@@ -203,13 +203,13 @@ def _create_snapshot(self: ElasticBlockStore) -> ActionResult:
 def _create_snapshots(self: ElasticBlockStore) -> ActionResult:
     backend = self.ec2_backend
     spec: dict[str, Any] = self._get_param("InstanceSpecification", {}) or {}
+    self.error_on_dryrun()  # a dry run answers DryRunOperation before the instance is looked up (as moto)
     instance = backend.get_instance(spec.get("InstanceId"))
     exclude_boot = str(spec.get("ExcludeBootVolume", False)).lower() == "true"
     excluded = set(spec.get("ExcludeDataVolumeIds", []) or [])
     tags = self._parse_tag_specification().get("snapshot", {})
     copy_tags = (self._get_param("CopyTagsFromSource") or "").lower() == "volume"
     description = self._get_param("Description", "")
-    self.error_on_dryrun()
     volumes = [
         backend.get_volume(bdt.volume_id)
         for device, bdt in instance.get_block_device_mapping
