@@ -87,6 +87,9 @@ def test_a_new_instance_and_snapshot_are_not_found_but_auto_scaling_lists_the_in
         lagging.describe_instances(InstanceIds=[iid])
     assert error_code(exc) == "InvalidInstanceID.NotFound"
     assert lagging.describe_instances()["Reservations"] == []
+    with pytest.raises(ClientError) as exc:
+        lagging.create_tags(Resources=[iid], Tags=[{"Key": "ferry:slot", "Value": "0"}])
+    assert error_code(exc) == "InvalidInstanceID.NotFound"
     snap = ec2.create_snapshot(VolumeId=volume(ec2))["SnapshotId"]
     with pytest.raises(ClientError) as exc:
         lagging.describe_snapshots(SnapshotIds=[snap])
