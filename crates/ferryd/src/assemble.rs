@@ -84,7 +84,8 @@ where
     E: Ec2 + 'static,
     A: LifecycleActions + 'static,
 {
-    let ec2 = Throttled::new(ReadYourWrites::new(ec2), budget.clone());
+    let settle = Duration::from_secs(config.daemon.startup_settle_secs);
+    let ec2 = Throttled::new(ReadYourWrites::new(ec2).settling(settle), budget.clone());
     let asg = ThrottledLifecycleActions::new(asg, budget.clone());
     let (ec2, asg) = crashpoint::wrap(ec2, asg, crash);
     let reads = LoaderConfig {

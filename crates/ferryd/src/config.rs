@@ -233,6 +233,9 @@ pub struct DaemonConfig {
     /// A terminate completes without its pre-copy when a `CreateSnapshot` asked now would wait longer than
     /// this for the API budget (an AZ storm), under `source_unreachable = "wait"` only (0: never).
     pub skip_precopy_after_queue_secs: u64,
+    /// After a start, EC2 is read only once this many seconds have passed, so that what a crashed
+    /// predecessor wrote just before is visible (EC2 is eventually consistent) and is not made twice.
+    pub startup_settle_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -248,6 +251,7 @@ impl Default for DaemonConfig {
             read_pace: ferry_state_machine::loader::LoaderConfig::default().pace,
             hooks_refresh_secs: 3600,
             skip_precopy_after_queue_secs: 60,
+            startup_settle_secs: 5,
         }
     }
 }

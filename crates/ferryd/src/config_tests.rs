@@ -286,3 +286,13 @@ fn the_delete_role_must_be_a_role_arn() {
         assert!(err.contains(bad), "the error names the value: {err}");
     }
 }
+
+#[test]
+fn startup_settle_defaults_to_five_seconds_and_is_bounded() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.daemon.startup_settle_secs, 5);
+    let c = parse(&format!("{MINIMAL}\n[daemon]\nstartup_settle_secs = 0\n")).unwrap();
+    assert_eq!(c.daemon.startup_settle_secs, 0);
+    let err = parse(&format!("{MINIMAL}\n[daemon]\nstartup_settle_secs = 301\n")).unwrap_err();
+    assert!(err.contains("daemon.startup_settle_secs"), "{err}");
+}

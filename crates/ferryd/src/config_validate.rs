@@ -77,6 +77,12 @@ impl Config {
                 "must be 0 (never skip) to 86400",
             ));
         }
+        if d.startup_settle_secs > 300 {
+            return Err(invalid(
+                "daemon.startup_settle_secs",
+                "must be 0 (read at once) to 300",
+            ));
+        }
         if self.gc.keep_generations == 0 {
             return Err(invalid(
                 "gc.keep_generations",
