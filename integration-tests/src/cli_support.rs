@@ -47,12 +47,19 @@ pub fn write_config(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
 }
 
 /// Runs `ferryd <args…> --config <config>` with the emulator's environment and waits for it.
+///
+/// EC2's reads lag ferryd's key by the harness's visibility delay, so the command starts only after that
+/// long: an operator's command looks at a world that was set up before it, not a moment ago.
 pub async fn ferryd_cli(
     bin: &Path,
     emu: &Emulator,
     config: &Path,
     args: &[&str],
 ) -> Result<CliOutput> {
+    let lag = crate::emulator::visibility_delay()?;
+    if lag > 0.0 {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(lag + 0.2)).await;
+    }
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(args)
         .arg("--config")

@@ -216,6 +216,8 @@ visibility_timeout_secs = {visibility}
 [daemon]
 poll_min_ms = 200
 poll_max_ms = 2000
+# EC2's reads lag by the harness's visibility delay: a restarted ferryd reads only after it.
+startup_settle_secs = {settle}
 
 # Many ferryd processes run at once in the tests: each takes a free port.
 [metrics]
@@ -227,6 +229,7 @@ recovery_interval_secs = 1
 delete_role_arn = "{retention}"
 {group}"#,
             retention = crate::emulator::RETENTION_ROLE_ARN,
+            settle = startup_settle_secs(),
             queue = self.queue_url,
             group = group_toml(&self.group, &self.eip_alloc, 60),
             visibility = self.visibility_timeout
@@ -487,4 +490,11 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `[daemon] startup_settle_secs` for the harness's lag: the next whole second past it.
+fn startup_settle_secs() -> u64 {
+    let lag = crate::emulator::visibility_delay().unwrap_or(1.0);
+    // The lag is a small non-negative number of seconds (checked when the emulator starts).
+    lag.ceil().min(60.0) as u64 + 1
 }
