@@ -296,3 +296,16 @@ fn startup_settle_defaults_to_five_seconds_and_is_bounded() {
     let err = parse(&format!("{MINIMAL}\n[daemon]\nstartup_settle_secs = 301\n")).unwrap_err();
     assert!(err.contains("daemon.startup_settle_secs"), "{err}");
 }
+
+#[test]
+fn a_kms_key_needs_encryption_on() {
+    let with = |extra: &str| parse(&format!("{MINIMAL}{extra}"));
+    let err = with("kms_key_id = \"arn:aws:kms:us-east-1:123456789012:key/k\"\n").unwrap_err();
+    assert!(
+        err.contains("groups[0].volumes[0].kms_key_id") && err.contains("encrypted = true"),
+        "{err}"
+    );
+    let ok = with("kms_key_id = \"arn:aws:kms:us-east-1:123456789012:key/k\"\nencrypted = true\n")
+        .unwrap();
+    assert_eq!(ok.groups[0].volumes[0].encrypted, Some(true));
+}

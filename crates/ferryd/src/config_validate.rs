@@ -264,6 +264,13 @@ fn validate_group(i: usize, g: &GroupConfig) -> Result<(), ConfigError> {
                 ),
             ));
         }
+        if v.kms_key_id.is_some() && v.encrypted != Some(true) {
+            // EC2 refuses a CreateVolume with a KmsKeyId but without Encrypted=true.
+            return Err(invalid(
+                vkey("kms_key_id"),
+                "needs encrypted = true (EC2 refuses a KmsKeyId without it: InvalidParameterDependency)",
+            ));
+        }
         if g.volumes[..j].iter().any(|o| o.name == v.name) {
             return Err(invalid(
                 vkey("name"),

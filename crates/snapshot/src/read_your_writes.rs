@@ -210,7 +210,6 @@ impl<T> ReadYourWrites<T> {
     }
 }
 
-
 #[cfg(test)]
 #[path = "read_your_writes_tests.rs"]
 mod tests;

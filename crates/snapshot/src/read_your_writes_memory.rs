@@ -72,7 +72,6 @@ impl Memory {
     }
 }
 
-
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Kind {
     Volume,
@@ -112,4 +111,3 @@ pub(super) fn ledger_field(v: &ObservedVolume, key: &str) -> Option<String> {
 pub(super) fn ids<T>(found: &[T], id: impl Fn(&T) -> &str) -> Vec<&str> {
     found.iter().map(id).collect()
 }
-

@@ -8,8 +8,8 @@ use ferry_state_machine::{tags, Disposition, StepError};
 use tokio::time::Instant;
 
 use super::*;
-use crate::ports::{Instances, NewVolume, SnapshotQuery, Snapshots, VolumeQuery, Volumes};
 use crate::fake::{ledger_tags, FakeEc2};
+use crate::ports::{Instances, NewVolume, SnapshotQuery, Snapshots, VolumeQuery, Volumes};
 
 const GROUP: &str = "db";
 
@@ -242,30 +242,59 @@ async fn an_instance_we_tagged_must_show_the_tag_before_a_read_of_it_is_believed
 #[tokio::test(start_paused = true)]
 async fn a_volume_we_claimed_must_show_the_claim_before_a_read_of_it_is_believed() {
     let rw = layer();
-    let vol = rw.inner.add_volume("us-east-1a", 8, &ledger_tags(GROUP, 0, "data", 3));
+    let vol = rw
+        .inner
+        .add_volume("us-east-1a", 8, &ledger_tags(GROUP, 0, "data", 3));
     let mut claim = ledger_tags(GROUP, 0, "data", 4);
     claim.push((tags::HOOK.into(), "i-1/launch".into()));
     claim.push((tags::NAME.into(), "ferry db/0 data gen 4".into()));
     rw.tag_volume(&vol, &claim).await.unwrap();
-    assert_eq!(rw.find_volumes(&volume_query(Some("data"))).await.unwrap().len(), 1);
+    assert_eq!(
+        rw.find_volumes(&volume_query(Some("data")))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // EC2 still shows generation 3 and no hook.
-    rw.inner.tag_volume(&vol, &ledger_tags(GROUP, 0, "data", 3)).await.unwrap();
-    let err = rw.find_volumes(&volume_query(Some("data"))).await.unwrap_err();
+    rw.inner
+        .tag_volume(&vol, &ledger_tags(GROUP, 0, "data", 3))
+        .await
+        .unwrap();
+    let err = rw
+        .find_volumes(&volume_query(Some("data")))
+        .await
+        .unwrap_err();
     assert_eq!(err.disposition, Disposition::Retry, "{err}");
-    assert!(err.message.contains(&vol) && err.message.contains("ferry:generation=4"), "{err}");
-    not_yet_tag(&rw.describe_volumes(std::slice::from_ref(&vol)).await.unwrap_err(), &vol);
+    assert!(
+        err.message.contains(&vol) && err.message.contains("ferry:generation=4"),
+        "{err}"
+    );
+    not_yet_tag(
+        &rw.describe_volumes(std::slice::from_ref(&vol))
+            .await
+            .unwrap_err(),
+        &vol,
+    );
 
     tokio::time::advance(WINDOW).await;
     let [v] = &rw.find_volumes(&volume_query(Some("data"))).await.unwrap()[..] else {
         panic!("one volume")
     };
-    assert_eq!(v.generation.map(|g| g.0), Some(3), "taken as read after the window");
+    assert_eq!(
+        v.generation.map(|g| g.0),
+        Some(3),
+        "taken as read after the window"
+    );
 }
 
 fn not_yet_tag(err: &StepError, id: &str) {
     assert_eq!(err.disposition, Disposition::Retry, "{err}");
-    assert!(err.message.contains(id) && err.message.contains("does not show its tag"), "{err}");
+    assert!(
+        err.message.contains(id) && err.message.contains("does not show its tag"),
+        "{err}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -276,7 +305,11 @@ async fn a_new_process_reads_only_once_it_has_settled() {
     let rw = ReadYourWrites::new(fake).settling(settle);
     let began = Instant::now();
     assert!(rw.describe_instance("i-1").await.unwrap().is_some());
-    assert!(began.elapsed() >= settle, "read after {:?}", began.elapsed());
+    assert!(
+        began.elapsed() >= settle,
+        "read after {:?}",
+        began.elapsed()
+    );
     let again = Instant::now();
     rw.find_volumes(&volume_query(None)).await.unwrap();
     assert_eq!(again.elapsed(), Duration::ZERO, "later reads do not wait");
