@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use ferry_integration_tests::scenario::{actions, in_service, ok_calls, send, Rig, STEP};
 use ferry_integration_tests::workload::{check_holds, Writer};
-use ferry_integration_tests::world::{wait_for, WorldOptions, AZ_A, AZ_B};
+use ferry_integration_tests::world::{wait_for, GroupMember, WorldOptions, AZ_A, AZ_B};
 use serde_json::json;
 
 fn rig_opts() -> WorldOptions {
@@ -38,6 +38,18 @@ async fn rig_with(extra: serde_json::Value) -> Result<Rig> {
     .await
 }
 
+/// Fails `old` (in service in AZ a, a workload writing to it until it is gone) over to AZ b: the
+/// replacement and the workload's last acknowledged write.
+async fn fail_over_to_b(rig: &Rig, old: &GroupMember) -> Result<(GroupMember, u64)> {
+    let writer = Writer::start(&rig.emu, &old.id, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
+    rig.world.terminate(&old.id).await?;
+    let new = in_service(&rig.world, &[&old.id]).await?;
+    let (last, _) = writer.finished(STEP).await?;
+    Ok((new, last))
+}
+
 async fn multi_volume(volumes: u8) -> Result<()> {
     let mut rig = rig().await?;
     let res = async {
@@ -49,12 +61,7 @@ async fn multi_volume(volumes: u8) -> Result<()> {
             held.len() == usize::from(volumes),
             "first boot attached {held:?}"
         );
-        let writer = Writer::start(&rig.emu, &m1.id, 0);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
-        rig.world.terminate(&m1.id).await?;
-        let m2 = in_service(&rig.world, &[&m1.id]).await?;
-        let (last, _) = writer.finished(STEP).await?;
+        let (m2, last) = fail_over_to_b(&rig, &m1).await?;
         ensure!(m2.az == AZ_B, "replacement in {}", m2.az);
         let held = rig.world.attached_volumes(&m2.id).await?;
         ensure!(
@@ -97,13 +104,8 @@ async fn a_slow_shutdown_is_waited_out_before_the_final_delta() -> Result<()> {
             .volume_id()
             .unwrap_or_default()
             .to_string();
-        let writer = Writer::start(&rig.emu, &m1.id, 0);
-        tokio::time::sleep(Duration::from_millis(500)).await;
         let since = rig.seq().await?;
-        rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
-        rig.world.terminate(&m1.id).await?;
-        let m2 = in_service(&rig.world, &[&m1.id]).await?;
-        let (last, _) = writer.finished(STEP).await?;
+        let (m2, last) = fail_over_to_b(&rig, &m1).await?;
         let detached = rig
             .emu
             .calls(None)
@@ -276,12 +278,7 @@ async fn a_lagging_ec2_view_is_waited_out_and_the_failover_loses_nothing() -> Re
             .volume_id()
             .unwrap_or_default()
             .to_string();
-        let writer = Writer::start(&rig.emu, &m1.id, 0);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        rig.emu.place(&rig.world.group, Some(AZ_B)).await?;
-        rig.world.terminate(&m1.id).await?;
-        let m2 = in_service(&rig.world, &[&m1.id]).await?;
-        let (last, _) = writer.finished(STEP).await?;
+        let (m2, last) = fail_over_to_b(&rig, &m1).await?;
         ensure!(m2.az == AZ_B, "replacement in {}", m2.az);
 
         // DescribeInstances by id answers InvalidInstanceID.NotFound; the batched reads, by filter, leave it out.
