@@ -17,6 +17,19 @@ pub enum VolumeState {
     Error,
 }
 
+impl VolumeState {
+    /// EC2's name of the state (`in-use`, ...).
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            VolumeState::Creating => "creating",
+            VolumeState::Available => "available",
+            VolumeState::InUse => "in-use",
+            VolumeState::Deleting => "deleting",
+            VolumeState::Error => "error",
+        }
+    }
+}
+
 /// An attachment's state, as EC2 reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachState {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use ferry_snapshot::ledger::FIRST_SLOT;
 use ferry_snapshot::{SnapshotQuery, Snapshots, VolumeQuery, Volumes};
-use ferry_state_machine::observe::{SnapshotState, VolumeState};
+use ferry_state_machine::observe::SnapshotState;
 use ferry_state_machine::{tags, StepError};
 use serde::Serialize;
 
@@ -150,7 +150,7 @@ async fn list(aws: &Aws, args: &ResetSlotArgs) -> Result<(Vec<Remain>, Vec<Remai
         kind: "volume",
         readable: v.holds_data() && v.generation.is_some(),
         attached_to: v.attached_to().map(str::to_string),
-        state: volume_state(v.state),
+        state: v.state.as_aws(),
         generation: v.generation.map(|g| g.0),
         logical: v.logical,
         id: v.id,
@@ -292,16 +292,6 @@ fn describe(r: &Remain) -> String {
         r.generation
             .map_or_else(|| "?".to_string(), |g| g.to_string())
     )
-}
-
-fn volume_state(s: VolumeState) -> &'static str {
-    match s {
-        VolumeState::Creating => "creating",
-        VolumeState::Available => "available",
-        VolumeState::InUse => "in-use",
-        VolumeState::Deleting => "deleting",
-        VolumeState::Error => "error",
-    }
 }
 
 fn snapshot_state(s: SnapshotState) -> &'static str {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use ferry_snapshot::ledger::FIRST_SLOT;
 use ferry_snapshot::{Addresses, SnapshotQuery, Snapshots, VolumeQuery, Volumes};
-use ferry_state_machine::observe::{ObservedSnapshot, SnapshotState, VolumeState};
+use ferry_state_machine::observe::{ObservedSnapshot, SnapshotState};
 use ferry_state_machine::LifecycleActions;
 use serde::Serialize;
 
@@ -253,7 +253,7 @@ async fn group_status(aws: &Aws, g: &GroupConfig, now: i64) -> GroupStatus {
                             logical: v.logical,
                             volume_id: v.id,
                             generation: v.generation.map(|g| g.0),
-                            state: volume_state(v.state).into(),
+                            state: v.state.as_aws().into(),
                             loss_window_secs: v.loss_window_secs,
                         })
                         .collect(),
@@ -331,16 +331,6 @@ fn newest_completed<'a>(
                 s.start_time,
             )
         })
-}
-
-fn volume_state(s: VolumeState) -> &'static str {
-    match s {
-        VolumeState::Creating => "creating",
-        VolumeState::Available => "available",
-        VolumeState::InUse => "in-use",
-        VolumeState::Deleting => "deleting",
-        VolumeState::Error => "error",
-    }
 }
 
 const HEADER: &[&str] = &[

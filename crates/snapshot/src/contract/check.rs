@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ferry_state_machine::observe::{
-    AttachState, ObservedSnapshot, ObservedVolume, SnapshotState, VolumeState,
-};
+use ferry_state_machine::observe::{AttachState, ObservedSnapshot, ObservedVolume, SnapshotState};
 use ferry_state_machine::tags;
 
 use super::run::Names;
@@ -118,16 +116,6 @@ async fn once<E: Ec2>(ec2: &E, n: &Names, c: &Check) -> Result<Vec<String>, Stri
     Err("a check must name a volume, snapshot, instance or address".into())
 }
 
-fn volume_state_name(s: VolumeState) -> &'static str {
-    match s {
-        VolumeState::Creating => "creating",
-        VolumeState::Available => "available",
-        VolumeState::InUse => "in-use",
-        VolumeState::Deleting => "deleting",
-        VolumeState::Error => "error",
-    }
-}
-
 fn attach_state_name(s: AttachState) -> &'static str {
     match s {
         AttachState::Attaching => "attaching",
@@ -143,7 +131,7 @@ fn volume(n: &Names, c: &Check, got: Option<ObservedVolume>) -> Result<Vec<Strin
         return Ok(out);
     };
     if let Some(want) = &c.state {
-        diff(&mut out, "state", want.as_str(), volume_state_name(v.state));
+        diff(&mut out, "state", want.as_str(), v.state.as_aws());
     }
     let att = v.attachment.as_ref();
     if let Some(want) = &c.attached {
