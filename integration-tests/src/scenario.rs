@@ -87,6 +87,12 @@ impl Rig {
         out
     }
 
+    /// `res` with every ferryd run's log appended to its error, after the cause, so that a truncated CI log
+    /// (head and tail kept) still shows why the case failed.
+    pub fn explain<T>(&self, res: Result<T>) -> Result<T> {
+        res.map_err(|e| anyhow!("{e:#}\n\nferryd logs:\n{}", self.logs()))
+    }
+
     /// How many ferryd runs were started.
     pub fn runs(&self) -> usize {
         self.logs.len()

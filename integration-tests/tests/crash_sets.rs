@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use ferry_integration_tests::scenario::{
     check_common, create_volume_tokens, exited, in_service, ok_calls, tag, Rig, STEP,
 };
@@ -45,7 +45,7 @@ async fn case(op: &'static str) -> Result<()> {
     settings["incremental_snapshot_seconds"] = serde_json::json!(0.3);
     let mut rig = Rig::new(Path::new(env!("CARGO_BIN_EXE_ferryd")), &opts, settings).await?;
     let res = drive(&mut rig, op).await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 async fn drive(rig: &mut Rig, op: &str) -> Result<()> {

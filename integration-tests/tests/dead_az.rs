@@ -185,7 +185,7 @@ async fn restore_latest(restart: bool) -> Result<()> {
         Ok(())
     }
     .await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 async fn wait_policy(restart: bool) -> Result<()> {
@@ -241,7 +241,7 @@ async fn wait_policy(restart: bool) -> Result<()> {
         Ok(())
     }
     .await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,7 +37,7 @@ async fn duplicated_failover(launch_first: bool, replicas: usize) -> Result<()> 
     });
     let mut rig = Rig::new(Path::new(env!("CARGO_BIN_EXE_ferryd")), &opts, settings).await?;
     let res = scenario(&mut rig, launch_first, replicas).await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 async fn scenario(rig: &mut Rig, launch_first: bool, replicas: usize) -> Result<()> {

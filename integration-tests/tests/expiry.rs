@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use ferry_integration_tests::scenario::{
     actions, attachment, check_common, completions, create_volume_tokens, exited, in_service,
     ledger_key, tag, Action, Rig, STEP,
@@ -151,12 +151,12 @@ async fn expired_after_crash(rig: &mut Rig) -> Result<()> {
 async fn launch_hook_expired_while_ferry_was_down() -> Result<()> {
     let mut rig = rig().await?;
     let res = expired_while_down(&mut rig).await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_hook_expired_after_a_crash_mid_launch() -> Result<()> {
     let mut rig = rig().await?;
     let res = expired_after_crash(&mut rig).await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }

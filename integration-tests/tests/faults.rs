@@ -173,5 +173,5 @@ async fn failover_completes_under_throttling_errors_and_latency() -> Result<()> 
     let settings = ferry_integration_tests::emulator::fast_timings();
     let mut rig = Rig::new(Path::new(env!("CARGO_BIN_EXE_ferryd")), &opts, settings).await?;
     let res = scenario(&mut rig).await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.log(1)))
+    rig.explain(res)
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use ferry_integration_tests::scenario::{actions, in_service, ok_calls, send, Rig, STEP};
 use ferry_integration_tests::workload::{check_holds, Writer};
 use ferry_integration_tests::world::{wait_for, GroupMember, WorldOptions, AZ_A, AZ_B};
@@ -78,7 +78,7 @@ async fn multi_volume(volumes: u8) -> Result<()> {
         check_holds(&rig.emu, &rig.world, &m2.id, last).await
     }
     .await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +122,7 @@ async fn a_slow_shutdown_is_waited_out_before_the_final_delta() -> Result<()> {
         check_holds(&rig.emu, &rig.world, &m2.id, last).await
     }
     .await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 /// A raw hook notification, as anyone allowed to `sqs:SendMessage` could forge it.
@@ -195,7 +195,7 @@ async fn forged_messages_touch_nothing_and_the_real_failover_loses_nothing() -> 
         check_holds(&rig.emu, &rig.world, &m2.id, last).await
     }
     .await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +252,7 @@ async fn a_slot_whose_copies_are_unreadable_never_gets_an_empty_volume() -> Resu
         Ok(())
     }
     .await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
 
 /// EC2's reads lag ferryd's writes by 4 s (eventual consistency; the other tests lag by the harness's
@@ -325,5 +325,5 @@ async fn a_lagging_ec2_view_is_waited_out_and_the_failover_loses_nothing() -> Re
         check_holds(&rig.emu, &rig.world, &m2.id, last).await
     }
     .await;
-    res.with_context(|| format!("ferryd logs:\n{}", rig.logs()))
+    rig.explain(res)
 }
