@@ -96,11 +96,27 @@ impl RecoveryPoints {
 
     /// Whether Auto Scaling shows the slot parked: the group is paused at zero (no instance, desired 0), or
     /// scaled in below the slot (every instance claims a slot, by its `ferry:slot` tag, and none this one;
-    /// an instance without the tag may still be choosing, and then nothing is parked).
+    /// an instance without the tag may still be choosing, and then nothing is parked). Never while Auto
+    /// Scaling owes the group an instance (fewer staying members than desired): that is a failover's gap,
+    /// whose launch may not be listed yet and takes its own final delta.
     async fn slot_parked(&self) -> Result<bool, StepError> {
         let Some(g) = self.asg.describe_group(&self.group.name).await? else {
             return Ok(false);
         };
+        let staying = g
+            .instances
+            .iter()
+            .filter(|i| {
+                !i.is_terminating()
+                    && !matches!(
+                        i.lifecycle_state.as_str(),
+                        "Standby" | "Detaching" | "Detached"
+                    )
+            })
+            .count();
+        if i64::try_from(staying).unwrap_or(i64::MAX) < i64::from(g.capacity.2) {
+            return Ok(false);
+        }
         if g.instances.is_empty() {
             return Ok(g.capacity.2 == 0);
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use ferry_snapshot::{Addresses, Instances, RootVolumeWork, WarmPoolWork};
 use ferry_state_machine::observe::VolumeState;
-use ferry_state_machine::{tags, GroupInfo, LifecycleResult, Place, Transition};
+use ferry_state_machine::{tags, GroupInfo, GroupInstance, LifecycleResult, Place, Transition};
 
 fn warm_pool_work(w: &World) -> WarmPoolWork {
     WarmPoolWork::new(Arc::new(w.ec2.clone()), w.group.clone())
@@ -302,6 +302,23 @@ async fn paused_at_zero_the_parked_data_gets_its_final_snapshot_once() {
 
     // A failover's gap (desired 1): the launch takes its own final delta; nothing here.
     w.asg.put_group(group(1, Vec::new()));
+    let r = points.round().await.unwrap();
+    assert!(
+        matches!(r.outcome, RoundOutcome::Idle(_)),
+        "{:?}",
+        r.outcome
+    );
+    assert!(w.ec2.snapshots().is_empty());
+    // The same gap while Auto Scaling still lists the leaving instance and not yet its replacement: no
+    // member stays, so an instance is owed, and its launch takes the final delta.
+    let leaving = GroupInstance {
+        instance_id: "i-old".into(),
+        group: GROUP.into(),
+        availability_zone: AZ_A.into(),
+        lifecycle_state: "Terminating:Proceed".into(),
+        health_status: "Healthy".into(),
+    };
+    w.asg.put_group(group(1, vec![leaving]));
     let r = points.round().await.unwrap();
     assert!(
         matches!(r.outcome, RoundOutcome::Idle(_)),
