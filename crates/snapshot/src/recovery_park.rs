@@ -106,19 +106,13 @@ impl RecoveryPoints {
         let staying = g
             .instances
             .iter()
-            .filter(|i| {
-                !i.is_terminating()
-                    && !matches!(
-                        i.lifecycle_state.as_str(),
-                        "Standby" | "Detaching" | "Detached"
-                    )
-            })
+            .filter(|i| i.counts_toward_desired())
             .count();
-        if i64::try_from(staying).unwrap_or(i64::MAX) < i64::from(g.capacity.2) {
+        if usize::try_from(g.capacity.2).is_ok_and(|desired| staying < desired) {
             return Ok(false);
         }
         if g.instances.is_empty() {
-            return Ok(g.capacity.2 == 0);
+            return Ok(true); // none owed and none listed: desired 0, paused at zero
         }
         let ids: Vec<String> = g.instances.iter().map(|i| i.instance_id.clone()).collect();
         let members = self.ec2.describe_instances(&ids).await?;

@@ -50,6 +50,17 @@ impl GroupInstance {
     pub fn is_terminating(&self) -> bool {
         self.lifecycle_state.starts_with("Terminating") || self.lifecycle_state == "Terminated"
     }
+
+    /// Whether the instance counts toward the group's desired capacity: not on its way out, not in
+    /// `Standby` and not being detached (Auto Scaling launches a replacement for each of those, unless the
+    /// call decremented the desired capacity).
+    pub fn counts_toward_desired(&self) -> bool {
+        !self.is_terminating()
+            && !matches!(
+                self.lifecycle_state.as_str(),
+                "Standby" | "Detaching" | "Detached"
+            )
+    }
 }
 
 /// A group as Auto Scaling sees it.
